@@ -1,0 +1,102 @@
+//! Build-script helper for crates that use Lightning for Rust.
+//!
+//! tch links libtorch dynamically but leaves finding it at run time to the user (`LD_LIBRARY_PATH`), and the
+//! linker's default `--as-needed` silently drops `libtorch_cuda` from a binary that names none of its symbols,
+//! after which `tch::Cuda::is_available()` is `false` even on a GPU machine. Cargo only lets a package pass
+//! linker arguments to its *own* binaries, so every package that builds binaries (tests, examples, benches,
+//! your application) needs this one line in its `build.rs`:
+//!
+//! ```no_run
+//! // build.rs
+//! fn main() {
+//!     lightning_build::link_libtorch();
+//! }
+//! ```
+//!
+//! with `lightning-build` in `[build-dependencies]`. It embeds libtorch's `lib/` folder as the binaries' run
+//! path and links `libtorch_cuda` with `--no-as-needed` when the libtorch has CUDA.
+//!
+//! libtorch is found the way tch finds it: `LIBTORCH` if set, otherwise the environment that
+//! `scripts/setup-torch.sh` manages under the user's cache directory.
+
+use std::env;
+use std::path::{Path, PathBuf};
+
+/// The PyTorch release tch 0.24 binds, and so the one the managed environment holds.
+pub const TORCH_VERSION: &str = "2.11.0";
+
+/// Emits the `cargo:` lines that let this package's binaries load libtorch without `LD_LIBRARY_PATH` and see
+/// CUDA where the libtorch has it.
+///
+/// Panics (which fails the build with the message) when no libtorch can be found.
+pub fn link_libtorch() {
+    println!("cargo:rerun-if-env-changed=LIBTORCH");
+    println!("cargo:rerun-if-env-changed=LIGHTNING_TORCH_ENV");
+    println!("cargo:rerun-if-env-changed=XDG_CACHE_HOME");
+    let lib = match libtorch_lib_dir() {
+        Ok(lib) => lib,
+        Err(message) => panic!("{message}"),
+    };
+    println!("cargo:rustc-link-arg=-L{}", lib.display());
+    println!("cargo:rustc-link-arg=-Wl,-rpath,{}", lib.display());
+    if lib.join("libtorch_cuda.so").exists() {
+        println!("cargo:rustc-link-arg=-Wl,--no-as-needed");
+        println!("cargo:rustc-link-arg=-ltorch_cuda");
+        println!("cargo:rustc-link-arg=-Wl,--as-needed");
+    }
+    // Lets tests that spawn binaries cargo did not link (trybuild's) point the loader at the same place.
+    println!("cargo:rustc-env=LIGHTNING_LIBTORCH_LIB={}", lib.display());
+}
+
+/// The `lib/` folder of the libtorch this build uses, resolved through symlinks.
+///
+/// # Errors
+/// A message that says how to get a libtorch when none is found.
+pub fn libtorch_lib_dir() -> Result<PathBuf, String> {
+    let root = match env::var_os("LIBTORCH") {
+        Some(dir) => PathBuf::from(dir),
+        None => managed_torch_dir().ok_or_else(|| {
+            format!(
+                "no libtorch found: LIBTORCH is not set and the managed torch {TORCH_VERSION} environment \
+                 does not exist yet; run `scripts/setup-torch.sh` (or `make setup`) in the lightning repository, \
+                 or set LIBTORCH to a libtorch {TORCH_VERSION} folder"
+            )
+        })?,
+    };
+    let lib = root.join("lib");
+    if !lib.join("libtorch_cpu.so").exists() && !lib.join("libtorch_cpu.dylib").exists() {
+        return Err(format!(
+            "LIBTORCH={} has no lib/libtorch_cpu: run `scripts/setup-torch.sh` (or `make setup`), or point \
+             LIBTORCH at a libtorch {TORCH_VERSION} folder (one with include/ and lib/)",
+            root.display()
+        ));
+    }
+    Ok(lib.canonicalize().unwrap_or(lib))
+}
+
+/// The folder of the managed Python environment: `$LIGHTNING_TORCH_ENV`, else
+/// `$XDG_CACHE_HOME/lightning-rs/torch-<version>`, else `~/.cache/lightning-rs/torch-<version>`.
+pub fn managed_env_dir() -> Option<PathBuf> {
+    if let Some(dir) = env::var_os("LIGHTNING_TORCH_ENV") {
+        return Some(PathBuf::from(dir));
+    }
+    let cache = env::var_os("XDG_CACHE_HOME")
+        .filter(|dir| !dir.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| env::var_os("HOME").map(|home| Path::new(&home).join(".cache")))?;
+    Some(
+        cache
+            .join("lightning-rs")
+            .join(format!("torch-{TORCH_VERSION}")),
+    )
+}
+
+/// The `torch/` package folder inside the managed environment, if it is installed.
+fn managed_torch_dir() -> Option<PathBuf> {
+    let lib = managed_env_dir()?.join("lib");
+    std::fs::read_dir(lib)
+        .ok()?
+        .filter_map(Result::ok)
+        .map(|entry| entry.path().join("site-packages").join("torch"))
+        .find(|torch| torch.join("lib").is_dir())
+}

@@ -1,0 +1,464 @@
+//! The hook catalogue: every hook a `#[lightning_module]` may define, the one source of truth.
+//!
+//! The signature checks (`check.rs`), the generated shims and hook table (`expand.rs`), the runtime's
+//! `HookTable` struct (`table.rs`), the error messages and the rustdoc hook table (`HOOKS.md`, checked by a
+//! test) are all read off [`HOOKS`], so they cannot drift apart.
+//!
+//! Every hook is a method. Its parameters are Lightning's, in Lightning's order, with Rust types; every hook
+//! also takes an optional last parameter `ctx: &mut Ctx` (Lightning's `self.log` and `self.trainer`), except
+//! `optimizer_step`, whose closure owns the context while it runs.
+
+/// One hook.
+pub struct Hook {
+    pub name: &'static str,
+    /// Which section of the hook reference it belongs to (read by the docs generator, `docs.rs`).
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub group: Group,
+    pub receiver: Receiver,
+    pub params: &'static [Param],
+    /// Whether the optional trailing `ctx: &mut Ctx` may be written.
+    pub takes_ctx: bool,
+    pub ret: Ret,
+    /// When the runtime calls it.
+    pub when: &'static str,
+    /// A note for hooks Lightning has deprecated but still calls.
+    pub deprecated: Option<&'static str>,
+}
+
+/// The hook reference's sections, in the order the docs list them.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Group {
+    Step,
+    Configure,
+    Optimization,
+    Model,
+    Data,
+    Checkpoint,
+}
+
+#[cfg_attr(not(test), allow(dead_code))]
+impl Group {
+    pub const ALL: [Group; 6] = [
+        Group::Step,
+        Group::Configure,
+        Group::Optimization,
+        Group::Model,
+        Group::Data,
+        Group::Checkpoint,
+    ];
+
+    pub fn title(self) -> &'static str {
+        match self {
+            Group::Step => "Steps",
+            Group::Configure => "Configuration",
+            Group::Optimization => "Optimization",
+            Group::Model => "Model hooks",
+            Group::Data => "Data hooks",
+            Group::Checkpoint => "Checkpoint hooks",
+        }
+    }
+}
+
+/// The receivers a hook accepts.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Receiver {
+    /// `&self` or `&mut self`: the runtime holds the module mutably, so either works.
+    Either,
+    /// Only `&mut self`: the hook exists to change the module (or must hand it on mutably).
+    Mut,
+}
+
+/// One parameter of a hook, after the receiver.
+pub struct Param {
+    pub name: &'static str,
+    pub ty: Ty,
+    /// Lightning lets the user leave it out; only a trailing run of optional parameters can be left out.
+    pub optional: bool,
+}
+
+/// The Rust types hooks take. `tokens` in `expand.rs` turns each into a path under the runtime.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Ty {
+    /// `&Self::Batch`
+    BatchRef,
+    /// `Self::Batch`, by value (the transfer hooks hand it back)
+    Batch,
+    /// `usize` (batch index, dataloader index, epoch)
+    Usize,
+    /// `&Tensor`
+    TensorRef,
+    /// `&StepOutput`, the step's output
+    OutputRef,
+    /// `&Self::Prediction`, what `predict_step` returned
+    PredictionRef,
+    /// `&mut Optimizer`
+    Optimizer,
+    /// `&mut OptimizerClosure<'_, Self>`
+    Closure,
+    /// `&mut LrScheduler`
+    Scheduler,
+    /// `Option<f64>`
+    OptionF64,
+    /// `Option<GradClipAlgorithm>`
+    ClipAlgorithm,
+    /// `Stage`
+    Stage,
+    /// `Device`
+    Device,
+    /// `&mut Checkpoint`
+    Checkpoint,
+}
+
+/// How the parameter's type must be written, for the syntactic part of the signature check.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Passing {
+    Value,
+    Ref,
+    RefMut,
+}
+
+impl Ty {
+    /// How the type reads in messages and docs.
+    pub fn display(self) -> &'static str {
+        match self {
+            Ty::BatchRef => "&Self::Batch",
+            Ty::Batch => "Self::Batch",
+            Ty::Usize => "usize",
+            Ty::TensorRef => "&Tensor",
+            Ty::OutputRef => "&StepOutput",
+            Ty::PredictionRef => "&Self::Prediction",
+            Ty::Optimizer => "&mut Optimizer",
+            Ty::Closure => "&mut OptimizerClosure<'_, Self>",
+            Ty::Scheduler => "&mut LrScheduler",
+            Ty::OptionF64 => "Option<f64>",
+            Ty::ClipAlgorithm => "Option<GradClipAlgorithm>",
+            Ty::Stage => "Stage",
+            Ty::Device => "Device",
+            Ty::Checkpoint => "&mut Checkpoint",
+        }
+    }
+
+    pub fn passing(self) -> Passing {
+        match self {
+            Ty::BatchRef | Ty::TensorRef | Ty::OutputRef | Ty::PredictionRef => Passing::Ref,
+            Ty::Optimizer | Ty::Closure | Ty::Scheduler | Ty::Checkpoint => Passing::RefMut,
+            Ty::Batch | Ty::Usize | Ty::OptionF64 | Ty::ClipAlgorithm | Ty::Stage | Ty::Device => {
+                Passing::Value
+            }
+        }
+    }
+}
+
+/// What a hook returns, and so what the user's return type is converted into.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Ret {
+    /// Nothing: `()` (or no return type).
+    Unit,
+    /// `BatchControl` (or `()`, which means `BatchControl::Continue`).
+    Control,
+    /// `StepOutput`: a loss `Tensor`, an `Option<Tensor>` (`None` skips the batch) or `()`.
+    Output,
+    /// `Self::Prediction`, inferred from the return type.
+    Prediction,
+    /// `Self::Batch`, the batch to use from here on.
+    Batch,
+    /// `Loader<Self::Batch>`, or anything that converts into one.
+    Loader,
+    /// `Optimizers`, or anything that converts into it (an `Optimizer`, a `Vec<Optimizer>`, ...).
+    Optimizers,
+    /// `Vec<Box<dyn Callback>>`.
+    Callbacks,
+}
+
+impl Ret {
+    pub fn display(self) -> &'static str {
+        match self {
+            Ret::Unit => "()",
+            Ret::Control => "BatchControl",
+            Ret::Output => "StepOutput",
+            Ret::Prediction => "Self::Prediction",
+            Ret::Batch => "Self::Batch",
+            Ret::Loader => "Loader<Self::Batch>",
+            Ret::Optimizers => "Optimizers",
+            Ret::Callbacks => "Vec<Box<dyn Callback>>",
+        }
+    }
+
+    /// What the return value means, for the docs.
+    pub fn meaning(self) -> &'static str {
+        match self {
+            Ret::Unit => "nothing",
+            Ret::Control => "`BatchControl::SkipRestOfEpoch` ends the epoch here (Lightning's `-1`); `()` or `Continue` goes on",
+            Ret::Output => "the loss `Tensor`; `None` skips the batch; `()` in manual optimization",
+            Ret::Prediction => "one batch's predictions, collected by `Trainer::predict`",
+            Ret::Batch => "the batch used from here on",
+            Ret::Loader => "the data to run on (anything that converts into a `Loader`)",
+            Ret::Optimizers => "the optimizers and LR schedulers (anything that converts into `Optimizers`)",
+            Ret::Callbacks => "callbacks added to the Trainer's; one of a type the Trainer already has replaces it",
+        }
+    }
+}
+
+const fn p(name: &'static str, ty: Ty) -> Param {
+    Param {
+        name,
+        ty,
+        optional: false,
+    }
+}
+
+const fn opt(name: &'static str, ty: Ty) -> Param {
+    Param {
+        name,
+        ty,
+        optional: true,
+    }
+}
+
+const BATCH_IDX: Param = opt("batch_idx", Ty::Usize);
+const DATALOADER_IDX: Param = opt("dataloader_idx", Ty::Usize);
+
+const fn hook(
+    name: &'static str,
+    group: Group,
+    params: &'static [Param],
+    ret: Ret,
+    when: &'static str,
+) -> Hook {
+    Hook {
+        name,
+        group,
+        receiver: Receiver::Either,
+        params,
+        takes_ctx: true,
+        ret,
+        when,
+        deprecated: None,
+    }
+}
+
+const fn mut_hook(
+    name: &'static str,
+    group: Group,
+    params: &'static [Param],
+    ret: Ret,
+    when: &'static str,
+) -> Hook {
+    Hook {
+        name,
+        group,
+        receiver: Receiver::Mut,
+        params,
+        takes_ctx: true,
+        ret,
+        when,
+        deprecated: None,
+    }
+}
+
+use Group::*;
+use Ty::*;
+
+/// Every hook, in the order of the reference docs.
+pub const HOOKS: &[Hook] = &[
+    // Steps.
+    hook("training_step", Step, &[p("batch", BatchRef), BATCH_IDX], Ret::Output,
+        "once per training batch; inside the optimizer closure in automatic optimization"),
+    hook("validation_step", Step, &[p("batch", BatchRef), BATCH_IDX, DATALOADER_IDX], Ret::Output,
+        "once per validation batch, under `no_grad` with `ctx.is_training() == false`"),
+    hook("test_step", Step, &[p("batch", BatchRef), BATCH_IDX, DATALOADER_IDX], Ret::Output,
+        "once per test batch, under `no_grad` with `ctx.is_training() == false`"),
+    hook("predict_step", Step, &[p("batch", BatchRef), BATCH_IDX, DATALOADER_IDX], Ret::Prediction,
+        "once per prediction batch, under `no_grad` with `ctx.is_training() == false`"),
+    // Configuration.
+    hook("configure_callbacks", Configure, &[], Ret::Callbacks,
+        "first of all, in every entry point"),
+    hook("configure_optimizers", Configure, &[], Ret::Optimizers,
+        "in `fit`, after `configure_model` and the move to the device, before `on_fit_start`"),
+    mut_hook("configure_model", Configure, &[], Ret::Unit,
+        "after `setup`, before the move to the device, in every entry point; must be idempotent"),
+    Hook {
+        deprecated: Some("`configure_sharded_model` is deprecated since Lightning 2.1: rename it `configure_model`"),
+        ..mut_hook("configure_sharded_model", Configure, &[], Ret::Unit,
+            "deprecated alias of `configure_model`, called just before it")
+    },
+    // Optimization.
+    Hook {
+        takes_ctx: false,
+        ..mut_hook("optimizer_step", Optimization,
+            &[p("epoch", Usize), p("batch_idx", Usize), p("optimizer", Optimizer), p("optimizer_closure", Closure)],
+            Ret::Unit,
+            "automatic optimization, once per stepping batch; must run the closure (`optimizer.step(closure, self)`)")
+    },
+    hook("optimizer_zero_grad", Optimization,
+        &[p("epoch", Usize), p("batch_idx", Usize), p("optimizer", Optimizer)], Ret::Unit,
+        "inside the closure after `on_before_zero_grad`, on the first batch of an accumulation window"),
+    hook("backward", Optimization, &[p("loss", TensorRef)], Ret::Unit,
+        "between `on_before_backward` and `on_after_backward`; the default is `loss.backward()`"),
+    hook("configure_gradient_clipping", Optimization,
+        &[p("optimizer", Optimizer), opt("gradient_clip_val", OptionF64), opt("gradient_clip_algorithm", ClipAlgorithm)],
+        Ret::Unit,
+        "after `on_before_optimizer_step`, with the Trainer's clipping settings; the default clips with them"),
+    hook("lr_scheduler_step", Optimization, &[p("scheduler", Scheduler), opt("metric", OptionF64)], Ret::Unit,
+        "when a scheduler's interval comes round; the default steps it"),
+    // ModelHooks.
+    hook("on_fit_start", Model, &[], Ret::Unit, "at the start of `fit`, after `configure_optimizers`"),
+    hook("on_fit_end", Model, &[], Ret::Unit, "at the end of `fit`, before `teardown`"),
+    hook("on_train_start", Model, &[], Ret::Unit, "after the sanity check, before the first training epoch"),
+    hook("on_train_end", Model, &[], Ret::Unit, "after the last training epoch"),
+    hook("on_validation_start", Model, &[], Ret::Unit, "at the start of each validation run"),
+    hook("on_validation_end", Model, &[], Ret::Unit, "at the end of each validation run"),
+    hook("on_test_start", Model, &[], Ret::Unit, "at the start of `test`"),
+    hook("on_test_end", Model, &[], Ret::Unit, "at the end of `test`"),
+    hook("on_predict_start", Model, &[], Ret::Unit, "at the start of `predict`"),
+    hook("on_predict_end", Model, &[], Ret::Unit, "at the end of `predict`"),
+    hook("on_train_batch_start", Model, &[p("batch", BatchRef), BATCH_IDX], Ret::Control,
+        "before each training batch, after its transfer to the device"),
+    hook("on_train_batch_end", Model, &[p("outputs", OutputRef), p("batch", BatchRef), BATCH_IDX], Ret::Unit,
+        "after each training batch's optimization step"),
+    hook("on_validation_batch_start", Model, &[p("batch", BatchRef), BATCH_IDX, DATALOADER_IDX], Ret::Unit,
+        "before each `validation_step`"),
+    hook("on_validation_batch_end", Model,
+        &[p("outputs", OutputRef), p("batch", BatchRef), BATCH_IDX, DATALOADER_IDX], Ret::Unit,
+        "after each `validation_step`"),
+    hook("on_test_batch_start", Model, &[p("batch", BatchRef), BATCH_IDX, DATALOADER_IDX], Ret::Unit,
+        "before each `test_step`"),
+    hook("on_test_batch_end", Model, &[p("outputs", OutputRef), p("batch", BatchRef), BATCH_IDX, DATALOADER_IDX],
+        Ret::Unit, "after each `test_step`"),
+    hook("on_predict_batch_start", Model, &[p("batch", BatchRef), BATCH_IDX, DATALOADER_IDX], Ret::Unit,
+        "before each `predict_step`"),
+    hook("on_predict_batch_end", Model,
+        &[p("outputs", PredictionRef), p("batch", BatchRef), BATCH_IDX, DATALOADER_IDX], Ret::Unit,
+        "after each `predict_step`"),
+    hook("on_validation_model_zero_grad", Model, &[], Ret::Unit,
+        "in `fit` only, just before an in-training validation run; the default zeroes the gradients"),
+    hook("on_validation_model_eval", Model, &[], Ret::Unit,
+        "at the start of a validation run; the default switches to eval mode"),
+    hook("on_validation_model_train", Model, &[], Ret::Unit,
+        "at the end of a validation run, only if defined; otherwise the previous mode is restored"),
+    hook("on_test_model_eval", Model, &[], Ret::Unit, "at the start of `test`; the default switches to eval mode"),
+    hook("on_test_model_train", Model, &[], Ret::Unit,
+        "at the end of `test`, only if defined; otherwise the previous mode is restored"),
+    hook("on_predict_model_eval", Model, &[], Ret::Unit,
+        "at the start of `predict`; the default switches to eval mode"),
+    hook("on_train_epoch_start", Model, &[], Ret::Unit, "at the start of each training epoch"),
+    hook("on_train_epoch_end", Model, &[], Ret::Unit,
+        "at the end of each training epoch, after its validation run, before checkpointing callbacks"),
+    hook("on_validation_epoch_start", Model, &[], Ret::Unit, "before the first validation batch"),
+    hook("on_validation_epoch_end", Model, &[], Ret::Unit, "after the last validation batch"),
+    hook("on_test_epoch_start", Model, &[], Ret::Unit, "before the first test batch"),
+    hook("on_test_epoch_end", Model, &[], Ret::Unit, "after the last test batch"),
+    hook("on_predict_epoch_start", Model, &[], Ret::Unit, "before the first prediction batch"),
+    hook("on_predict_epoch_end", Model, &[], Ret::Unit, "after the last prediction batch"),
+    hook("on_before_zero_grad", Model, &[p("optimizer", Optimizer)], Ret::Unit,
+        "before `optimizer_zero_grad`, after `training_step`"),
+    hook("on_before_backward", Model, &[p("loss", TensorRef)], Ret::Unit, "before `backward`"),
+    hook("on_after_backward", Model, &[], Ret::Unit, "after `backward`, before the optimizer step"),
+    hook("on_before_optimizer_step", Model, &[p("optimizer", Optimizer)], Ret::Unit,
+        "after the closure ran, before gradient clipping and the optimizer step"),
+    // DataHooks.
+    hook("prepare_data", Data, &[], Ret::Unit, "once per node before `setup`, to download or write data"),
+    hook("setup", Data, &[p("stage", Stage)], Ret::Unit, "at the start of every entry point, in every process"),
+    hook("teardown", Data, &[p("stage", Stage)], Ret::Unit, "last of all, in every entry point, also after an error"),
+    hook("train_dataloader", Data, &[], Ret::Loader, "in `fit` when no training data was passed"),
+    hook("val_dataloader", Data, &[], Ret::Loader,
+        "in `fit` and `validate` when no validation data was passed"),
+    hook("test_dataloader", Data, &[], Ret::Loader, "in `test` when no data was passed"),
+    hook("predict_dataloader", Data, &[], Ret::Loader, "in `predict` when no data was passed"),
+    hook("transfer_batch_to_device", Data, &[p("batch", Batch), p("device", Device), DATALOADER_IDX], Ret::Batch,
+        "for every batch; the default moves every tensor to the device"),
+    hook("on_before_batch_transfer", Data, &[p("batch", Batch), DATALOADER_IDX], Ret::Batch,
+        "for every batch, before `transfer_batch_to_device`"),
+    hook("on_after_batch_transfer", Data, &[p("batch", Batch), DATALOADER_IDX], Ret::Batch,
+        "for every batch, after `transfer_batch_to_device`"),
+    // CheckpointHooks.
+    hook("on_save_checkpoint", Group::Checkpoint, &[p("checkpoint", Ty::Checkpoint)], Ret::Unit,
+        "when a checkpoint is written, after the callbacks' state; add your own entries"),
+    mut_hook("on_load_checkpoint", Group::Checkpoint, &[p("checkpoint", Ty::Checkpoint)], Ret::Unit,
+        "when a checkpoint is restored, before the weights are loaded"),
+];
+
+/// Methods of Lightning 1.x that 2.x removed or renamed, and what to write instead.
+pub const REMOVED: &[(&str, &str)] = &[
+    ("training_epoch_end", "was removed in Lightning 2.0: use `on_train_epoch_end` and keep the step outputs you need on `self`"),
+    ("validation_epoch_end", "was removed in Lightning 2.0: use `on_validation_epoch_end` and keep the step outputs you need on `self`"),
+    ("test_epoch_end", "was removed in Lightning 2.0: use `on_test_epoch_end` and keep the step outputs you need on `self`"),
+    ("training_step_end", "was removed in Lightning 2.0: use `on_train_batch_end`"),
+    ("validation_step_end", "was removed in Lightning 2.0: use `on_validation_batch_end`"),
+    ("test_step_end", "was removed in Lightning 2.0: use `on_test_batch_end`"),
+    ("on_pretrain_routine_start", "was removed in Lightning 1.8: use `on_fit_start`"),
+    ("on_pretrain_routine_end", "was removed in Lightning 1.8: use `on_fit_start`"),
+    ("on_post_move_to_device", "was removed in Lightning 1.7: tie weights in `configure_model` or `setup`"),
+    ("on_epoch_start", "was removed in Lightning 1.8: use `on_train_epoch_start`, `on_validation_epoch_start` or `on_test_epoch_start`"),
+    ("on_epoch_end", "was removed in Lightning 1.8: use `on_train_epoch_end`, `on_validation_epoch_end` or `on_test_epoch_end`"),
+    ("on_train_dataloader", "was removed in Lightning 1.7: use `train_dataloader`"),
+    ("on_val_dataloader", "was removed in Lightning 1.7: use `val_dataloader`"),
+    ("on_test_dataloader", "was removed in Lightning 1.7: use `test_dataloader`"),
+    ("on_predict_dataloader", "was removed in Lightning 1.7: use `predict_dataloader`"),
+    ("on_hpc_save", "was removed in Lightning 1.8: use `on_save_checkpoint`"),
+    ("on_hpc_load", "was removed in Lightning 1.8: use `on_load_checkpoint`"),
+    ("tbptt_split_batch", "was removed in Lightning 2.0: split sequences yourself in manual optimization"),
+    ("log_grad_norm", "was removed in Lightning 2.0: compute gradient norms in `on_before_optimizer_step`"),
+    ("get_progress_bar_dict", "was removed in Lightning 1.7: log with `prog_bar` to show a value in the progress bar"),
+];
+
+/// Parameters of Lightning 1.x that 2.x removed, and why.
+pub const REMOVED_PARAMS: &[(&str, &str)] = &[
+    ("optimizer_idx", "the `optimizer_idx` argument was removed in Lightning 2.0: a module with several optimizers uses manual optimization and steps each one itself"),
+    ("opt_idx", "the `opt_idx` argument was removed in Lightning 2.0: a module with several optimizers uses manual optimization and steps each one itself"),
+    ("hiddens", "the `hiddens` argument (truncated backpropagation through time) was removed in Lightning 2.0: keep hidden state on `self` in manual optimization"),
+];
+
+/// The hook called `name`, if there is one.
+pub fn find(name: &str) -> Option<&'static Hook> {
+    HOOKS.iter().find(|hook| hook.name == name)
+}
+
+/// The hook whose name is closest to `name`, if it is close enough to be a likely typo.
+pub fn near_miss(name: &str) -> Option<&'static Hook> {
+    // One edit per eight characters (at least one) catches typos and swapped letters
+    // (`trainig_step`, `validation_stpe`, `on_validation_epoch_stop`) without flagging ordinary helpers that
+    // share a prefix with a hook (`training_loss`, `validation_metrics`).
+    let limit = (name.len() / 8).max(1);
+    HOOKS
+        .iter()
+        .map(|hook| (strsim::damerau_levenshtein(name, hook.name), hook))
+        .filter(|(distance, _)| *distance <= limit)
+        .min_by_key(|(distance, _)| *distance)
+        .map(|(_, hook)| hook)
+}
+
+impl Hook {
+    /// The full signature, as messages and docs print it.
+    pub fn signature(&self) -> String {
+        let mut parts = vec!["&mut self".to_string()];
+        parts.extend(
+            self.params
+                .iter()
+                .map(|param| format!("{}: {}", param.name, param.ty.display())),
+        );
+        if self.takes_ctx {
+            parts.push("ctx: &mut Ctx".to_string());
+        }
+        let ret = match self.ret {
+            Ret::Unit => String::new(),
+            ret => format!(" -> {}", ret.display()),
+        };
+        format!("fn {}({}){ret}", self.name, parts.join(", "))
+    }
+
+    /// The parameters that must be written.
+    pub fn required_params(&self) -> usize {
+        self.params
+            .iter()
+            .take_while(|param| !param.optional)
+            .count()
+    }
+
+    /// Whether the hook takes the batch, so that the batch type can be read off it.
+    pub fn batch_param(&self) -> Option<usize> {
+        self.params
+            .iter()
+            .position(|param| matches!(param.ty, Ty::BatchRef | Ty::Batch))
+    }
+}

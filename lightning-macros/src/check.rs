@@ -1,0 +1,365 @@
+//! The compile-time rules, one function per rule, each opening with the rule it enforces. Every message is
+//! built from the catalogue, names the fix, and is spanned on the smallest token at fault.
+
+use syn::{
+    FnArg, GenericArgument, Ident, ItemImpl, Pat, PathArguments, ReturnType, Signature, Type,
+};
+
+use crate::catalogue::{self, Hook, Passing, Receiver, Ret, REMOVED, REMOVED_PARAMS};
+use crate::ctxt::Ctxt;
+use crate::model::{output_span, parens_span, HookFn, RetShape, Slot, UserParam};
+
+const HELPER_NOTE: &str =
+    "= note: a helper method that only looks like a hook can be marked `#[lightning(helper)]`";
+
+/// The help line that shows a hook's full signature and what may be left out.
+fn expected(hook: &Hook) -> String {
+    let mut omittable: Vec<String> = hook
+        .params
+        .iter()
+        .filter(|param| param.optional)
+        .map(|param| format!("`{}`", param.name))
+        .collect();
+    if hook.takes_ctx {
+        omittable.push("`ctx`".to_string());
+    }
+    let mut help = format!("= help: expected `{}`", hook.signature());
+    if !omittable.is_empty() {
+        help.push_str(&format!(
+            "\n= note: {} may be left out",
+            omittable.join(", ")
+        ));
+    }
+    help
+}
+
+/// Rule: the attribute goes on an inherent `impl` block (`impl Model { .. }`), where the hooks are ordinary
+/// methods; a trait impl has its signatures fixed by the trait.
+pub fn inherent_impl(cx: &mut Ctxt, item: &ItemImpl) {
+    if let Some((_, path, _)) = &item.trait_ {
+        cx.error_spanned_by(
+            path,
+            "`#[lightning_module]` goes on an inherent `impl` block, not on a trait impl\n\
+             = help: write the hooks as methods of `impl Model { .. }`",
+        );
+    }
+}
+
+/// Rule: a hook is defined once.
+pub fn duplicate(cx: &mut Ctxt, ident: &Ident) {
+    cx.error_spanned_by(
+        ident,
+        format!("hook `{ident}` is defined twice\n= help: remove one of the two definitions"),
+    );
+}
+
+/// Rule: a method whose name is a Lightning 1.x hook that 2.x removed, or a near miss of a hook's name, is
+/// almost always a mistake (the runtime would never call it); the user says otherwise with
+/// `#[lightning(helper)]`.
+pub fn not_a_hook(cx: &mut Ctxt, ident: &Ident) {
+    let name = ident.to_string();
+    if let Some((_, why)) = REMOVED.iter().find(|(removed, _)| *removed == name) {
+        cx.error_spanned_by(ident, format!("`{name}` {why}\n{HELPER_NOTE}"));
+    } else if let Some(hook) = catalogue::near_miss(&name) {
+        cx.error_spanned_by(
+            ident,
+            format!(
+                "`{name}` is not a hook of `#[lightning_module]`\n= help: did you mean `{}`?\n{HELPER_NOTE}",
+                hook.name
+            ),
+        );
+    }
+}
+
+/// Checks one hook's signature against the catalogue; every rule runs so that all mistakes show at once.
+pub fn signature(cx: &mut Ctxt, hook: &'static Hook, sig: &Signature) -> Option<HookFn> {
+    let qualifiers_ok = qualifiers(cx, hook, sig);
+    let receiver_ok = receiver(cx, hook, sig);
+    let params = params(cx, hook, sig);
+    let ret = return_type(cx, hook, sig);
+    match (qualifiers_ok && receiver_ok, params, ret) {
+        (true, Some(params), Some(ret)) => Some(HookFn {
+            hook,
+            ident: sig.ident.clone(),
+            params,
+            ret,
+        }),
+        _ => None,
+    }
+}
+
+/// Rule: hooks are plain synchronous, safe, non-generic functions, because the runtime calls them through
+/// plain function pointers between tensor operations.
+fn qualifiers(cx: &mut Ctxt, hook: &Hook, sig: &Signature) -> bool {
+    let name = hook.name;
+    let mut ok = true;
+    let mut fail = |cx: &mut Ctxt, tokens: &dyn quote::ToTokens, message: String| {
+        cx.error_spanned_by(tokens, message);
+        ok = false;
+    };
+    if let Some(token) = &sig.asyncness {
+        fail(cx, token, format!("hook `{name}` cannot be `async`: the Trainer calls hooks synchronously\n= help: remove `async`"));
+    }
+    if let Some(token) = &sig.constness {
+        fail(
+            cx,
+            token,
+            format!("hook `{name}` cannot be `const`\n= help: remove `const`"),
+        );
+    }
+    if let Some(token) = &sig.unsafety {
+        fail(cx, token, format!("hook `{name}` cannot be `unsafe`: the Trainer has no way to uphold its contract\n= help: remove `unsafe` and use an `unsafe` block inside"));
+    }
+    if let Some(abi) = &sig.abi {
+        fail(
+            cx,
+            abi,
+            format!(
+                "hook `{name}` cannot have an ABI\n= help: remove `{}`",
+                quote::quote!(#abi)
+            ),
+        );
+    }
+    if !sig.generics.params.is_empty() {
+        fail(cx, &sig.generics, format!("hook `{name}` cannot be generic: the runtime calls it through one function pointer\n= help: remove the generic parameters"));
+    } else if let Some(clause) = &sig.generics.where_clause {
+        fail(cx, clause, format!("hook `{name}` cannot have a `where` clause\n= help: put bounds on the `impl` block instead"));
+    }
+    if let Some(variadic) = &sig.variadic {
+        fail(cx, variadic, format!("hook `{name}` cannot be variadic"));
+    }
+    ok
+}
+
+/// Rule: a hook is a method taking `&self` or `&mut self`; hooks that exist to change the module take
+/// `&mut self`. The Trainer keeps the module, so `self` by value is never possible.
+fn receiver(cx: &mut Ctxt, hook: &Hook, sig: &Signature) -> bool {
+    let name = hook.name;
+    let Some(FnArg::Receiver(receiver)) = sig.inputs.first() else {
+        cx.error_spanned_by(
+            &sig.ident,
+            format!(
+                "hook `{name}` must be a method: add `&mut self` as its first parameter\n{}",
+                expected(hook)
+            ),
+        );
+        return false;
+    };
+    if receiver.colon_token.is_some() && receiver.reference.is_none() {
+        let ty = &receiver.ty;
+        let typed = quote::quote!(#ty).to_string().replace(' ', "");
+        if typed == "&Self" || typed == "&mutSelf" {
+            return true;
+        }
+        cx.error_spanned_by(
+            receiver,
+            format!(
+                "hook `{name}` must take `&self` or `&mut self`, not `self: {typed}`\n{}",
+                expected(hook)
+            ),
+        );
+        return false;
+    }
+    match (&receiver.reference, &receiver.mutability, hook.receiver) {
+        (None, _, _) => {
+            cx.error_spanned_by(
+                receiver,
+                format!("hook `{name}` cannot take `self` by value: the Trainer keeps the module\n= help: write `&mut self`"),
+            );
+            false
+        }
+        (Some(_), None, Receiver::Mut) => {
+            cx.error_spanned_by(
+                receiver,
+                format!("hook `{name}` must take `&mut self`: it is where the module is changed\n= help: write `&mut self`"),
+            );
+            false
+        }
+        _ => true,
+    }
+}
+
+/// `&mut Ctx` (any path ending in `Ctx`).
+fn is_ctx(ty: &Type) -> bool {
+    match ty {
+        Type::Reference(reference) if reference.mutability.is_some() => {
+            matches!(&*reference.elem, Type::Path(path) if path.path.segments.last().is_some_and(|s| s.ident == "Ctx"))
+        }
+        _ => false,
+    }
+}
+
+fn passing(ty: &Type) -> Passing {
+    match ty {
+        Type::Reference(reference) if reference.mutability.is_some() => Passing::RefMut,
+        Type::Reference(_) => Passing::Ref,
+        _ => Passing::Value,
+    }
+}
+
+/// Rule: the parameters are the catalogue's, in its order. A trailing run of optional ones may be left out,
+/// and the context, when written, is the last parameter. Parameters 2.x removed get an error that says why.
+fn params(cx: &mut Ctxt, hook: &Hook, sig: &Signature) -> Option<Vec<UserParam>> {
+    let name = hook.name;
+    let typed: Vec<&syn::PatType> = sig
+        .inputs
+        .iter()
+        .filter_map(|arg| match arg {
+            FnArg::Typed(pat_type) => Some(pat_type),
+            FnArg::Receiver(_) => None,
+        })
+        .collect();
+    let mut ok = true;
+    let mut out = Vec::with_capacity(typed.len());
+    for (position, param) in typed.iter().enumerate() {
+        if let Pat::Ident(pat) = &*param.pat {
+            let param_name = pat.ident.to_string();
+            if let Some((_, why)) = REMOVED_PARAMS
+                .iter()
+                .find(|(removed, _)| *removed == param_name)
+            {
+                cx.error_spanned_by(&pat.ident, format!("{why}\n{}", expected(hook)));
+                ok = false;
+                continue;
+            }
+        }
+        if is_ctx(&param.ty) {
+            if !hook.takes_ctx {
+                cx.error_spanned_by(
+                    &param.ty,
+                    format!("hook `{name}` takes no `ctx`: its closure holds the context while it runs\n{}", expected(hook)),
+                );
+                ok = false;
+            } else if position + 1 != typed.len() {
+                cx.error_spanned_by(
+                    &param.ty,
+                    format!(
+                        "the context must be the last parameter of `{name}`\n{}",
+                        expected(hook)
+                    ),
+                );
+                ok = false;
+            } else {
+                out.push(UserParam {
+                    slot: Slot::Ctx,
+                    ty: (*param.ty).clone(),
+                });
+            }
+            continue;
+        }
+        let index = out
+            .iter()
+            .filter(|param: &&UserParam| param.slot != Slot::Ctx)
+            .count();
+        let Some(spec) = hook.params.get(index) else {
+            cx.error_spanned_by(
+                param,
+                format!(
+                    "hook `{name}` takes {} parameter{} after `self`, this is one too many\n{}",
+                    hook.params.len(),
+                    if hook.params.len() == 1 { "" } else { "s" },
+                    expected(hook)
+                ),
+            );
+            ok = false;
+            break;
+        };
+        if passing(&param.ty) != spec.ty.passing() {
+            let how = match spec.ty.passing() {
+                Passing::Value => "by value",
+                Passing::Ref => "by shared reference",
+                Passing::RefMut => "by mutable reference",
+            };
+            cx.error_spanned_by(
+                &param.ty,
+                format!(
+                    "`{name}` receives `{}` {how}, as `{}`\n{}",
+                    spec.name,
+                    spec.ty.display(),
+                    expected(hook)
+                ),
+            );
+            ok = false;
+        }
+        out.push(UserParam {
+            slot: Slot::Param(index),
+            ty: (*param.ty).clone(),
+        });
+    }
+    let written = out.iter().filter(|param| param.slot != Slot::Ctx).count();
+    if ok && written < hook.required_params() {
+        let missing = &hook.params[written];
+        cx.push(syn::Error::new(
+            parens_span(sig),
+            format!(
+                "hook `{name}` is missing the parameter `{}: {}`\n{}",
+                missing.name,
+                missing.ty.display(),
+                expected(hook)
+            ),
+        ));
+        ok = false;
+    }
+    ok.then_some(out)
+}
+
+/// `Result<T, ..>` (any path whose last segment is `Result`) split into `T`.
+fn split_result(ty: &Type) -> Option<&Type> {
+    let Type::Path(path) = ty else { return None };
+    let last = path.path.segments.last()?;
+    if last.ident != "Result" {
+        return None;
+    }
+    let PathArguments::AngleBracketed(args) = &last.arguments else {
+        return None;
+    };
+    args.args.iter().find_map(|arg| match arg {
+        GenericArgument::Type(ty) => Some(ty),
+        _ => None,
+    })
+}
+
+fn is_unit(ty: &Type) -> bool {
+    matches!(ty, Type::Tuple(tuple) if tuple.elems.is_empty())
+}
+
+/// Rule: hooks whose return value Lightning ignores return nothing (or `Result<(), E>`); hooks whose return
+/// value is the point (`configure_optimizers`, the dataloaders, the batch-transfer hooks, `predict_step`)
+/// must declare it. Any hook may return `Result<_, E>` to fail the run with `E`.
+fn return_type(cx: &mut Ctxt, hook: &Hook, sig: &Signature) -> Option<RetShape> {
+    let name = hook.name;
+    let span = output_span(sig);
+    let (is_result, ok) = match &sig.output {
+        ReturnType::Default => (false, None),
+        ReturnType::Type(_, ty) => match split_result(ty) {
+            Some(ok) => (true, Some(ok.clone())),
+            None => (false, Some((**ty).clone())),
+        },
+    };
+    let ok = ok.filter(|ty| !is_unit(ty));
+    match (hook.ret, &ok) {
+        (Ret::Unit, Some(ty)) => {
+            cx.error_spanned_by(
+                ty,
+                format!("hook `{name}` returns nothing: its return value would be ignored\n= help: remove the return type, or return `Result<(), E>` to report an error"),
+            );
+            None
+        }
+        (Ret::Prediction | Ret::Batch | Ret::Loader | Ret::Optimizers | Ret::Callbacks, None) => {
+            cx.push(syn::Error::new(
+                span,
+                format!(
+                    "hook `{name}` must return {}\n{}",
+                    hook.ret.meaning(),
+                    expected(hook)
+                ),
+            ));
+            None
+        }
+        _ => Some(RetShape {
+            is_result,
+            ok,
+            span,
+        }),
+    }
+}

@@ -1,0 +1,51 @@
+//! The rustdoc hook table (`HOOKS.md`), generated from the catalogue. A test keeps the file in step with it.
+
+use crate::catalogue::{Group, HOOKS, REMOVED};
+
+/// The Markdown of the hook table.
+pub fn hook_table() -> String {
+    let mut out = String::new();
+    for group in Group::ALL {
+        out.push_str(&format!(
+            "### {}\n\n| hook | when it runs | signature | return value |\n|---|---|---|---|\n",
+            group.title()
+        ));
+        for hook in HOOKS.iter().filter(|hook| hook.group == group) {
+            let mut when = hook.when.to_string();
+            if let Some(note) = hook.deprecated {
+                when.push_str(&format!(" ({note})"));
+            }
+            out.push_str(&format!(
+                "| `{}` | {} | `{}` | {} |\n",
+                hook.name,
+                when,
+                hook.signature().replace('|', "\\|"),
+                hook.ret.meaning()
+            ));
+        }
+        out.push('\n');
+    }
+    out.push_str("### Removed in Lightning 2.x\n\nDefining one of these is an error that names its replacement.\n\n| 1.x name | what to do |\n|---|---|\n");
+    for (name, why) in REMOVED {
+        out.push_str(&format!("| `{name}` | {why} |\n"));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    /// `HOOKS.md` is what the catalogue says; `LIGHTNING_BLESS=1 cargo test` rewrites it.
+    #[test]
+    fn hooks_md_matches_the_catalogue() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/HOOKS.md");
+        let generated = super::hook_table();
+        if std::env::var_os("LIGHTNING_BLESS").is_some() {
+            std::fs::write(path, &generated).unwrap();
+        }
+        let on_disk = std::fs::read_to_string(path).unwrap_or_default();
+        assert!(
+            on_disk == generated,
+            "HOOKS.md is out of date: run `LIGHTNING_BLESS=1 cargo test -p lightning-macros`"
+        );
+    }
+}

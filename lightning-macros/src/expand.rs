@@ -1,0 +1,179 @@
+//! Turns a validated module into code: the user's block, one hidden shim per hook (the catalogue's exact
+//! signature, calling the user's method with the parameters it wrote), the `LightningModule` impl with its
+//! hook table, and the stage marker traits.
+
+use proc_macro2::{Span, TokenStream};
+use quote::{format_ident, quote, quote_spanned};
+use syn::spanned::Spanned;
+use syn::ItemImpl;
+
+use crate::args::Args;
+use crate::catalogue::Ret;
+use crate::model::{HookFn, Module, Slot};
+use crate::types;
+
+/// The stage marker traits, and the hook that earns each.
+const MARKERS: &[(&str, &str)] = &[
+    ("training_step", "HasTrainingStep"),
+    ("configure_optimizers", "HasConfigureOptimizers"),
+    ("validation_step", "HasValidationStep"),
+    ("test_step", "HasTestStep"),
+    ("predict_step", "HasPredictStep"),
+];
+
+pub fn expand(args: &Args, module: &Module) -> TokenStream {
+    let p = args.private();
+    let item = &module.item;
+    let shims = module.hooks.iter().map(|hook_fn| shim(&p, hook_fn));
+    let (impl_generics, _, where_clause) = item.generics.split_for_impl();
+    let self_ty = &item.self_ty;
+    let batch = args.batch.clone().or_else(|| module.inferred_batch());
+    let batch = batch.map_or_else(|| quote!(()), |ty| quote!(#ty));
+    let prediction = module
+        .prediction()
+        .map_or_else(|| quote!(()), |ty| quote!(#ty));
+    let entries = module.hooks.iter().map(|hook_fn| {
+        let name = format_ident!("{}", hook_fn.hook.name);
+        let shim = types::shim_name(hook_fn.hook);
+        quote!(#name: ::core::option::Option::Some(Self::#shim),)
+    });
+    let field = args.var_store_field(self_ty.span());
+    let markers = MARKERS
+        .iter()
+        .filter(|(hook, _)| module.hook(hook).is_some())
+        .map(|(_, marker)| marker_impl(&p, item, marker));
+    quote! {
+        #item
+
+        #[doc(hidden)]
+        #[allow(non_snake_case, clippy::all)]
+        impl #impl_generics #self_ty #where_clause {
+            #(#shims)*
+        }
+
+        impl #impl_generics #p::LightningModule for #self_ty #where_clause {
+            type Batch = #batch;
+            type Prediction = #prediction;
+            const HOOKS: #p::HookTable<Self> = #p::HookTable {
+                #(#entries)*
+                ..#p::HookTable::<Self>::EMPTY
+            };
+            #[inline]
+            fn var_store(&self) -> &#p::VarStore {
+                &self.#field
+            }
+            #[inline]
+            fn var_store_mut(&mut self) -> &mut #p::VarStore {
+                &mut self.#field
+            }
+        }
+
+        #(#markers)*
+    }
+}
+
+/// What is emitted when the block has errors: the user's block unchanged (so that IDEs and the rest of the
+/// crate keep working), a `LightningModule` impl with an empty table and every marker, so that the user sees
+/// only the real errors and none of their knock-on effects, and the errors.
+pub fn stub(args: &Args, module: &Module, errors: TokenStream) -> TokenStream {
+    let p = args.private();
+    let item = &module.item;
+    let (impl_generics, _, where_clause) = item.generics.split_for_impl();
+    let self_ty = &item.self_ty;
+    let batch = args.batch.clone().or_else(|| module.inferred_batch());
+    let batch = batch.map_or_else(|| quote!(()), |ty| quote!(#ty));
+    let prediction = module
+        .prediction()
+        .map_or_else(|| quote!(()), |ty| quote!(#ty));
+    let markers = MARKERS
+        .iter()
+        .map(|(_, marker)| marker_impl(&p, item, marker));
+    quote! {
+        #item
+
+        impl #impl_generics #p::LightningModule for #self_ty #where_clause {
+            type Batch = #batch;
+            type Prediction = #prediction;
+            const HOOKS: #p::HookTable<Self> = #p::HookTable::<Self>::EMPTY;
+            fn var_store(&self) -> &#p::VarStore {
+                ::core::unreachable!()
+            }
+            fn var_store_mut(&mut self) -> &mut #p::VarStore {
+                ::core::unreachable!()
+            }
+        }
+
+        #(#markers)*
+
+        #errors
+    }
+}
+
+fn marker_impl(p: &TokenStream, item: &ItemImpl, marker: &str) -> TokenStream {
+    let (impl_generics, _, where_clause) = item.generics.split_for_impl();
+    let self_ty = &item.self_ty;
+    let marker = format_ident!("{}", marker);
+    quote!(impl #impl_generics #p::#marker for #self_ty #where_clause {})
+}
+
+/// The shim of one hook: the catalogue's signature, calling the user's method with the parameters it wrote.
+/// Argument and return conversions are spanned on the user's own types, so that rustc's type errors land there.
+fn shim(p: &TokenStream, hook_fn: &HookFn) -> TokenStream {
+    let hook = hook_fn.hook;
+    let s = quote!(Self);
+    let shim = types::shim_name(hook);
+    let user = &hook_fn.ident;
+    let mut names: Vec<syn::Ident> = hook
+        .params
+        .iter()
+        .map(|param| format_ident!("_{}", param.name))
+        .collect();
+    if hook.takes_ctx {
+        names.push(format_ident!("_ctx"));
+    }
+    let param_types = types::params(hook, p, &s);
+    let result = types::result(hook, p, &s);
+    let args = hook_fn.params.iter().map(|param| {
+        let name = match param.slot {
+            Slot::Param(index) => &names[index],
+            Slot::Ctx => names.last().expect("a hook that takes ctx has a ctx name"),
+        };
+        // The braces carry the user's span, so a mismatch reads "expected <user's type>" at the user's type.
+        quote_spanned!(param.ty.span()=> { #name })
+    });
+    let deprecation = hook
+        .deprecated
+        .map(|_| quote_spanned!(user.span()=> let () = #p::CONFIGURE_SHARDED_MODEL;));
+    let out = quote!(__lightning_out);
+    let unwrap = hook_fn.ret.is_result.then(|| {
+        quote! {
+            let #out = match #out {
+                ::core::result::Result::Ok(value) => value,
+                ::core::result::Result::Err(error) => return ::core::result::Result::Err(#p::hook_error(error)),
+            };
+        }
+    });
+    let value = convert(p, hook.ret, &out, hook_fn.ret.span);
+    quote! {
+        #[inline]
+        fn #shim(&mut self #(, #names: #param_types)*) -> #result {
+            #deprecation
+            let #out = Self::#user(self #(, #args)*);
+            #unwrap
+            ::core::result::Result::Ok(#value)
+        }
+    }
+}
+
+/// The user's value converted into what the runtime expects of the hook.
+fn convert(p: &TokenStream, ret: Ret, out: &TokenStream, span: Span) -> TokenStream {
+    let s = quote!(Self);
+    match ret {
+        // The type is the user's own (or is checked against it by rustc): pass it through.
+        Ret::Prediction | Ret::Batch => quote_spanned!(span=> { #out }),
+        _ => {
+            let target = types::ret(ret, p, &s);
+            quote_spanned!(span=> <_ as #p::HookOutput<#target>>::into_output(#out))
+        }
+    }
+}

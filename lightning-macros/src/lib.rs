@@ -1,0 +1,80 @@
+//! The `#[lightning_module]` attribute of Lightning for Rust. Use it through the `lightning` crate, whose
+//! documentation of `lightning_module` has the guide, the hook table and examples.
+//!
+//! The pieces, in the order they run: `args.rs` reads the attribute's arguments, `model.rs` reads the `impl`
+//! block into a small IR, `check.rs` holds one function per compile-time rule, and `expand.rs` writes the code.
+//! All of them read the hook catalogue in `catalogue.rs`.
+
+mod args;
+mod catalogue;
+mod check;
+mod ctxt;
+#[cfg(test)]
+mod docs;
+mod expand;
+mod model;
+mod table;
+mod types;
+
+use proc_macro::TokenStream;
+
+/// Makes the inherent `impl` block of a model a LightningModule. See the `lightning` crate's documentation.
+#[proc_macro_attribute]
+pub fn lightning_module(args: TokenStream, item: TokenStream) -> TokenStream {
+    module(args.into(), item.into()).into()
+}
+
+/// The whole expansion, on `proc_macro2` tokens so that tests can run it.
+fn module(
+    args: proc_macro2::TokenStream,
+    item: proc_macro2::TokenStream,
+) -> proc_macro2::TokenStream {
+    let mut cx = ctxt::Ctxt::new();
+    let args = args::Args::parse(&mut cx, args);
+    let item = match syn::parse2::<syn::Item>(item.clone()) {
+        Ok(syn::Item::Impl(item)) => item,
+        Ok(other) => {
+            cx.push(syn::Error::new_spanned(
+                item_keyword(&other),
+                "`#[lightning_module]` goes on an inherent `impl` block of the model\n= help: write the hooks as methods of `impl Model { .. }`",
+            ));
+            let errors = cx.finish();
+            return quote::quote!(#item #errors);
+        }
+        Err(error) => {
+            cx.push(error);
+            let errors = cx.finish();
+            return quote::quote!(#item #errors);
+        }
+    };
+    let module = model::Module::from_impl(&mut cx, item);
+    if cx.has_errors() {
+        expand::stub(&args, &module, cx.finish())
+    } else {
+        cx.finish();
+        expand::expand(&args, &module)
+    }
+}
+
+/// The smallest token that says what kind of item it is (`struct`, `fn`, ...), for the error's span.
+fn item_keyword(item: &syn::Item) -> proc_macro2::TokenStream {
+    use quote::ToTokens;
+    match item {
+        syn::Item::Struct(s) => s.struct_token.to_token_stream(),
+        syn::Item::Enum(e) => e.enum_token.to_token_stream(),
+        syn::Item::Fn(f) => f.sig.fn_token.to_token_stream(),
+        syn::Item::Trait(t) => t.trait_token.to_token_stream(),
+        syn::Item::Mod(m) => m.mod_token.to_token_stream(),
+        other => other.to_token_stream(),
+    }
+}
+
+/// Defines the runtime's `HookTable` from the catalogue. Used once, inside `lightning-runtime`.
+#[doc(hidden)]
+#[proc_macro]
+pub fn __hook_table(_input: TokenStream) -> TokenStream {
+    table::expand().into()
+}
+
+#[cfg(test)]
+mod snapshots;

@@ -1,0 +1,150 @@
+//! Reads the user's `impl` block into a small IR: which methods are hooks, and how each hook's written
+//! signature maps onto the catalogue's. Every check lives in `check.rs`; expansion works only on this IR.
+
+use std::collections::HashSet;
+
+use syn::spanned::Spanned;
+use syn::{Ident, ImplItem, ImplItemFn, ItemImpl, Type};
+
+use crate::catalogue::{self, Hook, Ty};
+use crate::check;
+use crate::ctxt::Ctxt;
+
+/// A validated `#[lightning_module]` impl block.
+pub struct Module {
+    /// The user's block as it is emitted: `#[lightning(..)]` attributes removed, duplicate hooks dropped.
+    pub item: ItemImpl,
+    /// The hooks it defines, in the order written.
+    pub hooks: Vec<HookFn>,
+}
+
+/// One hook the user defined.
+pub struct HookFn {
+    pub hook: &'static Hook,
+    pub ident: Ident,
+    /// The user's parameters after the receiver, in order.
+    pub params: Vec<UserParam>,
+    pub ret: RetShape,
+}
+
+/// Where a user's parameter goes in the hook's catalogue signature.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Slot {
+    /// The catalogue parameter at this index.
+    Param(usize),
+    /// The trailing `ctx: &mut Ctx`.
+    Ctx,
+}
+
+pub struct UserParam {
+    pub slot: Slot,
+    pub ty: Type,
+}
+
+/// The user's return type, split for conversion.
+pub struct RetShape {
+    /// Whether the hook returns `Result<T, E>` (any type whose last path segment is `Result`).
+    pub is_result: bool,
+    /// `T` (or the whole type when not a `Result`); `None` for `()` or no return type.
+    pub ok: Option<Type>,
+    /// Where errors about the return value point.
+    pub span: proc_macro2::Span,
+}
+
+impl Module {
+    pub fn from_impl(cx: &mut Ctxt, mut item: ItemImpl) -> Module {
+        check::inherent_impl(cx, &item);
+        let mut hooks = Vec::new();
+        let mut seen = HashSet::new();
+        let mut kept = Vec::with_capacity(item.items.len());
+        for impl_item in std::mem::take(&mut item.items) {
+            let ImplItem::Fn(mut method) = impl_item else {
+                kept.push(impl_item);
+                continue;
+            };
+            let helper = take_helper_attr(cx, &mut method);
+            let name = method.sig.ident.to_string();
+            match catalogue::find(&name) {
+                Some(hook) if !helper => {
+                    if !seen.insert(hook.name) {
+                        check::duplicate(cx, &method.sig.ident);
+                        continue;
+                    }
+                    if let Some(hook_fn) = check::signature(cx, hook, &method.sig) {
+                        hooks.push(hook_fn);
+                    }
+                }
+                Some(_) => {}
+                None if !helper => check::not_a_hook(cx, &method.sig.ident),
+                None => {}
+            }
+            kept.push(ImplItem::Fn(method));
+        }
+        item.items = kept;
+        Module { item, hooks }
+    }
+
+    pub fn hook(&self, name: &str) -> Option<&HookFn> {
+        self.hooks.iter().find(|hook_fn| hook_fn.hook.name == name)
+    }
+
+    /// The batch type as the first batch-taking hook wrote it (`&T` read as `T`).
+    pub fn inferred_batch(&self) -> Option<Type> {
+        self.hooks.iter().find_map(|hook_fn| {
+            let index = hook_fn.hook.batch_param()?;
+            let param = hook_fn
+                .params
+                .iter()
+                .find(|param| param.slot == Slot::Param(index))?;
+            match (&param.ty, hook_fn.hook.params[index].ty) {
+                (Type::Reference(reference), Ty::BatchRef) => Some((*reference.elem).clone()),
+                (ty, Ty::Batch) => Some(ty.clone()),
+                _ => None,
+            }
+        })
+    }
+
+    /// What `predict_step` returns, if the module defines it.
+    pub fn prediction(&self) -> Option<Type> {
+        self.hook("predict_step")
+            .and_then(|hook_fn| hook_fn.ret.ok.clone())
+    }
+}
+
+/// Removes the method's `#[lightning(...)]` attributes; true when one of them is `#[lightning(helper)]`.
+fn take_helper_attr(cx: &mut Ctxt, method: &mut ImplItemFn) -> bool {
+    let mut helper = false;
+    method.attrs.retain(|attr| {
+        if !attr.path().is_ident("lightning") {
+            return true;
+        }
+        let parsed = attr.parse_nested_meta(|meta| {
+            if meta.path.is_ident("helper") {
+                helper = true;
+                Ok(())
+            } else {
+                Err(meta.error(
+                    "unknown `lightning` attribute\n= help: the only one is `#[lightning(helper)]`",
+                ))
+            }
+        });
+        if let Err(error) = parsed {
+            cx.push(error);
+        }
+        false
+    });
+    helper
+}
+
+/// The span of a signature's parentheses, for errors about its parameters as a whole.
+pub fn parens_span(sig: &syn::Signature) -> proc_macro2::Span {
+    sig.paren_token.span.join()
+}
+
+/// The span errors about a missing return type point at: just after the parentheses.
+pub fn output_span(sig: &syn::Signature) -> proc_macro2::Span {
+    match &sig.output {
+        syn::ReturnType::Default => sig.paren_token.span.close(),
+        syn::ReturnType::Type(_, ty) => ty.span(),
+    }
+}

@@ -1,0 +1,1 @@
+//! Snapshots of the pretty-printed expansion, reviewed with `cargo insta review` or `INSTA_UPDATE=always`.

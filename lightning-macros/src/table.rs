@@ -1,0 +1,49 @@
+//! `__hook_table!()`: the runtime's `HookTable` struct, one field per catalogue hook.
+
+use proc_macro2::TokenStream;
+use quote::{format_ident, quote};
+
+use crate::catalogue::HOOKS;
+use crate::types;
+
+pub fn expand() -> TokenStream {
+    let p = quote!(crate::__private);
+    let m = quote!(M);
+    let names: Vec<_> = HOOKS
+        .iter()
+        .map(|hook| format_ident!("{}", hook.name))
+        .collect();
+    let name_strs: Vec<_> = HOOKS.iter().map(|hook| hook.name).collect();
+    let count = HOOKS.len();
+    let fields = HOOKS.iter().zip(&names).map(|(hook, name)| {
+        let pointer = types::fn_pointer(hook, &p, &m);
+        let doc = format!("`{}`: {}.", hook.signature(), hook.when);
+        quote! {
+            #[doc = #doc]
+            pub #name: ::core::option::Option<#pointer>,
+        }
+    });
+    quote! {
+        /// The hooks a module defines, as plain function pointers: `None` where the module does not define
+        /// one, so the runtime pays nothing for absent hooks. `#[lightning_module]` fills it in; each field is
+        /// one hook of the catalogue (see the hook table in the docs of `#[lightning_module]`).
+        pub struct HookTable<M: LightningModule> {
+            #(#fields)*
+        }
+
+        impl<M: LightningModule> HookTable<M> {
+            /// The table of a module that defines no hook.
+            pub const EMPTY: Self = HookTable { #(#names: ::core::option::Option::None,)* };
+
+            /// The names of the hooks defined, in the catalogue's order.
+            pub fn defined(&self) -> ::std::vec::Vec<&'static str> {
+                let mut defined = ::std::vec::Vec::new();
+                #(if self.#names.is_some() { defined.push(#name_strs); })*
+                defined
+            }
+        }
+
+        /// Every hook a `#[lightning_module]` may define, in the catalogue's order.
+        pub const HOOK_NAMES: [&str; #count] = [#(#name_strs),*];
+    }
+}

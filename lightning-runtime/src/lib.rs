@@ -1,0 +1,52 @@
+//! The runtime of Lightning for Rust: the traits `#[lightning_module]` implements, the hook table it fills in,
+//! and the types hooks take and return. Use it through the `lightning` crate.
+
+mod callback;
+mod checkpoint;
+mod context;
+mod data;
+mod error;
+mod module;
+mod optim;
+mod output;
+
+pub use callback::Callback;
+pub use checkpoint::Checkpoint;
+pub use context::{Ctx, LogValue, Stage};
+pub use data::{Batch, BatchSource, Loader};
+pub use error::{Error, HookError, Result};
+pub use module::{
+    assert_fit, defined_hooks, Fit, HasConfigureOptimizers, HasPredictStep, HasTestStep,
+    HasTrainingStep, HasValidationStep, HookTable, LightningModule, HOOK_NAMES,
+};
+pub use optim::{
+    GradClipAlgorithm, Interval, LrScheduler, Optimizer, OptimizerClosure, Optimizers, Params,
+};
+pub use output::{BatchControl, HookOutput, StepOutput};
+pub use tch;
+
+/// What the code `#[lightning_module]` generates names, through one path that does not change with the
+/// crate's version. Not part of the public API.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::{
+        Batch, BatchControl, Callback, Checkpoint, Ctx, GradClipAlgorithm, HasConfigureOptimizers,
+        HasPredictStep, HasTestStep, HasTrainingStep, HasValidationStep, HookError, HookOutput,
+        HookTable, LightningModule, Loader, LrScheduler, Optimizer, OptimizerClosure, Optimizers,
+        Stage, StepOutput,
+    };
+    pub use tch::nn::VarStore;
+    pub use tch::{Device, Tensor};
+
+    /// Turns the error of a `Result`-returning hook into the runtime's.
+    #[inline]
+    pub fn hook_error<E: Into<HookError>>(error: E) -> HookError {
+        error.into()
+    }
+
+    /// Using it raises a deprecation warning at the user's `configure_sharded_model`.
+    #[deprecated(
+        note = "`configure_sharded_model` is deprecated since Lightning 2.1: rename it `configure_model`"
+    )]
+    pub const CONFIGURE_SHARDED_MODEL: () = ();
+}

@@ -1,0 +1,550 @@
+//! Optimizers and learning-rate schedulers whose state the runtime owns (so that checkpoints can save it;
+//! tch's own `nn::Optimizer` keeps its state out of reach).
+
+use tch::{nn::VarStore, Tensor};
+
+use crate::output::{HookOutput, StepOutput};
+use crate::Result;
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Rule {
+    Sgd {
+        momentum: f64,
+        dampening: f64,
+        nesterov: bool,
+    },
+    Adam {
+        beta1: f64,
+        beta2: f64,
+        eps: f64,
+        decoupled: bool,
+    },
+}
+
+/// An optimizer over a list of parameters: SGD (momentum, Nesterov, weight decay), Adam or AdamW.
+///
+/// ```
+/// use lightning_runtime::Optimizer;
+/// let vs = tch::nn::VarStore::new(tch::Device::Cpu);
+/// let w = vs.root().zeros("w", &[2]);
+/// let mut opt = Optimizer::sgd(&vs, 0.1).momentum(0.9);
+/// (&w - 1.0).square().sum(tch::Kind::Float).backward();
+/// opt.step().unwrap();
+/// assert!(w.double_value(&[0]) > 0.0);
+/// ```
+#[derive(Debug)]
+pub struct Optimizer {
+    rule: Rule,
+    params: Vec<Tensor>,
+    lr: f64,
+    weight_decay: f64,
+    /// Per parameter: the momentum buffer (SGD) or the two moments (Adam).
+    state: Vec<Vec<Tensor>>,
+    steps: u64,
+}
+
+/// Where an optimizer's parameters come from: a `VarStore` (its trainable variables) or a list of tensors.
+pub trait Params {
+    /// The parameters, sharing storage with the model's.
+    fn params(self) -> Vec<Tensor>;
+}
+
+impl Params for &VarStore {
+    fn params(self) -> Vec<Tensor> {
+        self.trainable_variables()
+    }
+}
+
+impl Params for Vec<Tensor> {
+    fn params(self) -> Vec<Tensor> {
+        self
+    }
+}
+
+impl Optimizer {
+    fn new(rule: Rule, params: impl Params, lr: f64) -> Self {
+        Optimizer {
+            rule,
+            params: params.params(),
+            lr,
+            weight_decay: 0.0,
+            state: Vec::new(),
+            steps: 0,
+        }
+    }
+
+    /// Stochastic gradient descent.
+    pub fn sgd(params: impl Params, lr: f64) -> Self {
+        Self::new(
+            Rule::Sgd {
+                momentum: 0.0,
+                dampening: 0.0,
+                nesterov: false,
+            },
+            params,
+            lr,
+        )
+    }
+
+    /// Adam, with PyTorch's defaults (betas 0.9 and 0.999, eps 1e-8).
+    pub fn adam(params: impl Params, lr: f64) -> Self {
+        Self::new(
+            Rule::Adam {
+                beta1: 0.9,
+                beta2: 0.999,
+                eps: 1e-8,
+                decoupled: false,
+            },
+            params,
+            lr,
+        )
+    }
+
+    /// AdamW: Adam with decoupled weight decay (PyTorch's default 0.01).
+    pub fn adamw(params: impl Params, lr: f64) -> Self {
+        Self::new(
+            Rule::Adam {
+                beta1: 0.9,
+                beta2: 0.999,
+                eps: 1e-8,
+                decoupled: true,
+            },
+            params,
+            lr,
+        )
+        .weight_decay(0.01)
+    }
+
+    /// SGD's momentum.
+    pub fn momentum(mut self, value: f64) -> Self {
+        if let Rule::Sgd { momentum, .. } = &mut self.rule {
+            *momentum = value;
+        }
+        self
+    }
+
+    /// SGD's Nesterov momentum.
+    pub fn nesterov(mut self, on: bool) -> Self {
+        if let Rule::Sgd { nesterov, .. } = &mut self.rule {
+            *nesterov = on;
+        }
+        self
+    }
+
+    /// Adam's betas.
+    pub fn betas(mut self, b1: f64, b2: f64) -> Self {
+        if let Rule::Adam { beta1, beta2, .. } = &mut self.rule {
+            (*beta1, *beta2) = (b1, b2);
+        }
+        self
+    }
+
+    /// Weight decay (L2 for SGD and Adam, decoupled for AdamW).
+    pub fn weight_decay(mut self, value: f64) -> Self {
+        self.weight_decay = value;
+        self
+    }
+
+    /// The learning rate.
+    pub fn lr(&self) -> f64 {
+        self.lr
+    }
+
+    /// Sets the learning rate (what schedulers do).
+    pub fn set_lr(&mut self, lr: f64) {
+        self.lr = lr;
+    }
+
+    /// The parameters it updates.
+    pub fn params(&self) -> &[Tensor] {
+        &self.params
+    }
+
+    /// The number of steps taken.
+    pub fn steps(&self) -> u64 {
+        self.steps
+    }
+
+    /// Zeroes the gradients of its parameters.
+    pub fn zero_grad(&mut self) -> Result<()> {
+        for param in &self.params {
+            let mut grad = param.grad();
+            if grad.defined() {
+                let _ = grad.f_detach_()?.f_zero_()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Clips the gradients so that their joint L2 norm is at most `max_norm`; returns the norm before.
+    pub fn clip_grad_norm(&mut self, max_norm: f64) -> Result<f64> {
+        let grads: Vec<Tensor> = self
+            .params
+            .iter()
+            .map(Tensor::grad)
+            .filter(Tensor::defined)
+            .collect();
+        if grads.is_empty() {
+            return Ok(0.0);
+        }
+        let norms = grads
+            .iter()
+            .map(|g| g.f_norm())
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        let total = Tensor::f_stack(&norms, 0)?.f_norm()?.f_double_value(&[])?;
+        if total > max_norm {
+            let scale = max_norm / (total + 1e-6);
+            for mut grad in grads {
+                let _ = grad.f_mul_scalar_(scale)?;
+            }
+        }
+        Ok(total)
+    }
+
+    /// Clamps every gradient element into `[-clip, clip]`.
+    pub fn clip_grad_value(&mut self, clip: f64) -> Result<()> {
+        for param in &self.params {
+            let mut grad = param.grad();
+            if grad.defined() {
+                let _ = grad.f_clamp_(-clip, clip)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Clips with the given algorithm (`None` means by norm); a missing or zero value does nothing.
+    pub fn clip_gradients(
+        &mut self,
+        value: Option<f64>,
+        algorithm: Option<GradClipAlgorithm>,
+    ) -> Result<()> {
+        match (value, algorithm.unwrap_or_default()) {
+            (None, _) => Ok(()),
+            (Some(v), _) if v <= 0.0 => Ok(()),
+            (Some(v), GradClipAlgorithm::Norm) => self.clip_grad_norm(v).map(drop),
+            (Some(v), GradClipAlgorithm::Value) => self.clip_grad_value(v),
+        }
+    }
+
+    /// Runs the closure (the step, zero_grad and backward) and then updates the parameters, unless the step
+    /// returned no loss. What `optimizer_step` does by default.
+    pub fn step_with<M: ?Sized>(
+        &mut self,
+        closure: &mut OptimizerClosure<'_, M>,
+        module: &mut M,
+    ) -> Result<()> {
+        if closure.run(module, self)?.is_some() {
+            self.step()?;
+        }
+        Ok(())
+    }
+
+    /// Updates the parameters from their gradients.
+    pub fn step(&mut self) -> Result<()> {
+        self.steps += 1;
+        let _guard = tch::no_grad_guard();
+        if self.state.is_empty() {
+            let slots = match self.rule {
+                Rule::Sgd { momentum, .. } if momentum == 0.0 => 0,
+                Rule::Sgd { .. } => 1,
+                Rule::Adam { .. } => 2,
+            };
+            self.state = self
+                .params
+                .iter()
+                .map(|p| {
+                    (0..slots)
+                        .map(|_| p.f_zeros_like())
+                        .collect::<std::result::Result<Vec<_>, _>>()
+                })
+                .collect::<std::result::Result<_, _>>()?;
+        }
+        let (lr, wd, t) = (self.lr, self.weight_decay, self.steps as i32);
+        for (param, state) in self.params.iter().zip(self.state.iter_mut()) {
+            let grad = param.grad();
+            if !grad.defined() {
+                continue;
+            }
+            let mut param = param.shallow_clone();
+            match self.rule {
+                Rule::Sgd {
+                    momentum,
+                    dampening,
+                    nesterov,
+                } => {
+                    let mut g = if wd != 0.0 {
+                        grad.f_add(&param.f_mul_scalar(wd)?)?
+                    } else {
+                        grad
+                    };
+                    if let Some(buf) = state.first_mut() {
+                        if t == 1 {
+                            let _ = buf.f_copy_(&g)?;
+                        } else {
+                            let _ = buf
+                                .f_mul_scalar_(momentum)?
+                                .f_add_(&g.f_mul_scalar(1.0 - dampening)?)?;
+                        }
+                        g = if nesterov {
+                            g.f_add(&buf.f_mul_scalar(momentum)?)?
+                        } else {
+                            buf.shallow_clone()
+                        };
+                    }
+                    let _ = param.f_sub_(&g.f_mul_scalar(lr)?)?;
+                }
+                Rule::Adam {
+                    beta1,
+                    beta2,
+                    eps,
+                    decoupled,
+                } => {
+                    let g = if decoupled {
+                        if wd != 0.0 {
+                            let _ = param.f_mul_scalar_(1.0 - lr * wd)?;
+                        }
+                        grad
+                    } else if wd != 0.0 {
+                        grad.f_add(&param.f_mul_scalar(wd)?)?
+                    } else {
+                        grad
+                    };
+                    let (m, v) = state.split_at_mut(1);
+                    let (m, v) = (&mut m[0], &mut v[0]);
+                    let _ = m
+                        .f_mul_scalar_(beta1)?
+                        .f_add_(&g.f_mul_scalar(1.0 - beta1)?)?;
+                    let _ = v
+                        .f_mul_scalar_(beta2)?
+                        .f_addcmul_(&g, &g.f_mul_scalar(1.0 - beta2)?)?;
+                    let bias1 = 1.0 - beta1.powi(t);
+                    let bias2 = 1.0 - beta2.powi(t);
+                    let denom = v.f_div_scalar(bias2)?.f_sqrt()?.f_add_scalar(eps)?;
+                    let _ = param.f_sub_(&m.f_div(&denom)?.f_mul_scalar(lr / bias1)?)?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// How `gradient_clip_val` is applied.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum GradClipAlgorithm {
+    /// Scale all gradients so that their joint L2 norm is at most the value.
+    #[default]
+    Norm,
+    /// Clamp each gradient element into `[-value, value]`.
+    Value,
+}
+
+/// When a scheduler steps.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Interval {
+    /// At the end of every training epoch.
+    #[default]
+    Epoch,
+    /// After every optimizer step.
+    Step,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Schedule {
+    Step { step_size: usize, gamma: f64 },
+    Cosine { t_max: usize, eta_min: f64 },
+    LinearWarmup { warmup: usize, start_factor: f64 },
+}
+
+/// A learning-rate schedule for one optimizer: step decay, cosine annealing or linear warm-up.
+///
+/// ```
+/// use lightning_runtime::LrScheduler;
+/// let mut s = LrScheduler::step_lr(2, 0.5);
+/// s.set_base_lr(1.0);
+/// s.step();
+/// s.step();
+/// assert_eq!(s.lr(), 0.5);
+/// ```
+#[derive(Clone, Debug, PartialEq)]
+pub struct LrScheduler {
+    schedule: Schedule,
+    /// When it steps.
+    pub interval: Interval,
+    /// It steps every `frequency` intervals.
+    pub frequency: usize,
+    /// The optimizer it drives (its index in `Optimizers`).
+    pub optimizer: usize,
+    base_lr: f64,
+    steps: usize,
+}
+
+impl LrScheduler {
+    fn new(schedule: Schedule) -> Self {
+        LrScheduler {
+            schedule,
+            interval: Interval::Epoch,
+            frequency: 1,
+            optimizer: 0,
+            base_lr: 0.0,
+            steps: 0,
+        }
+    }
+
+    /// Multiplies the learning rate by `gamma` every `step_size` steps (PyTorch's `StepLR`).
+    pub fn step_lr(step_size: usize, gamma: f64) -> Self {
+        Self::new(Schedule::Step {
+            step_size: step_size.max(1),
+            gamma,
+        })
+    }
+
+    /// Cosine annealing from the base rate down to `eta_min` over `t_max` steps (`CosineAnnealingLR`).
+    pub fn cosine(t_max: usize, eta_min: f64) -> Self {
+        Self::new(Schedule::Cosine {
+            t_max: t_max.max(1),
+            eta_min,
+        })
+    }
+
+    /// Linear warm-up from `start_factor` times the base rate to the base rate over `warmup` steps.
+    pub fn linear_warmup(warmup: usize, start_factor: f64) -> Self {
+        Self::new(Schedule::LinearWarmup {
+            warmup: warmup.max(1),
+            start_factor,
+        })
+    }
+
+    /// Steps it every `interval`.
+    pub fn interval(mut self, interval: Interval) -> Self {
+        self.interval = interval;
+        self
+    }
+
+    /// Steps it every `frequency` intervals.
+    pub fn frequency(mut self, frequency: usize) -> Self {
+        self.frequency = frequency.max(1);
+        self
+    }
+
+    /// Makes it drive the optimizer at `index`.
+    pub fn for_optimizer(mut self, index: usize) -> Self {
+        self.optimizer = index;
+        self
+    }
+
+    /// Sets the rate the schedule starts from (the runtime sets it to the optimizer's rate).
+    pub fn set_base_lr(&mut self, lr: f64) {
+        self.base_lr = lr;
+    }
+
+    /// Advances the schedule by one step.
+    pub fn step(&mut self) {
+        self.steps += 1;
+    }
+
+    /// The number of steps taken.
+    pub fn steps(&self) -> usize {
+        self.steps
+    }
+
+    /// The learning rate for the current step.
+    pub fn lr(&self) -> f64 {
+        let (base, t) = (self.base_lr, self.steps);
+        match self.schedule {
+            Schedule::Step { step_size, gamma } => base * gamma.powi((t / step_size) as i32),
+            Schedule::Cosine { t_max, eta_min } => {
+                let t = t.min(t_max) as f64;
+                eta_min
+                    + (base - eta_min) * (1.0 + (std::f64::consts::PI * t / t_max as f64).cos())
+                        / 2.0
+            }
+            Schedule::LinearWarmup {
+                warmup,
+                start_factor,
+            } => {
+                let progress = t.min(warmup) as f64 / warmup as f64;
+                base * (start_factor + (1.0 - start_factor) * progress)
+            }
+        }
+    }
+}
+
+/// What `configure_optimizers` returns: optimizers and their schedulers.
+///
+/// Converts from an `Optimizer`, a `Vec<Optimizer>`, an `(Optimizer, LrScheduler)` pair, or a
+/// `(Vec<Optimizer>, Vec<LrScheduler>)` pair.
+#[derive(Debug, Default)]
+pub struct Optimizers {
+    /// The optimizers; more than one needs manual optimization.
+    pub optimizers: Vec<Optimizer>,
+    /// The schedulers.
+    pub schedulers: Vec<LrScheduler>,
+}
+
+impl From<Optimizer> for Optimizers {
+    fn from(optimizer: Optimizer) -> Self {
+        Optimizers {
+            optimizers: vec![optimizer],
+            schedulers: Vec::new(),
+        }
+    }
+}
+
+impl From<Vec<Optimizer>> for Optimizers {
+    fn from(optimizers: Vec<Optimizer>) -> Self {
+        Optimizers {
+            optimizers,
+            schedulers: Vec::new(),
+        }
+    }
+}
+
+impl From<(Optimizer, LrScheduler)> for Optimizers {
+    fn from((optimizer, scheduler): (Optimizer, LrScheduler)) -> Self {
+        Optimizers {
+            optimizers: vec![optimizer],
+            schedulers: vec![scheduler],
+        }
+    }
+}
+
+impl From<(Vec<Optimizer>, Vec<LrScheduler>)> for Optimizers {
+    fn from((optimizers, schedulers): (Vec<Optimizer>, Vec<LrScheduler>)) -> Self {
+        Optimizers {
+            optimizers,
+            schedulers,
+        }
+    }
+}
+
+impl<T: Into<Optimizers>> HookOutput<Optimizers> for T {
+    #[inline]
+    fn into_output(self) -> Optimizers {
+        self.into()
+    }
+}
+
+/// The work of one optimizer step in automatic optimization: `training_step`, zero_grad and backward, with
+/// the hooks between them. `optimizer_step` must run it, through [`Optimizer::step_with`] or [`Self::run`].
+pub struct OptimizerClosure<'a, M: ?Sized> {
+    body: &'a mut dyn FnMut(&mut M, &mut Optimizer) -> Result<StepOutput>,
+    ran: bool,
+}
+
+impl<'a, M: ?Sized> OptimizerClosure<'a, M> {
+    /// Wraps the runtime's step body.
+    pub fn new(body: &'a mut dyn FnMut(&mut M, &mut Optimizer) -> Result<StepOutput>) -> Self {
+        OptimizerClosure { body, ran: false }
+    }
+
+    /// Runs the step; returns the loss it computed (`None` when the step skipped the batch).
+    pub fn run(&mut self, module: &mut M, optimizer: &mut Optimizer) -> Result<StepOutput> {
+        self.ran = true;
+        (self.body)(module, optimizer)
+    }
+
+    /// Whether it has run.
+    pub fn has_run(&self) -> bool {
+        self.ran
+    }
+}

@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# Installs what the build needs, once per machine, and points this checkout at it.
+#
+# libtorch comes from PyPI's torch wheel (pinned to the release tch binds), installed into a versioned Python
+# environment under the user's cache directory that every clone on this machine reuses: with its CUDA libraries
+# it is 4-5 GB, far too big to install per clone. The wheel's `torch/` folder holds `include/` and `lib/`, which
+# is what tch accepts as LIBTORCH; this script links it to `.libtorch` in the checkout, which
+# `.cargo/config.toml` hands to cargo. A LIBTORCH the user set is used as it is and nothing is installed.
+#
+# Environment:
+#   LIBTORCH             your own libtorch 2.11.0 (skips the install)
+#   LIGHTNING_TORCH_ENV  where the managed environment lives
+#                        (default: ${XDG_CACHE_HOME:-~/.cache}/lightning-rs/torch-2.11.0)
+#   PYTHON               the Python used to create it (default: python3)
+set -euo pipefail
+
+TORCH_VERSION=2.11.0
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+requirements="$repo/scripts/python-requirements.txt"
+
+die() {
+    printf 'setup-torch: error: %s\n' "$1" >&2
+    shift
+    for line in "$@"; do printf '  %s\n' "$line" >&2; done
+    exit 1
+}
+say() { printf 'setup-torch: %s\n' "$*" >&2; }
+
+# The version of the libtorch in folder $1, from the files a wheel or a libtorch zip carries.
+torch_version_of() {
+    local dir=$1 v=""
+    if [ -f "$dir/version.py" ]; then
+        v=$(sed -n "s/^__version__ = '\([^']*\)'.*/\1/p" "$dir/version.py")
+    elif [ -f "$dir/build-version" ]; then
+        v=$(cat "$dir/build-version")
+    fi
+    printf '%s' "${v%%+*}"
+}
+
+if [ -n "${LIBTORCH:-}" ]; then
+    [ -f "$LIBTORCH/lib/libtorch_cpu.so" ] || die "LIBTORCH=$LIBTORCH has no lib/libtorch_cpu.so" \
+        "point LIBTORCH at a libtorch $TORCH_VERSION folder (one with include/ and lib/)," \
+        "or unset it to let this script install torch $TORCH_VERSION from PyPI"
+    found=$(torch_version_of "$LIBTORCH")
+    if [ -n "$found" ] && [ "$found" != "$TORCH_VERSION" ] && [ -z "${LIBTORCH_BYPASS_VERSION_CHECK:-}" ]; then
+        die "LIBTORCH=$LIBTORCH holds torch $found, but this project is built on tch 0.24, which needs torch $TORCH_VERSION" \
+            "unset LIBTORCH to use the torch $TORCH_VERSION this script installs under your cache directory"
+    fi
+    say "using LIBTORCH=$LIBTORCH${found:+ (torch $found)}"
+    exit 0
+fi
+
+env_dir=${LIGHTNING_TORCH_ENV:-${XDG_CACHE_HOME:-$HOME/.cache}/lightning-rs/torch-$TORCH_VERSION}
+python=${PYTHON:-python3}
+stamp="$env_dir/.lightning-rs-requirements"
+wanted=$(cat "$requirements")
+
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$wanted" ]; then
+    command -v "$python" >/dev/null 2>&1 || die "no \`$python\` on PATH: Python 3.10 to 3.13 is needed to install torch $TORCH_VERSION from PyPI" \
+        "install it (Debian/Ubuntu: apt-get install python3 python3-venv), or set PYTHON=/path/to/python3," \
+        "or set LIBTORCH to an unpacked libtorch $TORCH_VERSION"
+    if [ ! -x "$env_dir/bin/python" ]; then
+        say "creating the Python environment $env_dir"
+        mkdir -p "$(dirname "$env_dir")"
+        "$python" -m venv "$env_dir" 2>/dev/null || {
+            rm -rf "$env_dir"
+            die "\`$python -m venv\` failed: the venv module is missing" \
+                "Debian/Ubuntu: apt-get install python3-venv; or set PYTHON to another Python 3"
+        }
+    fi
+    say "installing $(tr '\n' ' ' < "$requirements")into $env_dir (about 4-5 GB the first time)"
+    log="$env_dir/pip-install.log"
+    if ! "$env_dir/bin/python" -m pip install --disable-pip-version-check --progress-bar off \
+            -r "$requirements" >"$log" 2>&1; then
+        tail -n 15 "$log" >&2
+        die "pip could not install the packages above (full log: $log)" \
+            "check your connection to PyPI and the free disk space, then run this script again;" \
+            "torch $TORCH_VERSION has wheels for CPython 3.10 to 3.13 on x86_64 and aarch64 Linux"
+    fi
+    found=$("$env_dir/bin/python" -c 'import importlib.metadata as m; print(m.version("torch"))' 2>/dev/null || true)
+    [ "${found%%+*}" = "$TORCH_VERSION" ] || die "the environment $env_dir holds torch '${found:-none}', not $TORCH_VERSION" \
+        "delete $env_dir and run this script again"
+    printf '%s' "$wanted" > "$stamp"
+fi
+
+torch_dir=$(ls -d "$env_dir"/lib/python3*/site-packages/torch 2>/dev/null | head -n 1)
+[ -n "$torch_dir" ] && [ -f "$torch_dir/lib/libtorch_cpu.so" ] \
+    || die "$env_dir holds no torch/lib/libtorch_cpu.so" "delete $env_dir and run this script again"
+ln -sfn "$torch_dir" "$repo/.libtorch"
+say "torch $TORCH_VERSION ready: .libtorch -> $torch_dir"
