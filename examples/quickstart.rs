@@ -22,9 +22,6 @@ fn main() -> Result<(), tch::TchError> {
             println!("epoch {epoch:3}  loss {:.5}", loss.f_double_value(&[])?);
         }
     }
-    println!(
-        "device {device:?}, cuda available: {}",
-        tch::Cuda::is_available()
-    );
+    println!("device {device:?}, cuda available: {}", tch::Cuda::is_available());
     Ok(())
 }

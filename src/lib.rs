@@ -55,9 +55,8 @@ pub use lightning_runtime::*;
 pub mod prelude {
     pub use crate::lightning_module;
     pub use lightning_runtime::{
-        Batch, BatchControl, Callback, Checkpoint, Ctx, GradClipAlgorithm, Interval,
-        LightningModule, Loader, LrScheduler, Optimizer, OptimizerClosure, Optimizers, Stage,
-        StepOutput,
+        Batch, BatchControl, Callback, Checkpoint, Ctx, GradClipAlgorithm, Interval, LightningModule, Loader,
+        LrScheduler, Optimizer, OptimizerClosure, Optimizers, Stage, StepOutput,
     };
     pub use tch::nn::{self, Module as _, ModuleT as _};
     pub use tch::{Device, Kind, Reduction, Tensor};

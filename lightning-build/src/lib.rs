@@ -84,11 +84,7 @@ pub fn managed_env_dir() -> Option<PathBuf> {
         .filter(|dir| !dir.is_empty())
         .map(PathBuf::from)
         .or_else(|| env::var_os("HOME").map(|home| Path::new(&home).join(".cache")))?;
-    Some(
-        cache
-            .join("lightning-rs")
-            .join(format!("torch-{TORCH_VERSION}")),
-    )
+    Some(cache.join("lightning-rs").join(format!("torch-{TORCH_VERSION}")))
 }
 
 /// The `torch/` package folder inside the managed environment, if it is installed.

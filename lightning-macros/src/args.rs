@@ -47,13 +47,8 @@ impl Parse for Arg {
 
 impl Args {
     pub fn parse(cx: &mut Ctxt, tokens: TokenStream) -> Args {
-        let mut args = Args {
-            krate: syn::parse_quote!(::lightning),
-            batch: None,
-            var_store: None,
-        };
-        let parsed =
-            syn::parse::Parser::parse2(Punctuated::<Arg, Token![,]>::parse_terminated, tokens);
+        let mut args = Args { krate: syn::parse_quote!(::lightning), batch: None, var_store: None };
+        let parsed = syn::parse::Parser::parse2(Punctuated::<Arg, Token![,]>::parse_terminated, tokens);
         match parsed {
             Ok(list) => {
                 for arg in list {
@@ -77,8 +72,6 @@ impl Args {
 
     /// The `VarStore` field, spanned on `span` when it is the default.
     pub fn var_store_field(&self, span: Span) -> Member {
-        self.var_store
-            .clone()
-            .unwrap_or_else(|| Member::Named(Ident::new("vs", span)))
+        self.var_store.clone().unwrap_or_else(|| Member::Named(Ident::new("vs", span)))
     }
 }

@@ -38,14 +38,8 @@ pub enum Group {
 
 #[cfg_attr(not(test), allow(dead_code))]
 impl Group {
-    pub const ALL: [Group; 6] = [
-        Group::Step,
-        Group::Configure,
-        Group::Optimization,
-        Group::Model,
-        Group::Data,
-        Group::Checkpoint,
-    ];
+    pub const ALL: [Group; 6] =
+        [Group::Step, Group::Configure, Group::Optimization, Group::Model, Group::Data, Group::Checkpoint];
 
     pub fn title(self) -> &'static str {
         match self {
@@ -142,9 +136,7 @@ impl Ty {
         match self {
             Ty::BatchRef | Ty::TensorRef | Ty::OutputRef | Ty::PredictionRef => Passing::Ref,
             Ty::Optimizer | Ty::Closure | Ty::Scheduler | Ty::Checkpoint => Passing::RefMut,
-            Ty::Batch | Ty::Usize | Ty::OptionF64 | Ty::ClipAlgorithm | Ty::Stage | Ty::Device => {
-                Passing::Value
-            }
+            Ty::Batch | Ty::Usize | Ty::OptionF64 | Ty::ClipAlgorithm | Ty::Stage | Ty::Device => Passing::Value,
         }
     }
 }
@@ -188,7 +180,9 @@ impl Ret {
     pub fn meaning(self) -> &'static str {
         match self {
             Ret::Unit => "nothing",
-            Ret::Control => "`BatchControl::SkipRestOfEpoch` ends the epoch here (Lightning's `-1`); `()` or `Continue` goes on",
+            Ret::Control => {
+                "`BatchControl::SkipRestOfEpoch` ends the epoch here (Lightning's `-1`); `()` or `Continue` goes on"
+            }
             Ret::Output => "the loss `Tensor`; `None` skips the batch; `()` in manual optimization",
             Ret::Prediction => "one batch's predictions, collected by `Trainer::predict`",
             Ret::Batch => "the batch used from here on",
@@ -200,60 +194,22 @@ impl Ret {
 }
 
 const fn p(name: &'static str, ty: Ty) -> Param {
-    Param {
-        name,
-        ty,
-        optional: false,
-    }
+    Param { name, ty, optional: false }
 }
 
 const fn opt(name: &'static str, ty: Ty) -> Param {
-    Param {
-        name,
-        ty,
-        optional: true,
-    }
+    Param { name, ty, optional: true }
 }
 
 const BATCH_IDX: Param = opt("batch_idx", Ty::Usize);
 const DATALOADER_IDX: Param = opt("dataloader_idx", Ty::Usize);
 
-const fn hook(
-    name: &'static str,
-    group: Group,
-    params: &'static [Param],
-    ret: Ret,
-    when: &'static str,
-) -> Hook {
-    Hook {
-        name,
-        group,
-        receiver: Receiver::Either,
-        params,
-        takes_ctx: true,
-        ret,
-        when,
-        deprecated: None,
-    }
+const fn hook(name: &'static str, group: Group, params: &'static [Param], ret: Ret, when: &'static str) -> Hook {
+    Hook { name, group, receiver: Receiver::Either, params, takes_ctx: true, ret, when, deprecated: None }
 }
 
-const fn mut_hook(
-    name: &'static str,
-    group: Group,
-    params: &'static [Param],
-    ret: Ret,
-    when: &'static str,
-) -> Hook {
-    Hook {
-        name,
-        group,
-        receiver: Receiver::Mut,
-        params,
-        takes_ctx: true,
-        ret,
-        when,
-        deprecated: None,
-    }
+const fn mut_hook(name: &'static str, group: Group, params: &'static [Param], ret: Ret, when: &'static str) -> Hook {
+    Hook { name, group, receiver: Receiver::Mut, params, takes_ctx: true, ret, when, deprecated: None }
 }
 
 use Group::*;
@@ -262,45 +218,103 @@ use Ty::*;
 /// Every hook, in the order of the reference docs.
 pub const HOOKS: &[Hook] = &[
     // Steps.
-    hook("training_step", Step, &[p("batch", BatchRef), BATCH_IDX], Ret::Output,
-        "once per training batch; inside the optimizer closure in automatic optimization"),
-    hook("validation_step", Step, &[p("batch", BatchRef), BATCH_IDX, DATALOADER_IDX], Ret::Output,
-        "once per validation batch, under `no_grad` with `ctx.is_training() == false`"),
-    hook("test_step", Step, &[p("batch", BatchRef), BATCH_IDX, DATALOADER_IDX], Ret::Output,
-        "once per test batch, under `no_grad` with `ctx.is_training() == false`"),
-    hook("predict_step", Step, &[p("batch", BatchRef), BATCH_IDX, DATALOADER_IDX], Ret::Prediction,
-        "once per prediction batch, under `no_grad` with `ctx.is_training() == false`"),
+    hook(
+        "training_step",
+        Step,
+        &[p("batch", BatchRef), BATCH_IDX],
+        Ret::Output,
+        "once per training batch; inside the optimizer closure in automatic optimization",
+    ),
+    hook(
+        "validation_step",
+        Step,
+        &[p("batch", BatchRef), BATCH_IDX, DATALOADER_IDX],
+        Ret::Output,
+        "once per validation batch, under `no_grad` with `ctx.is_training() == false`",
+    ),
+    hook(
+        "test_step",
+        Step,
+        &[p("batch", BatchRef), BATCH_IDX, DATALOADER_IDX],
+        Ret::Output,
+        "once per test batch, under `no_grad` with `ctx.is_training() == false`",
+    ),
+    hook(
+        "predict_step",
+        Step,
+        &[p("batch", BatchRef), BATCH_IDX, DATALOADER_IDX],
+        Ret::Prediction,
+        "once per prediction batch, under `no_grad` with `ctx.is_training() == false`",
+    ),
     // Configuration.
-    hook("configure_callbacks", Configure, &[], Ret::Callbacks,
-        "first of all, in every entry point"),
-    hook("configure_optimizers", Configure, &[], Ret::Optimizers,
-        "in `fit`, after `configure_model` and the move to the device, before `on_fit_start`"),
-    mut_hook("configure_model", Configure, &[], Ret::Unit,
-        "after `setup`, before the move to the device, in every entry point; must be idempotent"),
+    hook("configure_callbacks", Configure, &[], Ret::Callbacks, "first of all, in every entry point"),
+    hook(
+        "configure_optimizers",
+        Configure,
+        &[],
+        Ret::Optimizers,
+        "in `fit`, after `configure_model` and the move to the device, before `on_fit_start`",
+    ),
+    mut_hook(
+        "configure_model",
+        Configure,
+        &[],
+        Ret::Unit,
+        "after `setup`, before the move to the device, in every entry point; must be idempotent",
+    ),
     Hook {
         deprecated: Some("`configure_sharded_model` is deprecated since Lightning 2.1: rename it `configure_model`"),
-        ..mut_hook("configure_sharded_model", Configure, &[], Ret::Unit,
-            "deprecated alias of `configure_model`, called just before it")
+        ..mut_hook(
+            "configure_sharded_model",
+            Configure,
+            &[],
+            Ret::Unit,
+            "deprecated alias of `configure_model`, called just before it",
+        )
     },
     // Optimization.
     Hook {
         takes_ctx: false,
-        ..mut_hook("optimizer_step", Optimization,
+        ..mut_hook(
+            "optimizer_step",
+            Optimization,
             &[p("epoch", Usize), p("batch_idx", Usize), p("optimizer", Optimizer), p("optimizer_closure", Closure)],
             Ret::Unit,
-            "automatic optimization, once per stepping batch; must run the closure (`optimizer.step(closure, self)`)")
+            "automatic optimization, once per stepping batch; must run the closure (`optimizer.step(closure, self)`)",
+        )
     },
-    hook("optimizer_zero_grad", Optimization,
-        &[p("epoch", Usize), p("batch_idx", Usize), p("optimizer", Optimizer)], Ret::Unit,
-        "inside the closure after `on_before_zero_grad`, on the first batch of an accumulation window"),
-    hook("backward", Optimization, &[p("loss", TensorRef)], Ret::Unit,
-        "between `on_before_backward` and `on_after_backward`; the default is `loss.backward()`"),
-    hook("configure_gradient_clipping", Optimization,
-        &[p("optimizer", Optimizer), opt("gradient_clip_val", OptionF64), opt("gradient_clip_algorithm", ClipAlgorithm)],
+    hook(
+        "optimizer_zero_grad",
+        Optimization,
+        &[p("epoch", Usize), p("batch_idx", Usize), p("optimizer", Optimizer)],
         Ret::Unit,
-        "after `on_before_optimizer_step`, with the Trainer's clipping settings; the default clips with them"),
-    hook("lr_scheduler_step", Optimization, &[p("scheduler", Scheduler), opt("metric", OptionF64)], Ret::Unit,
-        "when a scheduler's interval comes round; the default steps it"),
+        "inside the closure after `on_before_zero_grad`, on the first batch of an accumulation window",
+    ),
+    hook(
+        "backward",
+        Optimization,
+        &[p("loss", TensorRef)],
+        Ret::Unit,
+        "between `on_before_backward` and `on_after_backward`; the default is `loss.backward()`",
+    ),
+    hook(
+        "configure_gradient_clipping",
+        Optimization,
+        &[
+            p("optimizer", Optimizer),
+            opt("gradient_clip_val", OptionF64),
+            opt("gradient_clip_algorithm", ClipAlgorithm),
+        ],
+        Ret::Unit,
+        "after `on_before_optimizer_step`, with the Trainer's clipping settings; the default clips with them",
+    ),
+    hook(
+        "lr_scheduler_step",
+        Optimization,
+        &[p("scheduler", Scheduler), opt("metric", OptionF64)],
+        Ret::Unit,
+        "when a scheduler's interval comes round; the default steps it",
+    ),
     // ModelHooks.
     hook("on_fit_start", Model, &[], Ret::Unit, "at the start of `fit`, after `configure_optimizers`"),
     hook("on_fit_end", Model, &[], Ret::Unit, "at the end of `fit`, before `teardown`"),
@@ -312,70 +326,172 @@ pub const HOOKS: &[Hook] = &[
     hook("on_test_end", Model, &[], Ret::Unit, "at the end of `test`"),
     hook("on_predict_start", Model, &[], Ret::Unit, "at the start of `predict`"),
     hook("on_predict_end", Model, &[], Ret::Unit, "at the end of `predict`"),
-    hook("on_train_batch_start", Model, &[p("batch", BatchRef), BATCH_IDX], Ret::Control,
-        "before each training batch, after its transfer to the device"),
-    hook("on_train_batch_end", Model, &[p("outputs", OutputRef), p("batch", BatchRef), BATCH_IDX], Ret::Unit,
-        "after each training batch's optimization step"),
-    hook("on_validation_batch_start", Model, &[p("batch", BatchRef), BATCH_IDX, DATALOADER_IDX], Ret::Unit,
-        "before each `validation_step`"),
-    hook("on_validation_batch_end", Model,
-        &[p("outputs", OutputRef), p("batch", BatchRef), BATCH_IDX, DATALOADER_IDX], Ret::Unit,
-        "after each `validation_step`"),
-    hook("on_test_batch_start", Model, &[p("batch", BatchRef), BATCH_IDX, DATALOADER_IDX], Ret::Unit,
-        "before each `test_step`"),
-    hook("on_test_batch_end", Model, &[p("outputs", OutputRef), p("batch", BatchRef), BATCH_IDX, DATALOADER_IDX],
-        Ret::Unit, "after each `test_step`"),
-    hook("on_predict_batch_start", Model, &[p("batch", BatchRef), BATCH_IDX, DATALOADER_IDX], Ret::Unit,
-        "before each `predict_step`"),
-    hook("on_predict_batch_end", Model,
-        &[p("outputs", PredictionRef), p("batch", BatchRef), BATCH_IDX, DATALOADER_IDX], Ret::Unit,
-        "after each `predict_step`"),
-    hook("on_validation_model_zero_grad", Model, &[], Ret::Unit,
-        "in `fit` only, just before an in-training validation run; the default zeroes the gradients"),
-    hook("on_validation_model_eval", Model, &[], Ret::Unit,
-        "at the start of a validation run; the default switches to eval mode"),
-    hook("on_validation_model_train", Model, &[], Ret::Unit,
-        "at the end of a validation run, only if defined; otherwise the previous mode is restored"),
+    hook(
+        "on_train_batch_start",
+        Model,
+        &[p("batch", BatchRef), BATCH_IDX],
+        Ret::Control,
+        "before each training batch, after its transfer to the device",
+    ),
+    hook(
+        "on_train_batch_end",
+        Model,
+        &[p("outputs", OutputRef), p("batch", BatchRef), BATCH_IDX],
+        Ret::Unit,
+        "after each training batch's optimization step",
+    ),
+    hook(
+        "on_validation_batch_start",
+        Model,
+        &[p("batch", BatchRef), BATCH_IDX, DATALOADER_IDX],
+        Ret::Unit,
+        "before each `validation_step`",
+    ),
+    hook(
+        "on_validation_batch_end",
+        Model,
+        &[p("outputs", OutputRef), p("batch", BatchRef), BATCH_IDX, DATALOADER_IDX],
+        Ret::Unit,
+        "after each `validation_step`",
+    ),
+    hook(
+        "on_test_batch_start",
+        Model,
+        &[p("batch", BatchRef), BATCH_IDX, DATALOADER_IDX],
+        Ret::Unit,
+        "before each `test_step`",
+    ),
+    hook(
+        "on_test_batch_end",
+        Model,
+        &[p("outputs", OutputRef), p("batch", BatchRef), BATCH_IDX, DATALOADER_IDX],
+        Ret::Unit,
+        "after each `test_step`",
+    ),
+    hook(
+        "on_predict_batch_start",
+        Model,
+        &[p("batch", BatchRef), BATCH_IDX, DATALOADER_IDX],
+        Ret::Unit,
+        "before each `predict_step`",
+    ),
+    hook(
+        "on_predict_batch_end",
+        Model,
+        &[p("outputs", PredictionRef), p("batch", BatchRef), BATCH_IDX, DATALOADER_IDX],
+        Ret::Unit,
+        "after each `predict_step`",
+    ),
+    hook(
+        "on_validation_model_zero_grad",
+        Model,
+        &[],
+        Ret::Unit,
+        "in `fit` only, just before an in-training validation run; the default zeroes the gradients",
+    ),
+    hook(
+        "on_validation_model_eval",
+        Model,
+        &[],
+        Ret::Unit,
+        "at the start of a validation run; the default switches to eval mode",
+    ),
+    hook(
+        "on_validation_model_train",
+        Model,
+        &[],
+        Ret::Unit,
+        "at the end of a validation run, only if defined; otherwise the previous mode is restored",
+    ),
     hook("on_test_model_eval", Model, &[], Ret::Unit, "at the start of `test`; the default switches to eval mode"),
-    hook("on_test_model_train", Model, &[], Ret::Unit,
-        "at the end of `test`, only if defined; otherwise the previous mode is restored"),
-    hook("on_predict_model_eval", Model, &[], Ret::Unit,
-        "at the start of `predict`; the default switches to eval mode"),
+    hook(
+        "on_test_model_train",
+        Model,
+        &[],
+        Ret::Unit,
+        "at the end of `test`, only if defined; otherwise the previous mode is restored",
+    ),
+    hook(
+        "on_predict_model_eval",
+        Model,
+        &[],
+        Ret::Unit,
+        "at the start of `predict`; the default switches to eval mode",
+    ),
     hook("on_train_epoch_start", Model, &[], Ret::Unit, "at the start of each training epoch"),
-    hook("on_train_epoch_end", Model, &[], Ret::Unit,
-        "at the end of each training epoch, after its validation run, before checkpointing callbacks"),
+    hook(
+        "on_train_epoch_end",
+        Model,
+        &[],
+        Ret::Unit,
+        "at the end of each training epoch, after its validation run, before checkpointing callbacks",
+    ),
     hook("on_validation_epoch_start", Model, &[], Ret::Unit, "before the first validation batch"),
     hook("on_validation_epoch_end", Model, &[], Ret::Unit, "after the last validation batch"),
     hook("on_test_epoch_start", Model, &[], Ret::Unit, "before the first test batch"),
     hook("on_test_epoch_end", Model, &[], Ret::Unit, "after the last test batch"),
     hook("on_predict_epoch_start", Model, &[], Ret::Unit, "before the first prediction batch"),
     hook("on_predict_epoch_end", Model, &[], Ret::Unit, "after the last prediction batch"),
-    hook("on_before_zero_grad", Model, &[p("optimizer", Optimizer)], Ret::Unit,
-        "before `optimizer_zero_grad`, after `training_step`"),
+    hook(
+        "on_before_zero_grad",
+        Model,
+        &[p("optimizer", Optimizer)],
+        Ret::Unit,
+        "before `optimizer_zero_grad`, after `training_step`",
+    ),
     hook("on_before_backward", Model, &[p("loss", TensorRef)], Ret::Unit, "before `backward`"),
     hook("on_after_backward", Model, &[], Ret::Unit, "after `backward`, before the optimizer step"),
-    hook("on_before_optimizer_step", Model, &[p("optimizer", Optimizer)], Ret::Unit,
-        "after the closure ran, before gradient clipping and the optimizer step"),
+    hook(
+        "on_before_optimizer_step",
+        Model,
+        &[p("optimizer", Optimizer)],
+        Ret::Unit,
+        "after the closure ran, before gradient clipping and the optimizer step",
+    ),
     // DataHooks.
     hook("prepare_data", Data, &[], Ret::Unit, "once per node before `setup`, to download or write data"),
     hook("setup", Data, &[p("stage", Stage)], Ret::Unit, "at the start of every entry point, in every process"),
     hook("teardown", Data, &[p("stage", Stage)], Ret::Unit, "last of all, in every entry point, also after an error"),
     hook("train_dataloader", Data, &[], Ret::Loader, "in `fit` when no training data was passed"),
-    hook("val_dataloader", Data, &[], Ret::Loader,
-        "in `fit` and `validate` when no validation data was passed"),
+    hook("val_dataloader", Data, &[], Ret::Loader, "in `fit` and `validate` when no validation data was passed"),
     hook("test_dataloader", Data, &[], Ret::Loader, "in `test` when no data was passed"),
     hook("predict_dataloader", Data, &[], Ret::Loader, "in `predict` when no data was passed"),
-    hook("transfer_batch_to_device", Data, &[p("batch", Batch), p("device", Device), DATALOADER_IDX], Ret::Batch,
-        "for every batch; the default moves every tensor to the device"),
-    hook("on_before_batch_transfer", Data, &[p("batch", Batch), DATALOADER_IDX], Ret::Batch,
-        "for every batch, before `transfer_batch_to_device`"),
-    hook("on_after_batch_transfer", Data, &[p("batch", Batch), DATALOADER_IDX], Ret::Batch,
-        "for every batch, after `transfer_batch_to_device`"),
+    hook(
+        "transfer_batch_to_device",
+        Data,
+        &[p("batch", Batch), p("device", Device), DATALOADER_IDX],
+        Ret::Batch,
+        "for every batch; the default moves every tensor to the device",
+    ),
+    hook(
+        "on_before_batch_transfer",
+        Data,
+        &[p("batch", Batch), DATALOADER_IDX],
+        Ret::Batch,
+        "for every batch, before `transfer_batch_to_device`",
+    ),
+    hook(
+        "on_after_batch_transfer",
+        Data,
+        &[p("batch", Batch), DATALOADER_IDX],
+        Ret::Batch,
+        "for every batch, after `transfer_batch_to_device`",
+    ),
     // CheckpointHooks.
-    hook("on_save_checkpoint", Group::Checkpoint, &[p("checkpoint", Ty::Checkpoint)], Ret::Unit,
-        "when a checkpoint is written, after the callbacks' state; add your own entries"),
-    mut_hook("on_load_checkpoint", Group::Checkpoint, &[p("checkpoint", Ty::Checkpoint)], Ret::Unit,
-        "when a checkpoint is restored, before the weights are loaded"),
+    hook(
+        "on_save_checkpoint",
+        Group::Checkpoint,
+        &[p("checkpoint", Ty::Checkpoint)],
+        Ret::Unit,
+        "when a checkpoint is written, after the callbacks' state; add your own entries",
+    ),
+    mut_hook(
+        "on_load_checkpoint",
+        Group::Checkpoint,
+        &[p("checkpoint", Ty::Checkpoint)],
+        Ret::Unit,
+        "when a checkpoint is restored, before the weights are loaded",
+    ),
 ];
 
 /// Methods of Lightning 1.x that 2.x removed or renamed, and what to write instead.
@@ -432,11 +548,7 @@ impl Hook {
     /// The full signature, as messages and docs print it.
     pub fn signature(&self) -> String {
         let mut parts = vec!["&mut self".to_string()];
-        parts.extend(
-            self.params
-                .iter()
-                .map(|param| format!("{}: {}", param.name, param.ty.display())),
-        );
+        parts.extend(self.params.iter().map(|param| format!("{}: {}", param.name, param.ty.display())));
         if self.takes_ctx {
             parts.push("ctx: &mut Ctx".to_string());
         }
@@ -449,16 +561,11 @@ impl Hook {
 
     /// The parameters that must be written.
     pub fn required_params(&self) -> usize {
-        self.params
-            .iter()
-            .take_while(|param| !param.optional)
-            .count()
+        self.params.iter().take_while(|param| !param.optional).count()
     }
 
     /// Whether the hook takes the batch, so that the batch type can be read off it.
     pub fn batch_param(&self) -> Option<usize> {
-        self.params
-            .iter()
-            .position(|param| matches!(param.ty, Ty::BatchRef | Ty::Batch))
+        self.params.iter().position(|param| matches!(param.ty, Ty::BatchRef | Ty::Batch))
     }
 }

@@ -1,34 +1,24 @@
 //! The compile-time rules, one function per rule, each opening with the rule it enforces. Every message is
 //! built from the catalogue, names the fix, and is spanned on the smallest token at fault.
 
-use syn::{
-    FnArg, GenericArgument, Ident, ItemImpl, Pat, PathArguments, ReturnType, Signature, Type,
-};
+use syn::{FnArg, GenericArgument, Ident, ItemImpl, Pat, PathArguments, ReturnType, Signature, Type};
 
 use crate::catalogue::{self, Hook, Passing, Receiver, Ret, REMOVED, REMOVED_PARAMS};
 use crate::ctxt::Ctxt;
 use crate::model::{output_span, parens_span, HookFn, RetShape, Slot, UserParam};
 
-const HELPER_NOTE: &str =
-    "= note: a helper method that only looks like a hook can be marked `#[lightning(helper)]`";
+const HELPER_NOTE: &str = "= note: a helper method that only looks like a hook can be marked `#[lightning(helper)]`";
 
 /// The help line that shows a hook's full signature and what may be left out.
 fn expected(hook: &Hook) -> String {
-    let mut omittable: Vec<String> = hook
-        .params
-        .iter()
-        .filter(|param| param.optional)
-        .map(|param| format!("`{}`", param.name))
-        .collect();
+    let mut omittable: Vec<String> =
+        hook.params.iter().filter(|param| param.optional).map(|param| format!("`{}`", param.name)).collect();
     if hook.takes_ctx {
         omittable.push("`ctx`".to_string());
     }
     let mut help = format!("= help: expected `{}`", hook.signature());
     if !omittable.is_empty() {
-        help.push_str(&format!(
-            "\n= note: {} may be left out",
-            omittable.join(", ")
-        ));
+        help.push_str(&format!("\n= note: {} may be left out", omittable.join(", ")));
     }
     help
 }
@@ -47,10 +37,7 @@ pub fn inherent_impl(cx: &mut Ctxt, item: &ItemImpl) {
 
 /// Rule: a hook is defined once.
 pub fn duplicate(cx: &mut Ctxt, ident: &Ident) {
-    cx.error_spanned_by(
-        ident,
-        format!("hook `{ident}` is defined twice\n= help: remove one of the two definitions"),
-    );
+    cx.error_spanned_by(ident, format!("hook `{ident}` is defined twice\n= help: remove one of the two definitions"));
 }
 
 /// Rule: a method whose name is a Lightning 1.x hook that 2.x removed, or a near miss of a hook's name, is
@@ -78,12 +65,7 @@ pub fn signature(cx: &mut Ctxt, hook: &'static Hook, sig: &Signature) -> Option<
     let params = params(cx, hook, sig);
     let ret = return_type(cx, hook, sig);
     match (qualifiers_ok && receiver_ok, params, ret) {
-        (true, Some(params), Some(ret)) => Some(HookFn {
-            hook,
-            ident: sig.ident.clone(),
-            params,
-            ret,
-        }),
+        (true, Some(params), Some(ret)) => Some(HookFn { hook, ident: sig.ident.clone(), params, ret }),
         _ => None,
     }
 }
@@ -98,32 +80,29 @@ fn qualifiers(cx: &mut Ctxt, hook: &Hook, sig: &Signature) -> bool {
         ok = false;
     };
     if let Some(token) = &sig.asyncness {
-        fail(cx, token, format!("hook `{name}` cannot be `async`: the Trainer calls hooks synchronously\n= help: remove `async`"));
-    }
-    if let Some(token) = &sig.constness {
         fail(
             cx,
             token,
-            format!("hook `{name}` cannot be `const`\n= help: remove `const`"),
+            format!("hook `{name}` cannot be `async`: the Trainer calls hooks synchronously\n= help: remove `async`"),
         );
+    }
+    if let Some(token) = &sig.constness {
+        fail(cx, token, format!("hook `{name}` cannot be `const`\n= help: remove `const`"));
     }
     if let Some(token) = &sig.unsafety {
         fail(cx, token, format!("hook `{name}` cannot be `unsafe`: the Trainer has no way to uphold its contract\n= help: remove `unsafe` and use an `unsafe` block inside"));
     }
     if let Some(abi) = &sig.abi {
-        fail(
-            cx,
-            abi,
-            format!(
-                "hook `{name}` cannot have an ABI\n= help: remove `{}`",
-                quote::quote!(#abi)
-            ),
-        );
+        fail(cx, abi, format!("hook `{name}` cannot have an ABI\n= help: remove `{}`", quote::quote!(#abi)));
     }
     if !sig.generics.params.is_empty() {
         fail(cx, &sig.generics, format!("hook `{name}` cannot be generic: the runtime calls it through one function pointer\n= help: remove the generic parameters"));
     } else if let Some(clause) = &sig.generics.where_clause {
-        fail(cx, clause, format!("hook `{name}` cannot have a `where` clause\n= help: put bounds on the `impl` block instead"));
+        fail(
+            cx,
+            clause,
+            format!("hook `{name}` cannot have a `where` clause\n= help: put bounds on the `impl` block instead"),
+        );
     }
     if let Some(variadic) = &sig.variadic {
         fail(cx, variadic, format!("hook `{name}` cannot be variadic"));
@@ -138,10 +117,7 @@ fn receiver(cx: &mut Ctxt, hook: &Hook, sig: &Signature) -> bool {
     let Some(FnArg::Receiver(receiver)) = sig.inputs.first() else {
         cx.error_spanned_by(
             &sig.ident,
-            format!(
-                "hook `{name}` must be a method: add `&mut self` as its first parameter\n{}",
-                expected(hook)
-            ),
+            format!("hook `{name}` must be a method: add `&mut self` as its first parameter\n{}", expected(hook)),
         );
         return false;
     };
@@ -153,10 +129,7 @@ fn receiver(cx: &mut Ctxt, hook: &Hook, sig: &Signature) -> bool {
         }
         cx.error_spanned_by(
             receiver,
-            format!(
-                "hook `{name}` must take `&self` or `&mut self`, not `self: {typed}`\n{}",
-                expected(hook)
-            ),
+            format!("hook `{name}` must take `&self` or `&mut self`, not `self: {typed}`\n{}", expected(hook)),
         );
         return false;
     }
@@ -171,7 +144,9 @@ fn receiver(cx: &mut Ctxt, hook: &Hook, sig: &Signature) -> bool {
         (Some(_), None, Receiver::Mut) => {
             cx.error_spanned_by(
                 receiver,
-                format!("hook `{name}` must take `&mut self`: it is where the module is changed\n= help: write `&mut self`"),
+                format!(
+                    "hook `{name}` must take `&mut self`: it is where the module is changed\n= help: write `&mut self`"
+                ),
             );
             false
         }
@@ -214,10 +189,7 @@ fn params(cx: &mut Ctxt, hook: &Hook, sig: &Signature) -> Option<Vec<UserParam>>
     for (position, param) in typed.iter().enumerate() {
         if let Pat::Ident(pat) = &*param.pat {
             let param_name = pat.ident.to_string();
-            if let Some((_, why)) = REMOVED_PARAMS
-                .iter()
-                .find(|(removed, _)| *removed == param_name)
-            {
+            if let Some((_, why)) = REMOVED_PARAMS.iter().find(|(removed, _)| *removed == param_name) {
                 cx.error_spanned_by(&pat.ident, format!("{why}\n{}", expected(hook)));
                 ok = false;
                 continue;
@@ -227,30 +199,24 @@ fn params(cx: &mut Ctxt, hook: &Hook, sig: &Signature) -> Option<Vec<UserParam>>
             if !hook.takes_ctx {
                 cx.error_spanned_by(
                     &param.ty,
-                    format!("hook `{name}` takes no `ctx`: its closure holds the context while it runs\n{}", expected(hook)),
+                    format!(
+                        "hook `{name}` takes no `ctx`: its closure holds the context while it runs\n{}",
+                        expected(hook)
+                    ),
                 );
                 ok = false;
             } else if position + 1 != typed.len() {
                 cx.error_spanned_by(
                     &param.ty,
-                    format!(
-                        "the context must be the last parameter of `{name}`\n{}",
-                        expected(hook)
-                    ),
+                    format!("the context must be the last parameter of `{name}`\n{}", expected(hook)),
                 );
                 ok = false;
             } else {
-                out.push(UserParam {
-                    slot: Slot::Ctx,
-                    ty: (*param.ty).clone(),
-                });
+                out.push(UserParam { slot: Slot::Ctx, ty: (*param.ty).clone() });
             }
             continue;
         }
-        let index = out
-            .iter()
-            .filter(|param: &&UserParam| param.slot != Slot::Ctx)
-            .count();
+        let index = out.iter().filter(|param: &&UserParam| param.slot != Slot::Ctx).count();
         let Some(spec) = hook.params.get(index) else {
             cx.error_spanned_by(
                 param,
@@ -272,19 +238,11 @@ fn params(cx: &mut Ctxt, hook: &Hook, sig: &Signature) -> Option<Vec<UserParam>>
             };
             cx.error_spanned_by(
                 &param.ty,
-                format!(
-                    "`{name}` receives `{}` {how}, as `{}`\n{}",
-                    spec.name,
-                    spec.ty.display(),
-                    expected(hook)
-                ),
+                format!("`{name}` receives `{}` {how}, as `{}`\n{}", spec.name, spec.ty.display(), expected(hook)),
             );
             ok = false;
         }
-        out.push(UserParam {
-            slot: Slot::Param(index),
-            ty: (*param.ty).clone(),
-        });
+        out.push(UserParam { slot: Slot::Param(index), ty: (*param.ty).clone() });
     }
     let written = out.iter().filter(|param| param.slot != Slot::Ctx).count();
     if ok && written < hook.required_params() {
@@ -348,18 +306,10 @@ fn return_type(cx: &mut Ctxt, hook: &Hook, sig: &Signature) -> Option<RetShape> 
         (Ret::Prediction | Ret::Batch | Ret::Loader | Ret::Optimizers | Ret::Callbacks, None) => {
             cx.push(syn::Error::new(
                 span,
-                format!(
-                    "hook `{name}` must return {}\n{}",
-                    hook.ret.meaning(),
-                    expected(hook)
-                ),
+                format!("hook `{name}` must return {}\n{}", hook.ret.meaning(), expected(hook)),
             ));
             None
         }
-        _ => Some(RetShape {
-            is_result,
-            ok,
-            span,
-        }),
+        _ => Some(RetShape { is_result, ok, span }),
     }
 }

@@ -13,9 +13,7 @@ pub struct Ctxt {
 
 impl Ctxt {
     pub fn new() -> Self {
-        Ctxt {
-            errors: Some(Vec::new()),
-        }
+        Ctxt { errors: Some(Vec::new()) }
     }
 
     /// Records an error spanned on `tokens`.
@@ -24,25 +22,17 @@ impl Ctxt {
     }
 
     pub fn push(&mut self, error: syn::Error) {
-        self.errors
-            .as_mut()
-            .expect("Ctxt used after finish")
-            .push(error);
+        self.errors.as_mut().expect("Ctxt used after finish").push(error);
     }
 
     pub fn has_errors(&self) -> bool {
-        self.errors
-            .as_ref()
-            .is_some_and(|errors| !errors.is_empty())
+        self.errors.as_ref().is_some_and(|errors| !errors.is_empty())
     }
 
     /// All errors as `compile_error!` invocations (empty when there were none).
     pub fn finish(mut self) -> TokenStream {
         let errors = self.errors.take().expect("Ctxt finished twice");
-        errors
-            .into_iter()
-            .map(syn::Error::into_compile_error)
-            .collect()
+        errors.into_iter().map(syn::Error::into_compile_error).collect()
     }
 }
 

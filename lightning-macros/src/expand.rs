@@ -29,24 +29,20 @@ pub fn expand(args: &Args, module: &Module) -> TokenStream {
     let self_ty = &item.self_ty;
     let batch = args.batch.clone().or_else(|| module.inferred_batch());
     let batch = batch.map_or_else(|| quote!(()), |ty| quote!(#ty));
-    let prediction = module
-        .prediction()
-        .map_or_else(|| quote!(()), |ty| quote!(#ty));
+    let prediction = module.prediction().map_or_else(|| quote!(()), |ty| quote!(#ty));
     let entries = module.hooks.iter().map(|hook_fn| {
         let name = format_ident!("{}", hook_fn.hook.name);
         let shim = types::shim_name(hook_fn.hook);
         quote!(#name: ::core::option::Option::Some(Self::#shim),)
     });
     let field = args.var_store_field(self_ty.span());
-    let markers = MARKERS
-        .iter()
-        .filter(|(hook, _)| module.hook(hook).is_some())
-        .map(|(_, marker)| marker_impl(&p, item, marker));
+    let markers =
+        MARKERS.iter().filter(|(hook, _)| module.hook(hook).is_some()).map(|(_, marker)| marker_impl(&p, item, marker));
     quote! {
         #item
 
         #[doc(hidden)]
-        #[allow(non_snake_case, clippy::all)]
+        #[allow(non_snake_case, unused_braces, clippy::all)]
         impl #impl_generics #self_ty #where_clause {
             #(#shims)*
         }
@@ -82,12 +78,8 @@ pub fn stub(args: &Args, module: &Module, errors: TokenStream) -> TokenStream {
     let self_ty = &item.self_ty;
     let batch = args.batch.clone().or_else(|| module.inferred_batch());
     let batch = batch.map_or_else(|| quote!(()), |ty| quote!(#ty));
-    let prediction = module
-        .prediction()
-        .map_or_else(|| quote!(()), |ty| quote!(#ty));
-    let markers = MARKERS
-        .iter()
-        .map(|(_, marker)| marker_impl(&p, item, marker));
+    let prediction = module.prediction().map_or_else(|| quote!(()), |ty| quote!(#ty));
+    let markers = MARKERS.iter().map(|(_, marker)| marker_impl(&p, item, marker));
     quote! {
         #item
 
@@ -123,11 +115,7 @@ fn shim(p: &TokenStream, hook_fn: &HookFn) -> TokenStream {
     let s = quote!(Self);
     let shim = types::shim_name(hook);
     let user = &hook_fn.ident;
-    let mut names: Vec<syn::Ident> = hook
-        .params
-        .iter()
-        .map(|param| format_ident!("_{}", param.name))
-        .collect();
+    let mut names: Vec<syn::Ident> = hook.params.iter().map(|param| format_ident!("_{}", param.name)).collect();
     if hook.takes_ctx {
         names.push(format_ident!("_ctx"));
     }
@@ -141,9 +129,7 @@ fn shim(p: &TokenStream, hook_fn: &HookFn) -> TokenStream {
         // The braces carry the user's span, so a mismatch reads "expected <user's type>" at the user's type.
         quote_spanned!(param.ty.span()=> { #name })
     });
-    let deprecation = hook
-        .deprecated
-        .map(|_| quote_spanned!(user.span()=> let () = #p::CONFIGURE_SHARDED_MODEL;));
+    let deprecation = hook.deprecated.map(|_| quote_spanned!(user.span()=> let () = #p::CONFIGURE_SHARDED_MODEL;));
     let out = quote!(__lightning_out);
     let unwrap = hook_fn.ret.is_result.then(|| {
         quote! {

@@ -25,10 +25,7 @@ pub fn lightning_module(args: TokenStream, item: TokenStream) -> TokenStream {
 }
 
 /// The whole expansion, on `proc_macro2` tokens so that tests can run it.
-fn module(
-    args: proc_macro2::TokenStream,
-    item: proc_macro2::TokenStream,
-) -> proc_macro2::TokenStream {
+fn module(args: proc_macro2::TokenStream, item: proc_macro2::TokenStream) -> proc_macro2::TokenStream {
     let mut cx = ctxt::Ctxt::new();
     let args = args::Args::parse(&mut cx, args);
     let item = match syn::parse2::<syn::Item>(item.clone()) {

@@ -92,10 +92,7 @@ impl Module {
     pub fn inferred_batch(&self) -> Option<Type> {
         self.hooks.iter().find_map(|hook_fn| {
             let index = hook_fn.hook.batch_param()?;
-            let param = hook_fn
-                .params
-                .iter()
-                .find(|param| param.slot == Slot::Param(index))?;
+            let param = hook_fn.params.iter().find(|param| param.slot == Slot::Param(index))?;
             match (&param.ty, hook_fn.hook.params[index].ty) {
                 (Type::Reference(reference), Ty::BatchRef) => Some((*reference.elem).clone()),
                 (ty, Ty::Batch) => Some(ty.clone()),
@@ -106,8 +103,7 @@ impl Module {
 
     /// What `predict_step` returns, if the module defines it.
     pub fn prediction(&self) -> Option<Type> {
-        self.hook("predict_step")
-            .and_then(|hook_fn| hook_fn.ret.ok.clone())
+        self.hook("predict_step").and_then(|hook_fn| hook_fn.ret.ok.clone())
     }
 }
 
@@ -123,9 +119,7 @@ fn take_helper_attr(cx: &mut Ctxt, method: &mut ImplItemFn) -> bool {
                 helper = true;
                 Ok(())
             } else {
-                Err(meta.error(
-                    "unknown `lightning` attribute\n= help: the only one is `#[lightning(helper)]`",
-                ))
+                Err(meta.error("unknown `lightning` attribute\n= help: the only one is `#[lightning(helper)]`"))
             }
         });
         if let Err(error) = parsed {

@@ -9,10 +9,7 @@ use crate::types;
 pub fn expand() -> TokenStream {
     let p = quote!(crate::__private);
     let m = quote!(M);
-    let names: Vec<_> = HOOKS
-        .iter()
-        .map(|hook| format_ident!("{}", hook.name))
-        .collect();
+    let names: Vec<_> = HOOKS.iter().map(|hook| format_ident!("{}", hook.name)).collect();
     let name_strs: Vec<_> = HOOKS.iter().map(|hook| hook.name).collect();
     let count = HOOKS.len();
     let fields = HOOKS.iter().zip(&names).map(|(hook, name)| {

@@ -6,11 +6,7 @@ use crate::context::Ctx;
 pub trait Callback: Send {
     /// A name for messages and for the callback's entry in checkpoints.
     fn name(&self) -> String {
-        std::any::type_name::<Self>()
-            .rsplit("::")
-            .next()
-            .unwrap_or("callback")
-            .to_string()
+        std::any::type_name::<Self>().rsplit("::").next().unwrap_or("callback").to_string()
     }
     /// At the start of `fit`.
     fn on_fit_start(&mut self, _ctx: &mut Ctx) {}

@@ -81,14 +81,7 @@ impl<T: LogValue + ?Sized> LogValue for &T {
 impl Ctx {
     /// A context for a run on `device`.
     pub fn new(device: Device) -> Self {
-        Ctx {
-            device,
-            stage: None,
-            training: true,
-            current_epoch: 0,
-            global_step: 0,
-            logged: BTreeMap::new(),
-        }
+        Ctx { device, stage: None, training: true, current_epoch: 0, global_step: 0, logged: BTreeMap::new() }
     }
 
     /// Records `value` under `name`.

@@ -15,6 +15,8 @@ use crate::Result;
 pub trait Batch: Sized + 'static {
     /// The batch with every tensor on `device`.
     fn to_device(self, device: Device) -> Result<Self>;
+    /// Another handle on the same tensors (tch's `shallow_clone`: no data is copied).
+    fn share(&self) -> Self;
 }
 
 impl Batch for Tensor {
@@ -25,17 +27,27 @@ impl Batch for Tensor {
             Ok(self.f_to_device(device)?)
         }
     }
+
+    fn share(&self) -> Self {
+        self.shallow_clone()
+    }
 }
 
 impl Batch for () {
     fn to_device(self, _: Device) -> Result<Self> {
         Ok(())
     }
+
+    fn share(&self) -> Self {}
 }
 
 impl<B: Batch> Batch for Vec<B> {
     fn to_device(self, device: Device) -> Result<Self> {
         self.into_iter().map(|b| b.to_device(device)).collect()
+    }
+
+    fn share(&self) -> Self {
+        self.iter().map(Batch::share).collect()
     }
 }
 
@@ -43,17 +55,19 @@ impl<B: Batch> Batch for Option<B> {
     fn to_device(self, device: Device) -> Result<Self> {
         self.map(|b| b.to_device(device)).transpose()
     }
+
+    fn share(&self) -> Self {
+        self.as_ref().map(Batch::share)
+    }
 }
 
 impl<B: Batch, const N: usize> Batch for [B; N] {
     fn to_device(self, device: Device) -> Result<Self> {
-        let moved: Vec<B> = self
-            .into_iter()
-            .map(|b| b.to_device(device))
-            .collect::<Result<_>>()?;
-        Ok(moved
-            .try_into()
-            .unwrap_or_else(|_| unreachable!("the length is unchanged")))
+        let moved: Vec<B> = self.into_iter().map(|b| b.to_device(device)).collect::<Result<_>>()?;
+        Ok(moved.try_into().unwrap_or_else(|_| unreachable!("the length is unchanged")))
+    }
+    fn share(&self) -> Self {
+        std::array::from_fn(|i| self[i].share())
     }
 }
 
@@ -64,6 +78,12 @@ macro_rules! tuple_batch {
             fn to_device(self, device: Device) -> Result<Self> {
                 let ($($name,)+) = self;
                 Ok(($($name.to_device(device)?,)+))
+            }
+
+            #[allow(non_snake_case)]
+            fn share(&self) -> Self {
+                let ($($name,)+) = self;
+                ($($name.share(),)+)
             }
         }
     };
@@ -92,9 +112,9 @@ pub trait BatchSource<B>: Send {
     }
 }
 
-impl<B: Clone + Send + 'static> BatchSource<B> for Vec<B> {
+impl<B: Batch + Send> BatchSource<B> for Vec<B> {
     fn batches(&mut self, _epoch: usize) -> Box<dyn Iterator<Item = Result<B>> + '_> {
-        Box::new(self.iter().cloned().map(Ok))
+        Box::new(self.iter().map(|batch| Ok(batch.share())))
     }
 
     fn len(&self) -> Option<usize> {
@@ -105,9 +125,7 @@ impl<B: Clone + Send + 'static> BatchSource<B> for Vec<B> {
 impl<B> Loader<B> {
     /// A loader over any source of batches.
     pub fn new(source: impl BatchSource<B> + 'static) -> Self {
-        Loader {
-            source: Box::new(source),
-        }
+        Loader { source: Box::new(source) }
     }
 
     /// The batches of epoch `epoch`.
@@ -126,7 +144,7 @@ impl<B> Loader<B> {
     }
 }
 
-impl<B: Clone + Send + 'static> From<Vec<B>> for Loader<B> {
+impl<B: Batch + Send> From<Vec<B>> for Loader<B> {
     fn from(batches: Vec<B>) -> Self {
         Loader::new(batches)
     }

@@ -16,12 +16,10 @@ pub use context::{Ctx, LogValue, Stage};
 pub use data::{Batch, BatchSource, Loader};
 pub use error::{Error, HookError, Result};
 pub use module::{
-    assert_fit, defined_hooks, Fit, HasConfigureOptimizers, HasPredictStep, HasTestStep,
-    HasTrainingStep, HasValidationStep, HookTable, LightningModule, HOOK_NAMES,
+    assert_fit, defined_hooks, Fit, HasConfigureOptimizers, HasPredictStep, HasTestStep, HasTrainingStep,
+    HasValidationStep, HookTable, LightningModule, HOOK_NAMES,
 };
-pub use optim::{
-    GradClipAlgorithm, Interval, LrScheduler, Optimizer, OptimizerClosure, Optimizers, Params,
-};
+pub use optim::{GradClipAlgorithm, Interval, LrScheduler, Optimizer, OptimizerClosure, Optimizers, Params};
 pub use output::{BatchControl, HookOutput, StepOutput};
 pub use tch;
 
@@ -30,10 +28,9 @@ pub use tch;
 #[doc(hidden)]
 pub mod __private {
     pub use crate::{
-        Batch, BatchControl, Callback, Checkpoint, Ctx, GradClipAlgorithm, HasConfigureOptimizers,
-        HasPredictStep, HasTestStep, HasTrainingStep, HasValidationStep, HookError, HookOutput,
-        HookTable, LightningModule, Loader, LrScheduler, Optimizer, OptimizerClosure, Optimizers,
-        Stage, StepOutput,
+        Batch, BatchControl, Callback, Checkpoint, Ctx, GradClipAlgorithm, HasConfigureOptimizers, HasPredictStep,
+        HasTestStep, HasTrainingStep, HasValidationStep, HookError, HookOutput, HookTable, LightningModule, Loader,
+        LrScheduler, Optimizer, OptimizerClosure, Optimizers, Stage, StepOutput,
     };
     pub use tch::nn::VarStore;
     pub use tch::{Device, Tensor};
@@ -45,8 +42,6 @@ pub mod __private {
     }
 
     /// Using it raises a deprecation warning at the user's `configure_sharded_model`.
-    #[deprecated(
-        note = "`configure_sharded_model` is deprecated since Lightning 2.1: rename it `configure_model`"
-    )]
+    #[deprecated(note = "`configure_sharded_model` is deprecated since Lightning 2.1: rename it `configure_model`")]
     pub const CONFIGURE_SHARDED_MODEL: () = ();
 }

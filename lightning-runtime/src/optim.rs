@@ -8,17 +8,8 @@ use crate::Result;
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Rule {
-    Sgd {
-        momentum: f64,
-        dampening: f64,
-        nesterov: bool,
-    },
-    Adam {
-        beta1: f64,
-        beta2: f64,
-        eps: f64,
-        decoupled: bool,
-    },
+    Sgd { momentum: f64, dampening: f64, nesterov: bool },
+    Adam { beta1: f64, beta2: f64, eps: f64, decoupled: bool },
 }
 
 /// An optimizer over a list of parameters: SGD (momentum, Nesterov, weight decay), Adam or AdamW.
@@ -63,56 +54,22 @@ impl Params for Vec<Tensor> {
 
 impl Optimizer {
     fn new(rule: Rule, params: impl Params, lr: f64) -> Self {
-        Optimizer {
-            rule,
-            params: params.params(),
-            lr,
-            weight_decay: 0.0,
-            state: Vec::new(),
-            steps: 0,
-        }
+        Optimizer { rule, params: params.params(), lr, weight_decay: 0.0, state: Vec::new(), steps: 0 }
     }
 
     /// Stochastic gradient descent.
     pub fn sgd(params: impl Params, lr: f64) -> Self {
-        Self::new(
-            Rule::Sgd {
-                momentum: 0.0,
-                dampening: 0.0,
-                nesterov: false,
-            },
-            params,
-            lr,
-        )
+        Self::new(Rule::Sgd { momentum: 0.0, dampening: 0.0, nesterov: false }, params, lr)
     }
 
     /// Adam, with PyTorch's defaults (betas 0.9 and 0.999, eps 1e-8).
     pub fn adam(params: impl Params, lr: f64) -> Self {
-        Self::new(
-            Rule::Adam {
-                beta1: 0.9,
-                beta2: 0.999,
-                eps: 1e-8,
-                decoupled: false,
-            },
-            params,
-            lr,
-        )
+        Self::new(Rule::Adam { beta1: 0.9, beta2: 0.999, eps: 1e-8, decoupled: false }, params, lr)
     }
 
     /// AdamW: Adam with decoupled weight decay (PyTorch's default 0.01).
     pub fn adamw(params: impl Params, lr: f64) -> Self {
-        Self::new(
-            Rule::Adam {
-                beta1: 0.9,
-                beta2: 0.999,
-                eps: 1e-8,
-                decoupled: true,
-            },
-            params,
-            lr,
-        )
-        .weight_decay(0.01)
+        Self::new(Rule::Adam { beta1: 0.9, beta2: 0.999, eps: 1e-8, decoupled: true }, params, lr).weight_decay(0.01)
     }
 
     /// SGD's momentum.
@@ -178,19 +135,11 @@ impl Optimizer {
 
     /// Clips the gradients so that their joint L2 norm is at most `max_norm`; returns the norm before.
     pub fn clip_grad_norm(&mut self, max_norm: f64) -> Result<f64> {
-        let grads: Vec<Tensor> = self
-            .params
-            .iter()
-            .map(Tensor::grad)
-            .filter(Tensor::defined)
-            .collect();
+        let grads: Vec<Tensor> = self.params.iter().map(Tensor::grad).filter(Tensor::defined).collect();
         if grads.is_empty() {
             return Ok(0.0);
         }
-        let norms = grads
-            .iter()
-            .map(|g| g.f_norm())
-            .collect::<std::result::Result<Vec<_>, _>>()?;
+        let norms = grads.iter().map(|g| g.f_norm()).collect::<std::result::Result<Vec<_>, _>>()?;
         let total = Tensor::f_stack(&norms, 0)?.f_norm()?.f_double_value(&[])?;
         if total > max_norm {
             let scale = max_norm / (total + 1e-6);
@@ -213,11 +162,7 @@ impl Optimizer {
     }
 
     /// Clips with the given algorithm (`None` means by norm); a missing or zero value does nothing.
-    pub fn clip_gradients(
-        &mut self,
-        value: Option<f64>,
-        algorithm: Option<GradClipAlgorithm>,
-    ) -> Result<()> {
+    pub fn clip_gradients(&mut self, value: Option<f64>, algorithm: Option<GradClipAlgorithm>) -> Result<()> {
         match (value, algorithm.unwrap_or_default()) {
             (None, _) => Ok(()),
             (Some(v), _) if v <= 0.0 => Ok(()),
@@ -228,11 +173,7 @@ impl Optimizer {
 
     /// Runs the closure (the step, zero_grad and backward) and then updates the parameters, unless the step
     /// returned no loss. What `optimizer_step` does by default.
-    pub fn step_with<M: ?Sized>(
-        &mut self,
-        closure: &mut OptimizerClosure<'_, M>,
-        module: &mut M,
-    ) -> Result<()> {
+    pub fn step_with<M: ?Sized>(&mut self, closure: &mut OptimizerClosure<'_, M>, module: &mut M) -> Result<()> {
         if closure.run(module, self)?.is_some() {
             self.step()?;
         }
@@ -252,11 +193,7 @@ impl Optimizer {
             self.state = self
                 .params
                 .iter()
-                .map(|p| {
-                    (0..slots)
-                        .map(|_| p.f_zeros_like())
-                        .collect::<std::result::Result<Vec<_>, _>>()
-                })
+                .map(|p| (0..slots).map(|_| p.f_zeros_like()).collect::<std::result::Result<Vec<_>, _>>())
                 .collect::<std::result::Result<_, _>>()?;
         }
         let (lr, wd, t) = (self.lr, self.weight_decay, self.steps as i32);
@@ -267,38 +204,19 @@ impl Optimizer {
             }
             let mut param = param.shallow_clone();
             match self.rule {
-                Rule::Sgd {
-                    momentum,
-                    dampening,
-                    nesterov,
-                } => {
-                    let mut g = if wd != 0.0 {
-                        grad.f_add(&param.f_mul_scalar(wd)?)?
-                    } else {
-                        grad
-                    };
+                Rule::Sgd { momentum, dampening, nesterov } => {
+                    let mut g = if wd != 0.0 { grad.f_add(&param.f_mul_scalar(wd)?)? } else { grad };
                     if let Some(buf) = state.first_mut() {
                         if t == 1 {
                             let _ = buf.f_copy_(&g)?;
                         } else {
-                            let _ = buf
-                                .f_mul_scalar_(momentum)?
-                                .f_add_(&g.f_mul_scalar(1.0 - dampening)?)?;
+                            let _ = buf.f_mul_scalar_(momentum)?.f_add_(&g.f_mul_scalar(1.0 - dampening)?)?;
                         }
-                        g = if nesterov {
-                            g.f_add(&buf.f_mul_scalar(momentum)?)?
-                        } else {
-                            buf.shallow_clone()
-                        };
+                        g = if nesterov { g.f_add(&buf.f_mul_scalar(momentum)?)? } else { buf.shallow_clone() };
                     }
                     let _ = param.f_sub_(&g.f_mul_scalar(lr)?)?;
                 }
-                Rule::Adam {
-                    beta1,
-                    beta2,
-                    eps,
-                    decoupled,
-                } => {
+                Rule::Adam { beta1, beta2, eps, decoupled } => {
                     let g = if decoupled {
                         if wd != 0.0 {
                             let _ = param.f_mul_scalar_(1.0 - lr * wd)?;
@@ -311,12 +229,8 @@ impl Optimizer {
                     };
                     let (m, v) = state.split_at_mut(1);
                     let (m, v) = (&mut m[0], &mut v[0]);
-                    let _ = m
-                        .f_mul_scalar_(beta1)?
-                        .f_add_(&g.f_mul_scalar(1.0 - beta1)?)?;
-                    let _ = v
-                        .f_mul_scalar_(beta2)?
-                        .f_addcmul_(&g, &g.f_mul_scalar(1.0 - beta2)?)?;
+                    let _ = m.f_mul_scalar_(beta1)?.f_add_(&g.f_mul_scalar(1.0 - beta1)?)?;
+                    let _ = v.f_mul_scalar_(beta2)?.f_addcmul_(&g, &g.f_mul_scalar(1.0 - beta2)?)?;
                     let bias1 = 1.0 - beta1.powi(t);
                     let bias2 = 1.0 - beta2.powi(t);
                     let denom = v.f_div_scalar(bias2)?.f_sqrt()?.f_add_scalar(eps)?;
@@ -380,38 +294,22 @@ pub struct LrScheduler {
 
 impl LrScheduler {
     fn new(schedule: Schedule) -> Self {
-        LrScheduler {
-            schedule,
-            interval: Interval::Epoch,
-            frequency: 1,
-            optimizer: 0,
-            base_lr: 0.0,
-            steps: 0,
-        }
+        LrScheduler { schedule, interval: Interval::Epoch, frequency: 1, optimizer: 0, base_lr: 0.0, steps: 0 }
     }
 
     /// Multiplies the learning rate by `gamma` every `step_size` steps (PyTorch's `StepLR`).
     pub fn step_lr(step_size: usize, gamma: f64) -> Self {
-        Self::new(Schedule::Step {
-            step_size: step_size.max(1),
-            gamma,
-        })
+        Self::new(Schedule::Step { step_size: step_size.max(1), gamma })
     }
 
     /// Cosine annealing from the base rate down to `eta_min` over `t_max` steps (`CosineAnnealingLR`).
     pub fn cosine(t_max: usize, eta_min: f64) -> Self {
-        Self::new(Schedule::Cosine {
-            t_max: t_max.max(1),
-            eta_min,
-        })
+        Self::new(Schedule::Cosine { t_max: t_max.max(1), eta_min })
     }
 
     /// Linear warm-up from `start_factor` times the base rate to the base rate over `warmup` steps.
     pub fn linear_warmup(warmup: usize, start_factor: f64) -> Self {
-        Self::new(Schedule::LinearWarmup {
-            warmup: warmup.max(1),
-            start_factor,
-        })
+        Self::new(Schedule::LinearWarmup { warmup: warmup.max(1), start_factor })
     }
 
     /// Steps it every `interval`.
@@ -454,14 +352,9 @@ impl LrScheduler {
             Schedule::Step { step_size, gamma } => base * gamma.powi((t / step_size) as i32),
             Schedule::Cosine { t_max, eta_min } => {
                 let t = t.min(t_max) as f64;
-                eta_min
-                    + (base - eta_min) * (1.0 + (std::f64::consts::PI * t / t_max as f64).cos())
-                        / 2.0
+                eta_min + (base - eta_min) * (1.0 + (std::f64::consts::PI * t / t_max as f64).cos()) / 2.0
             }
-            Schedule::LinearWarmup {
-                warmup,
-                start_factor,
-            } => {
+            Schedule::LinearWarmup { warmup, start_factor } => {
                 let progress = t.min(warmup) as f64 / warmup as f64;
                 base * (start_factor + (1.0 - start_factor) * progress)
             }
@@ -483,37 +376,25 @@ pub struct Optimizers {
 
 impl From<Optimizer> for Optimizers {
     fn from(optimizer: Optimizer) -> Self {
-        Optimizers {
-            optimizers: vec![optimizer],
-            schedulers: Vec::new(),
-        }
+        Optimizers { optimizers: vec![optimizer], schedulers: Vec::new() }
     }
 }
 
 impl From<Vec<Optimizer>> for Optimizers {
     fn from(optimizers: Vec<Optimizer>) -> Self {
-        Optimizers {
-            optimizers,
-            schedulers: Vec::new(),
-        }
+        Optimizers { optimizers, schedulers: Vec::new() }
     }
 }
 
 impl From<(Optimizer, LrScheduler)> for Optimizers {
     fn from((optimizer, scheduler): (Optimizer, LrScheduler)) -> Self {
-        Optimizers {
-            optimizers: vec![optimizer],
-            schedulers: vec![scheduler],
-        }
+        Optimizers { optimizers: vec![optimizer], schedulers: vec![scheduler] }
     }
 }
 
 impl From<(Vec<Optimizer>, Vec<LrScheduler>)> for Optimizers {
     fn from((optimizers, schedulers): (Vec<Optimizer>, Vec<LrScheduler>)) -> Self {
-        Optimizers {
-            optimizers,
-            schedulers,
-        }
+        Optimizers { optimizers, schedulers }
     }
 }
 
