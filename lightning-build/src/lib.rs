@@ -6,7 +6,7 @@
 //! linker arguments to its *own* binaries, so every package that builds binaries (tests, examples, benches,
 //! your application) needs this one line in its `build.rs`:
 //!
-//! ```no_run
+//! ```text
 //! // build.rs
 //! fn main() {
 //!     lightning_build::link_libtorch();

@@ -13,7 +13,7 @@ mod output;
 pub use callback::Callback;
 pub use checkpoint::Checkpoint;
 pub use context::{Ctx, LogValue, Stage};
-pub use data::{Batch, BatchSource, Loader};
+pub use data::{Batch, BatchSource, DataLoader, Dataset, Loader};
 pub use error::{Error, HookError, Result};
 pub use module::{
     assert_fit, defined_hooks, Fit, HasConfigureOptimizers, HasPredictStep, HasTestStep, HasTrainingStep,

@@ -186,7 +186,7 @@ impl Optimizer {
         let _guard = tch::no_grad_guard();
         if self.state.is_empty() {
             let slots = match self.rule {
-                Rule::Sgd { momentum, .. } if momentum == 0.0 => 0,
+                Rule::Sgd { momentum: 0.0, .. } => 0,
                 Rule::Sgd { .. } => 1,
                 Rule::Adam { .. } => 2,
             };
@@ -208,7 +208,7 @@ impl Optimizer {
                     let mut g = if wd != 0.0 { grad.f_add(&param.f_mul_scalar(wd)?)? } else { grad };
                     if let Some(buf) = state.first_mut() {
                         if t == 1 {
-                            let _ = buf.f_copy_(&g)?;
+                            buf.f_copy_(&g)?;
                         } else {
                             let _ = buf.f_mul_scalar_(momentum)?.f_add_(&g.f_mul_scalar(1.0 - dampening)?)?;
                         }

@@ -156,3 +156,6 @@ impl<B, T: Into<Loader<B>>> HookOutput<Loader<B>> for T {
         self.into()
     }
 }
+
+mod tensor_loader;
+pub use tensor_loader::{DataLoader, Dataset};
