@@ -1,4 +1,5 @@
-//! The attribute's arguments: `#[lightning_module(batch = Type, crate = path, var_store = field)]`.
+//! The attribute's arguments:
+//! `#[lightning_module(batch = Type, crate = path, var_store = field, manual_optimization)]`.
 
 use proc_macro2::{Span, TokenStream};
 use quote::quote;
@@ -15,12 +16,15 @@ pub struct Args {
     pub batch: Option<Type>,
     /// The field that holds the `VarStore` (`vs` unless `var_store = field`).
     pub var_store: Option<Member>,
+    /// `manual_optimization`: the module steps its own optimizers.
+    pub manual_optimization: bool,
 }
 
 enum Arg {
     Crate(Path),
     Batch(Type),
     VarStore(Member),
+    ManualOptimization,
 }
 
 impl Parse for Arg {
@@ -31,6 +35,9 @@ impl Parse for Arg {
             return Ok(Arg::Crate(input.call(Path::parse_mod_style)?));
         }
         let key: Ident = input.parse()?;
+        if key == "manual_optimization" {
+            return Ok(Arg::ManualOptimization);
+        }
         input.parse::<Token![=]>()?;
         match key.to_string().as_str() {
             "batch" => Ok(Arg::Batch(input.parse()?)),
@@ -38,7 +45,7 @@ impl Parse for Arg {
             other => Err(syn::Error::new(
                 key.span(),
                 format!(
-                    "unknown argument `{other}`\n= help: `#[lightning_module]` takes `batch = Type`, `crate = path` and `var_store = field`"
+                    "unknown argument `{other}`\n= help: `#[lightning_module]` takes `batch = Type`, `crate = path`, `var_store = field` and `manual_optimization`"
                 ),
             )),
         }
@@ -47,7 +54,8 @@ impl Parse for Arg {
 
 impl Args {
     pub fn parse(cx: &mut Ctxt, tokens: TokenStream) -> Args {
-        let mut args = Args { krate: syn::parse_quote!(::lightning), batch: None, var_store: None };
+        let mut args =
+            Args { krate: syn::parse_quote!(::lightning), batch: None, var_store: None, manual_optimization: false };
         let parsed = syn::parse::Parser::parse2(Punctuated::<Arg, Token![,]>::parse_terminated, tokens);
         match parsed {
             Ok(list) => {
@@ -56,6 +64,7 @@ impl Args {
                         Arg::Crate(path) => args.krate = path,
                         Arg::Batch(ty) => args.batch = Some(ty),
                         Arg::VarStore(member) => args.var_store = Some(member),
+                        Arg::ManualOptimization => args.manual_optimization = true,
                     }
                 }
             }

@@ -569,3 +569,49 @@ impl Hook {
         self.params.iter().position(|param| matches!(param.ty, Ty::BatchRef | Ty::Batch))
     }
 }
+
+/// Where `ctx.log` may be called, per hook: Lightning's `_FxValidator` table.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Log {
+    /// Logging raises an error.
+    Never,
+    /// `on_step` and `on_epoch` are both allowed; by default values are logged per step.
+    StepDefault,
+    /// `on_step` and `on_epoch` are both allowed; by default values are reduced over the epoch.
+    EpochDefault,
+    /// Only `on_epoch` is allowed.
+    EpochOnly,
+}
+
+/// Where `ctx.log` may be called in each hook (Lightning 2.x's `fx_validator.py`).
+pub fn log_rule(name: &str) -> Log {
+    match name {
+        "training_step"
+        | "on_train_batch_start"
+        | "on_train_batch_end"
+        | "on_before_zero_grad"
+        | "on_before_backward"
+        | "on_after_backward"
+        | "on_before_optimizer_step"
+        | "configure_gradient_clipping"
+        | "optimizer_step"
+        | "optimizer_zero_grad"
+        | "backward" => Log::StepDefault,
+        "validation_step"
+        | "test_step"
+        | "on_validation_batch_start"
+        | "on_validation_batch_end"
+        | "on_test_batch_start"
+        | "on_test_batch_end" => Log::EpochDefault,
+        "on_train_start"
+        | "on_validation_start"
+        | "on_test_start"
+        | "on_train_epoch_start"
+        | "on_train_epoch_end"
+        | "on_validation_epoch_start"
+        | "on_validation_epoch_end"
+        | "on_test_epoch_start"
+        | "on_test_epoch_end" => Log::EpochOnly,
+        _ => Log::Never,
+    }
+}

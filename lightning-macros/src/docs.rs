@@ -1,13 +1,13 @@
 //! The rustdoc hook table (`HOOKS.md`), generated from the catalogue. A test keeps the file in step with it.
 
-use crate::catalogue::{Group, HOOKS, REMOVED};
+use crate::catalogue::{log_rule, Group, Log, HOOKS, REMOVED};
 
 /// The Markdown of the hook table.
 pub fn hook_table() -> String {
     let mut out = String::new();
     for group in Group::ALL {
         out.push_str(&format!(
-            "### {}\n\n| hook | when it runs | signature | return value |\n|---|---|---|---|\n",
+            "### {}\n\n| hook | when it runs | signature | return value | `ctx.log` |\n|---|---|---|---|---|\n",
             group.title()
         ));
         for hook in HOOKS.iter().filter(|hook| hook.group == group) {
@@ -15,12 +15,19 @@ pub fn hook_table() -> String {
             if let Some(note) = hook.deprecated {
                 when.push_str(&format!(" ({note})"));
             }
+            let log = match log_rule(hook.name) {
+                Log::Never => "not allowed",
+                Log::StepDefault => "per step (default) or epoch",
+                Log::EpochDefault => "per epoch (default) or step",
+                Log::EpochOnly => "per epoch only",
+            };
             out.push_str(&format!(
-                "| `{}` | {} | `{}` | {} |\n",
+                "| `{}` | {} | `{}` | {} | {} |\n",
                 hook.name,
                 when,
                 hook.signature().replace('|', "\\|"),
-                hook.ret.meaning()
+                hook.ret.meaning(),
+                log
             ));
         }
         out.push('\n');

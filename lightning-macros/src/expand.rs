@@ -36,6 +36,11 @@ pub fn expand(args: &Args, module: &Module) -> TokenStream {
         quote!(#name: ::core::option::Option::Some(Self::#shim),)
     });
     let field = args.var_store_field(self_ty.span());
+    let manual = args.manual_optimization.then(|| {
+        quote!(
+            const AUTOMATIC_OPTIMIZATION: bool = false;
+        )
+    });
     let markers =
         MARKERS.iter().filter(|(hook, _)| module.hook(hook).is_some()).map(|(_, marker)| marker_impl(&p, item, marker));
     quote! {
@@ -54,6 +59,7 @@ pub fn expand(args: &Args, module: &Module) -> TokenStream {
                 #(#entries)*
                 ..#p::HookTable::<Self>::EMPTY
             };
+            #manual
             #[inline]
             fn var_store(&self) -> &#p::VarStore {
                 &self.#field

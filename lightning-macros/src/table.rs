@@ -3,7 +3,7 @@
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote};
 
-use crate::catalogue::HOOKS;
+use crate::catalogue::{log_rule, Log, HOOKS};
 use crate::types;
 
 pub fn expand() -> TokenStream {
@@ -19,6 +19,16 @@ pub fn expand() -> TokenStream {
             #[doc = #doc]
             pub #name: ::core::option::Option<#pointer>,
         }
+    });
+    let infos = HOOKS.iter().zip(&names).map(|(hook, name)| {
+        let name_str = hook.name;
+        let rule = match log_rule(hook.name) {
+            Log::Never => quote!(LogRule::Never),
+            Log::StepDefault => quote!(LogRule::StepDefault),
+            Log::EpochDefault => quote!(LogRule::EpochDefault),
+            Log::EpochOnly => quote!(LogRule::EpochOnly),
+        };
+        quote!(pub const #name: HookInfo = HookInfo { name: #name_str, log: #rule };)
     });
     quote! {
         /// The hooks a module defines, as plain function pointers: `None` where the module does not define
@@ -42,5 +52,12 @@ pub fn expand() -> TokenStream {
 
         /// Every hook a `#[lightning_module]` may define, in the catalogue's order.
         pub const HOOK_NAMES: [&str; #count] = [#(#name_strs),*];
+
+        /// What the runtime knows of each hook while it runs: its name and where it may log.
+        #[allow(non_upper_case_globals)]
+        pub mod hook_info {
+            use crate::context::{HookInfo, LogRule};
+            #(#infos)*
+        }
     }
 }

@@ -1,9 +1,11 @@
 //! What a hook can see of the Trainer and do through it: Lightning's `self.log` and `self.trainer`.
 
-use std::collections::BTreeMap;
 use std::fmt;
 
 use tch::{Device, Tensor};
+
+use crate::metrics::{LogOptions, Metrics};
+use crate::optim::{LrScheduler, Optimizer};
 
 /// The entry point that is running; `setup` and `teardown` receive it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -29,69 +31,210 @@ impl fmt::Display for Stage {
     }
 }
 
-/// The context every hook may take as its last parameter (`ctx: &mut Ctx`).
+/// Where `ctx.log` may be called in a hook (Lightning's `_FxValidator` table, from the hook catalogue).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogRule {
+    /// Logging is an error.
+    Never,
+    /// Per step by default; per epoch allowed.
+    StepDefault,
+    /// Per epoch by default; per step allowed.
+    EpochDefault,
+    /// Per epoch only.
+    EpochOnly,
+}
+
+/// The hook that is running.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HookInfo {
+    /// Its name.
+    pub name: &'static str,
+    /// Where it may log.
+    pub log: LogRule,
+}
+
+impl HookInfo {
+    /// A hook only callbacks have (`on_sanity_check_start`, `on_exception`, ...): no logging.
+    pub const fn callback_only(name: &'static str) -> Self {
+        HookInfo { name, log: LogRule::Never }
+    }
+}
+
+/// The context every hook may take as its last parameter (`ctx: &mut Ctx`): logging, the Trainer's counters,
+/// the mode, and in manual optimization the optimizers.
 ///
 /// ```
-/// use lightning_runtime::{Ctx, Stage};
+/// use lightning_runtime::Ctx;
 /// let mut ctx = Ctx::new(tch::Device::Cpu);
 /// ctx.log("loss", 0.25);
 /// assert_eq!(ctx.current_epoch(), 0);
 /// assert_eq!(ctx.metric("loss"), Some(0.25));
 /// ```
-#[derive(Debug)]
 pub struct Ctx {
     pub(crate) device: Device,
     pub(crate) stage: Option<Stage>,
     pub(crate) training: bool,
+    pub(crate) sanity_checking: bool,
     pub(crate) current_epoch: usize,
     pub(crate) global_step: usize,
-    pub(crate) logged: BTreeMap<String, f64>,
+    pub(crate) batch_size: usize,
+    pub(crate) hook: HookInfo,
+    /// The first logging call a hook made where logging is not allowed; the dispatcher turns it into an error.
+    pub(crate) log_error: Option<String>,
+    pub(crate) metrics: Metrics,
+    pub(crate) optimizers: Vec<Optimizer>,
+    pub(crate) schedulers: Vec<LrScheduler>,
+    pub(crate) should_stop: bool,
 }
 
-/// A value `Ctx::log` accepts: a scalar tensor (detached before it is kept) or a number.
+impl fmt::Debug for Ctx {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Ctx")
+            .field("device", &self.device)
+            .field("stage", &self.stage)
+            .field("hook", &self.hook.name)
+            .field("current_epoch", &self.current_epoch)
+            .field("global_step", &self.global_step)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A value `Ctx::log` accepts: a scalar tensor (detached, and kept on its device until it is read) or a number.
 pub trait LogValue {
-    /// The value as a number.
-    fn to_f64(&self) -> f64;
+    /// The value as the metrics store keeps it.
+    fn into_logged(self) -> Logged;
+}
+
+/// A logged value: a number, or a detached scalar tensor not yet read back from its device.
+#[derive(Debug)]
+pub enum Logged {
+    /// A plain number.
+    Number(f64),
+    /// A detached scalar tensor.
+    Tensor(Tensor),
 }
 
 impl LogValue for f64 {
-    fn to_f64(&self) -> f64 {
-        *self
+    fn into_logged(self) -> Logged {
+        Logged::Number(self)
     }
 }
 
 impl LogValue for f32 {
-    fn to_f64(&self) -> f64 {
-        f64::from(*self)
+    fn into_logged(self) -> Logged {
+        Logged::Number(f64::from(self))
+    }
+}
+
+impl LogValue for usize {
+    fn into_logged(self) -> Logged {
+        Logged::Number(self as f64)
+    }
+}
+
+impl LogValue for &Tensor {
+    fn into_logged(self) -> Logged {
+        Logged::Tensor(self.detach())
     }
 }
 
 impl LogValue for Tensor {
-    fn to_f64(&self) -> f64 {
-        self.detach().f_double_value(&[]).unwrap_or(f64::NAN)
-    }
-}
-
-impl<T: LogValue + ?Sized> LogValue for &T {
-    fn to_f64(&self) -> f64 {
-        (**self).to_f64()
+    fn into_logged(self) -> Logged {
+        Logged::Tensor(self.detach())
     }
 }
 
 impl Ctx {
-    /// A context for a run on `device`.
+    /// A context for a run on `device`, outside any hook.
     pub fn new(device: Device) -> Self {
-        Ctx { device, stage: None, training: true, current_epoch: 0, global_step: 0, logged: BTreeMap::new() }
+        Ctx {
+            device,
+            stage: None,
+            training: true,
+            sanity_checking: false,
+            current_epoch: 0,
+            global_step: 0,
+            batch_size: 1,
+            hook: HookInfo { name: "(none)", log: LogRule::StepDefault },
+            log_error: None,
+            metrics: Metrics::default(),
+            optimizers: Vec::new(),
+            schedulers: Vec::new(),
+            should_stop: false,
+        }
     }
 
-    /// Records `value` under `name`.
-    pub fn log(&mut self, name: &str, value: impl LogValue) {
-        self.logged.insert(name.to_string(), value.to_f64());
+    /// Logs `value` under `name` with the hook's defaults (per step in training hooks, reduced over the epoch
+    /// in validation and test hooks). The returned handle sets Lightning's other options before the value is
+    /// recorded, when the handle is dropped:
+    ///
+    /// ```
+    /// # let mut ctx = lightning_runtime::Ctx::new(tch::Device::Cpu);
+    /// # let loss = tch::Tensor::from(0.5);
+    /// ctx.log("train_loss", &loss).prog_bar(true).on_epoch(true);
+    /// ```
+    ///
+    /// Logging in a hook where Lightning forbids it (anything during `predict`, `setup`, the `configure_*`
+    /// hooks, ...) ends the run with an error naming the hook.
+    pub fn log(&mut self, name: &str, value: impl LogValue) -> LogCall<'_> {
+        LogCall {
+            ctx: self,
+            name: Some(name.to_owned()),
+            value: Some(value.into_logged()),
+            options: LogOptions::default(),
+        }
     }
 
-    /// The last value logged under `name`.
+    pub(crate) fn record(&mut self, name: String, value: Logged, options: LogOptions) {
+        if self.sanity_checking {
+            return;
+        }
+        let (on_step, on_epoch) = match self.resolve(&name, options) {
+            Ok(placement) => placement,
+            Err(message) => {
+                self.log_error.get_or_insert(message);
+                return;
+            }
+        };
+        let batch_size = options.batch_size.unwrap_or(self.batch_size);
+        self.metrics.record(name, value, on_step, on_epoch, batch_size, options.prog_bar, options.logger);
+    }
+
+    /// Where a value goes (on_step, on_epoch), or why it may not be logged here.
+    fn resolve(&self, name: &str, options: LogOptions) -> Result<(bool, bool), String> {
+        let hook = self.hook.name;
+        if self.stage == Some(Stage::Predict) {
+            return Err(format!("`ctx.log(\"{name}\", ..)` in `{hook}`: logging is not supported during predict"));
+        }
+        let (default_step, default_epoch) = match self.hook.log {
+            LogRule::Never => {
+                return Err(format!(
+                    "`ctx.log(\"{name}\", ..)` in `{hook}`: Lightning does not allow logging in this hook"
+                ));
+            }
+            LogRule::StepDefault => (true, false),
+            LogRule::EpochDefault | LogRule::EpochOnly => (false, true),
+        };
+        let on_step = options.on_step.unwrap_or(default_step);
+        let on_epoch = options.on_epoch.unwrap_or(default_epoch);
+        if self.hook.log == LogRule::EpochOnly && on_step {
+            return Err(format!("`ctx.log(\"{name}\", ..)` in `{hook}`: this hook only allows `on_step(false)`"));
+        }
+        if !on_step && !on_epoch {
+            return Err(format!("`ctx.log(\"{name}\", ..)` in `{hook}`: one of `on_step` and `on_epoch` must be true"));
+        }
+        Ok((on_step, on_epoch))
+    }
+
+    /// The current value of a metric: the last value logged per step, or the epoch's reduced value once the
+    /// epoch has ended. Reads the value back from its device.
     pub fn metric(&self, name: &str) -> Option<f64> {
-        self.logged.get(name).copied()
+        self.metrics.get(name)
+    }
+
+    /// The metrics logged with `prog_bar(true)`, with their current values.
+    pub fn progress_bar_metrics(&self) -> Vec<(String, f64)> {
+        self.metrics.prog_bar()
     }
 
     /// The epoch that is running, from 0.
@@ -114,6 +257,16 @@ impl Ctx {
         self.stage
     }
 
+    /// The hook that is running.
+    pub fn hook(&self) -> &'static str {
+        self.hook.name
+    }
+
+    /// Whether this is the sanity check's validation run (whose logged values are discarded).
+    pub fn sanity_checking(&self) -> bool {
+        self.sanity_checking
+    }
+
     /// Whether the module is in training mode: pass it to tch's `forward_t` (dropout, batch norm).
     pub fn is_training(&self) -> bool {
         self.training
@@ -122,5 +275,78 @@ impl Ctx {
     /// Switches training mode on or off (what Lightning's `model.train()` / `model.eval()` do).
     pub fn set_training(&mut self, training: bool) {
         self.training = training;
+    }
+
+    /// Asks the Trainer to stop at the end of this epoch (once `min_epochs`/`min_steps` are reached).
+    pub fn request_stop(&mut self) {
+        self.should_stop = true;
+    }
+
+    /// Whether a stop was requested.
+    pub fn should_stop(&self) -> bool {
+        self.should_stop
+    }
+
+    /// The optimizers, for manual optimization (empty in automatic optimization while a step runs).
+    pub fn optimizers(&mut self) -> &mut [Optimizer] {
+        &mut self.optimizers
+    }
+
+    /// The learning-rate schedulers, for manual optimization.
+    pub fn lr_schedulers(&mut self) -> &mut [LrScheduler] {
+        &mut self.schedulers
+    }
+
+    /// Backpropagates `loss` in manual optimization (Lightning's `manual_backward`).
+    pub fn manual_backward(&mut self, loss: &Tensor) -> crate::Result<()> {
+        Ok(loss.f_backward()?)
+    }
+}
+
+/// A value being logged; options set on it apply when it is dropped (at the end of the `ctx.log(..)` statement).
+pub struct LogCall<'c> {
+    ctx: &'c mut Ctx,
+    name: Option<String>,
+    value: Option<Logged>,
+    options: LogOptions,
+}
+
+impl LogCall<'_> {
+    /// Show the value in the progress bar.
+    pub fn prog_bar(mut self, on: bool) -> Self {
+        self.options.prog_bar = on;
+        self
+    }
+
+    /// Record the value per step.
+    pub fn on_step(mut self, on: bool) -> Self {
+        self.options.on_step = Some(on);
+        self
+    }
+
+    /// Reduce the value over the epoch (mean weighted by batch size).
+    pub fn on_epoch(mut self, on: bool) -> Self {
+        self.options.on_epoch = Some(on);
+        self
+    }
+
+    /// Send the value to the loggers (default true).
+    pub fn logger(mut self, on: bool) -> Self {
+        self.options.logger = on;
+        self
+    }
+
+    /// The batch size to weight the epoch mean with (default: the batch's first dimension).
+    pub fn batch_size(mut self, size: usize) -> Self {
+        self.options.batch_size = Some(size);
+        self
+    }
+}
+
+impl Drop for LogCall<'_> {
+    fn drop(&mut self) {
+        if let (Some(name), Some(value)) = (self.name.take(), self.value.take()) {
+            self.ctx.record(name, value, self.options);
+        }
     }
 }

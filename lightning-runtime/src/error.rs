@@ -11,13 +11,46 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// A hook of the module (or of a callback) returned an error.
+    /// A hook of the module returned an error.
     #[error("hook `{hook}` failed: {source}")]
     Hook {
         /// The hook's name.
         hook: &'static str,
         /// What it returned.
         source: HookError,
+    },
+    /// A callback's hook returned an error.
+    #[error("callback `{callback}` failed in `{hook}`: {source}")]
+    Callback {
+        /// The callback's name.
+        callback: String,
+        /// The hook's name.
+        hook: &'static str,
+        /// What it returned.
+        source: HookError,
+    },
+    /// A hook (or a callback) panicked.
+    #[error("`{hook}` panicked: {message}")]
+    Panic {
+        /// The hook that was running.
+        hook: &'static str,
+        /// The panic's message.
+        message: String,
+    },
+    /// A hook logged where Lightning does not allow it.
+    #[error("{0}")]
+    Log(String),
+    /// The loss was NaN or infinite.
+    #[error("the loss of `training_step` is {value} at epoch {epoch}, batch {batch_idx} (global step {global_step}); set `Trainer::nonfinite_loss(NonFinite::Skip)` to skip such steps")]
+    NonFiniteLoss {
+        /// The value (NaN or ±inf).
+        value: f64,
+        /// The epoch.
+        epoch: usize,
+        /// The batch index within the epoch.
+        batch_idx: usize,
+        /// The optimizer steps taken before it.
+        global_step: usize,
     },
     /// libtorch raised an error.
     #[error("libtorch: {0}")]

@@ -6,13 +6,15 @@ mod checkpoint;
 mod context;
 mod data;
 mod error;
+mod metrics;
 mod module;
 mod optim;
 mod output;
+mod trainer;
 
-pub use callback::Callback;
+pub use callback::{AnyModule, Callback, CallbackResult};
 pub use checkpoint::Checkpoint;
-pub use context::{Ctx, LogValue, Stage};
+pub use context::{Ctx, HookInfo, LogCall, LogRule, LogValue, Logged, Stage};
 pub use data::{Batch, BatchSource, DataLoader, Dataset, Loader};
 pub use error::{Error, HookError, Result};
 pub use module::{
@@ -22,6 +24,7 @@ pub use module::{
 pub use optim::{GradClipAlgorithm, Interval, LrScheduler, Optimizer, OptimizerClosure, Optimizers, Params};
 pub use output::{BatchControl, HookOutput, StepOutput};
 pub use tch;
+pub use trainer::{Accelerator, Limit, Logger, NonFinite, SingleDevice, Strategy, Trainer};
 
 /// What the code `#[lightning_module]` generates names, through one path that does not change with the
 /// crate's version. Not part of the public API.

@@ -20,6 +20,9 @@ pub trait LightningModule: Sized {
     type Prediction;
     /// The hooks the module defines, as plain function pointers; `None` where it does not define one.
     const HOOKS: HookTable<Self>;
+    /// `false` when the module steps its own optimizers in `training_step`
+    /// (`#[lightning_module(manual_optimization)]`, Lightning's `self.automatic_optimization = False`).
+    const AUTOMATIC_OPTIMIZATION: bool = true;
     /// The variables of the model (from the field named by `#[lightning_module(var_store = field)]`,
     /// `vs` by default).
     fn var_store(&self) -> &VarStore;

@@ -12,11 +12,23 @@ use crate::Result;
     message = "`{Self}` cannot be used as a batch",
     note = "a batch is a `Tensor`, or a tuple, array, `Vec` or `Option` of batches; implement `Batch` for your own type"
 )]
-pub trait Batch: Sized + 'static {
+pub trait Batch: Sized + Send + 'static {
     /// The batch with every tensor on `device`.
     fn to_device(self, device: Device) -> Result<Self>;
     /// Another handle on the same tensors (tch's `shallow_clone`: no data is copied).
     fn share(&self) -> Self;
+    /// Calls `f` on every tensor of the batch.
+    fn for_each_tensor(&self, f: &mut dyn FnMut(&Tensor));
+    /// The number of samples: the first tensor's first dimension (1 for a scalar or a batch without tensors).
+    fn batch_size(&self) -> usize {
+        let mut size = None;
+        self.for_each_tensor(&mut |t| {
+            if size.is_none() {
+                size = Some(t.size().first().map_or(1, |&n| n.max(0) as usize));
+            }
+        });
+        size.unwrap_or(1)
+    }
 }
 
 impl Batch for Tensor {
@@ -31,6 +43,10 @@ impl Batch for Tensor {
     fn share(&self) -> Self {
         self.shallow_clone()
     }
+
+    fn for_each_tensor(&self, f: &mut dyn FnMut(&Tensor)) {
+        f(self)
+    }
 }
 
 impl Batch for () {
@@ -39,6 +55,8 @@ impl Batch for () {
     }
 
     fn share(&self) -> Self {}
+
+    fn for_each_tensor(&self, _: &mut dyn FnMut(&Tensor)) {}
 }
 
 impl<B: Batch> Batch for Vec<B> {
@@ -48,6 +66,10 @@ impl<B: Batch> Batch for Vec<B> {
 
     fn share(&self) -> Self {
         self.iter().map(Batch::share).collect()
+    }
+
+    fn for_each_tensor(&self, f: &mut dyn FnMut(&Tensor)) {
+        self.iter().for_each(|b| b.for_each_tensor(f))
     }
 }
 
@@ -59,6 +81,12 @@ impl<B: Batch> Batch for Option<B> {
     fn share(&self) -> Self {
         self.as_ref().map(Batch::share)
     }
+
+    fn for_each_tensor(&self, f: &mut dyn FnMut(&Tensor)) {
+        if let Some(b) = self {
+            b.for_each_tensor(f)
+        }
+    }
 }
 
 impl<B: Batch, const N: usize> Batch for [B; N] {
@@ -68,6 +96,10 @@ impl<B: Batch, const N: usize> Batch for [B; N] {
     }
     fn share(&self) -> Self {
         std::array::from_fn(|i| self[i].share())
+    }
+
+    fn for_each_tensor(&self, f: &mut dyn FnMut(&Tensor)) {
+        self.iter().for_each(|b| b.for_each_tensor(f))
     }
 }
 
@@ -84,6 +116,12 @@ macro_rules! tuple_batch {
             fn share(&self) -> Self {
                 let ($($name,)+) = self;
                 ($($name.share(),)+)
+            }
+
+            #[allow(non_snake_case)]
+            fn for_each_tensor(&self, f: &mut dyn FnMut(&Tensor)) {
+                let ($($name,)+) = self;
+                $($name.for_each_tensor(f);)+
             }
         }
     };
@@ -141,6 +179,50 @@ impl<B> Loader<B> {
     /// Whether it yields nothing.
     pub fn is_empty(&self) -> bool {
         self.source.is_empty()
+    }
+}
+
+/// A loader over any iterator of batches, made anew for each epoch: `Loader::from_fn(|epoch| make(epoch))`.
+struct FromFn<F> {
+    make: F,
+    len: Option<usize>,
+}
+
+impl<B: 'static, F, I> BatchSource<B> for FromFn<F>
+where
+    F: FnMut(usize) -> I + Send,
+    I: IntoIterator<Item = B>,
+    I::IntoIter: 'static,
+{
+    fn batches(&mut self, epoch: usize) -> Box<dyn Iterator<Item = Result<B>> + '_> {
+        Box::new((self.make)(epoch).into_iter().map(Ok))
+    }
+
+    fn len(&self) -> Option<usize> {
+        self.len
+    }
+}
+
+impl<B: 'static> Loader<B> {
+    /// A loader that calls `make(epoch)` for each epoch's batches: bring any iterator. Its length is unknown
+    /// (so fractional batch limits cannot apply to it) unless given with [`Loader::from_fn_with_len`].
+    pub fn from_fn<F, I>(make: F) -> Self
+    where
+        F: FnMut(usize) -> I + Send + 'static,
+        I: IntoIterator<Item = B>,
+        I::IntoIter: 'static,
+    {
+        Loader::new(FromFn { make, len: None })
+    }
+
+    /// Like [`Loader::from_fn`], with a known number of batches per epoch.
+    pub fn from_fn_with_len<F, I>(len: usize, make: F) -> Self
+    where
+        F: FnMut(usize) -> I + Send + 'static,
+        I: IntoIterator<Item = B>,
+        I::IntoIter: 'static,
+    {
+        Loader::new(FromFn { make, len: Some(len) })
     }
 }
 

@@ -1,0 +1,208 @@
+//! The values hooks log: kept as detached tensors on their device, reduced over the epoch with tensor
+//! operations, and read back (a device sync) only when someone needs the number: a logger flush, the end of an
+//! epoch, or an explicit read.
+
+use std::collections::BTreeMap;
+
+use tch::Tensor;
+
+use crate::context::Logged;
+
+/// Lightning's `self.log` keyword arguments.
+#[derive(Clone, Copy, Debug)]
+pub struct LogOptions {
+    pub prog_bar: bool,
+    pub on_step: Option<bool>,
+    pub on_epoch: Option<bool>,
+    pub logger: bool,
+    pub batch_size: Option<usize>,
+}
+
+impl Default for LogOptions {
+    fn default() -> Self {
+        LogOptions { prog_bar: false, on_step: None, on_epoch: None, logger: true, batch_size: None }
+    }
+}
+
+/// Which loop logged a value: each loop reduces its own values at the end of its epoch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Scope {
+    #[default]
+    Train,
+    Validation,
+    Test,
+}
+
+struct Entry {
+    name: String,
+    scope: Scope,
+    on_step: bool,
+    on_epoch: bool,
+    prog_bar: bool,
+    logger: bool,
+    /// The last value logged per step, and whether a logger has seen it yet.
+    step: Option<Logged>,
+    step_unsent: bool,
+    /// The batch-size-weighted sum over the epoch so far, and the weights.
+    epoch_sum: Option<Logged>,
+    epoch_weight: f64,
+    /// The reduced value of the last finished epoch.
+    epoch_value: Option<f64>,
+}
+
+fn read(value: &Logged) -> f64 {
+    match value {
+        Logged::Number(x) => *x,
+        Logged::Tensor(t) => t.f_double_value(&[]).unwrap_or(f64::NAN),
+    }
+}
+
+fn weighted(value: &Logged, weight: f64) -> Logged {
+    match value {
+        Logged::Number(x) => Logged::Number(x * weight),
+        Logged::Tensor(t) => Logged::Tensor(
+            t.f_to_kind(tch::Kind::Double)
+                .and_then(|t| t.f_mul_scalar(weight))
+                .unwrap_or_else(|_| Tensor::from(f64::NAN)),
+        ),
+    }
+}
+
+fn add(sum: Logged, value: Logged) -> Logged {
+    match (sum, value) {
+        (Logged::Number(a), Logged::Number(b)) => Logged::Number(a + b),
+        (Logged::Tensor(a), Logged::Tensor(b)) => {
+            Logged::Tensor(a.f_add(&b.f_to_device(a.device()).unwrap_or(b)).unwrap_or_else(|_| Tensor::from(f64::NAN)))
+        }
+        (Logged::Tensor(a), Logged::Number(b)) | (Logged::Number(b), Logged::Tensor(a)) => {
+            Logged::Tensor(a.f_add_scalar(b).unwrap_or_else(|_| Tensor::from(f64::NAN)))
+        }
+    }
+}
+
+/// Every value logged in a run.
+#[derive(Default)]
+pub struct Metrics {
+    entries: Vec<Entry>,
+    pub scope: Scope,
+}
+
+impl Metrics {
+    #[allow(clippy::too_many_arguments)]
+    pub fn record(
+        &mut self,
+        name: String,
+        value: Logged,
+        on_step: bool,
+        on_epoch: bool,
+        batch_size: usize,
+        prog_bar: bool,
+        logger: bool,
+    ) {
+        let scope = self.scope;
+        // A handful of metrics: a linear scan beats hashing the name.
+        let index = match self.entries.iter().position(|e| e.name == name) {
+            Some(index) => index,
+            None => {
+                self.entries.push(Entry {
+                    name,
+                    scope,
+                    on_step,
+                    on_epoch,
+                    prog_bar,
+                    logger,
+                    step: None,
+                    step_unsent: false,
+                    epoch_sum: None,
+                    epoch_weight: 0.0,
+                    epoch_value: None,
+                });
+                self.entries.len() - 1
+            }
+        };
+        let entry = &mut self.entries[index];
+        (entry.scope, entry.on_step, entry.on_epoch, entry.prog_bar, entry.logger) =
+            (scope, on_step, on_epoch, prog_bar, logger);
+        if on_epoch {
+            let weight = batch_size.max(1) as f64;
+            let part = weighted(&value, weight);
+            entry.epoch_sum = Some(match entry.epoch_sum.take() {
+                Some(sum) => add(sum, part),
+                None => part,
+            });
+            entry.epoch_weight += weight;
+        }
+        if on_step {
+            entry.step = Some(value);
+            entry.step_unsent = true;
+        }
+    }
+
+    /// The current value of `name`: the epoch's reduced value once its epoch has ended, else the last step value.
+    pub fn get(&self, name: &str) -> Option<f64> {
+        let entry = self.entries.iter().find(|e| e.name == name)?;
+        match (&entry.step, entry.epoch_value) {
+            (Some(step), None) => Some(read(step)),
+            (_, Some(epoch)) => Some(epoch),
+            (None, None) => entry.epoch_sum.as_ref().map(|sum| read(sum) / entry.epoch_weight),
+        }
+    }
+
+    /// Ends the epoch of `scope`'s loop: reduces its epoch values; returns what the loggers should receive.
+    pub fn end_epoch(&mut self, scope: Scope) -> Vec<(String, f64)> {
+        let mut out = Vec::new();
+        for entry in self.entries.iter_mut().filter(|e| e.scope == scope) {
+            if let Some(sum) = entry.epoch_sum.take() {
+                let value = read(&sum) / entry.epoch_weight;
+                entry.epoch_value = Some(value);
+                entry.epoch_weight = 0.0;
+                if entry.logger {
+                    let key = if entry.on_step { format!("{}_epoch", entry.name) } else { entry.name.clone() };
+                    out.push((key, value));
+                }
+            }
+        }
+        out
+    }
+
+    /// Starts a new epoch of `scope`'s loop: step values from now on are what `get` returns.
+    pub fn start_epoch(&mut self, scope: Scope) {
+        for entry in self.entries.iter_mut().filter(|e| e.scope == scope) {
+            entry.epoch_value = None;
+            entry.epoch_sum = None;
+            entry.epoch_weight = 0.0;
+        }
+    }
+
+    /// The step values loggers have not seen yet (read back from the device now).
+    pub fn take_step_values(&mut self) -> Vec<(String, f64)> {
+        let mut out = Vec::new();
+        for entry in self.entries.iter_mut().filter(|e| e.step_unsent && e.logger) {
+            entry.step_unsent = false;
+            if let Some(step) = &entry.step {
+                let key = if entry.on_epoch { format!("{}_step", entry.name) } else { entry.name.clone() };
+                out.push((key, read(step)));
+            }
+        }
+        out
+    }
+
+    /// Whether a step value is waiting for the loggers.
+    pub fn has_unsent_steps(&self) -> bool {
+        self.entries.iter().any(|e| e.step_unsent && e.logger)
+    }
+
+    /// Every metric's current value (Lightning's `trainer.callback_metrics`).
+    pub fn snapshot(&self) -> BTreeMap<String, f64> {
+        self.entries.iter().filter_map(|e| self.get(&e.name).map(|v| (e.name.clone(), v))).collect()
+    }
+
+    /// The metrics shown in the progress bar.
+    pub fn prog_bar(&self) -> Vec<(String, f64)> {
+        self.entries
+            .iter()
+            .filter(|e| e.prog_bar)
+            .filter_map(|e| self.get(&e.name).map(|v| (e.name.clone(), v)))
+            .collect()
+    }
+}

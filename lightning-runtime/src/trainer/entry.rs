@@ -1,0 +1,155 @@
+//! What every entry point does around its loop: seed, the shared opening hooks, and on any error or panic,
+//! `on_exception` and the teardown hooks before the error goes back to the caller.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use tch::Device;
+
+use super::dispatch::{to_device, Dispatch};
+use super::{Config, State, Strategy, Trainer};
+use crate::context::{Ctx, Stage};
+use crate::module::LightningModule;
+use crate::{Batch, Error, Result};
+
+/// One entry point's run: the module, the hooks' dispatcher and the options.
+pub(crate) struct Run<'t, M: LightningModule> {
+    pub module: &'t mut M,
+    pub d: Dispatch,
+    pub cfg: &'t Config,
+    pub strategy: &'t dyn Strategy,
+    pub stage: Stage,
+    torn_down: bool,
+}
+
+fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        s.to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a panic without a message".to_string()
+    }
+}
+
+impl Trainer {
+    pub(crate) fn run_stage<M: LightningModule + 'static, R>(
+        &mut self,
+        module: &mut M,
+        stage: Stage,
+        body: impl FnOnce(&mut Run<'_, M>) -> Result<R>,
+    ) -> Result<R> {
+        self.cfg.check()?;
+        let device = self.cfg.accelerator.resolve()?;
+        if let Some(seed) = self.cfg.seed {
+            tch::manual_seed(seed as i64);
+        }
+        let mut ctx = Ctx::new(device);
+        ctx.stage = Some(stage);
+        let d = Dispatch {
+            callbacks: std::mem::take(&mut self.callbacks),
+            ctx,
+            loggers: std::mem::take(&mut self.loggers),
+        };
+        let mut run = Run { module, d, cfg: &self.cfg, strategy: &*self.strategy, stage, torn_down: false };
+        let outcome = catch_unwind(AssertUnwindSafe(|| body(&mut run)));
+        let mut result = match outcome {
+            Ok(result) => result,
+            Err(payload) => Err(Error::Panic { hook: run.d.ctx.hook.name, message: panic_message(payload) }),
+        };
+        if let Err(error) = &result {
+            run.fail(error);
+        }
+        for logger in &mut run.d.loggers {
+            let finalized = logger.finalize();
+            if result.is_ok() {
+                if let Err(error) = finalized {
+                    result = Err(error);
+                }
+            }
+        }
+        let Run { d, .. } = run;
+        self.state = State {
+            current_epoch: d.ctx.current_epoch,
+            global_step: d.ctx.global_step,
+            callback_metrics: d.ctx.metrics.snapshot(),
+            device: Some(device),
+        };
+        self.callbacks = d.callbacks;
+        self.loggers = d.loggers;
+        result
+    }
+}
+
+impl Config {
+    /// Options that cannot work, whatever the module.
+    fn check(&self) -> Result<()> {
+        if self.accumulate_grad_batches == 0 {
+            return Err(Error::Config("accumulate_grad_batches must be at least 1".into()));
+        }
+        if self.log_every_n_steps == 0 {
+            return Err(Error::Config("log_every_n_steps must be at least 1".into()));
+        }
+        if self.check_val_every_n_epoch == Some(0) {
+            return Err(Error::Config("check_val_every_n_epoch must be at least 1 (or None)".into()));
+        }
+        if self.fast_dev_run == Some(0) {
+            return Err(Error::Config("fast_dev_run must be at least 1 batch".into()));
+        }
+        Ok(())
+    }
+}
+
+impl<M: LightningModule + 'static> Run<'_, M> {
+    /// The hooks every entry point opens with: `configure_callbacks`, `prepare_data` (once per node),
+    /// `setup`, `configure_model`, and the move to the device.
+    pub fn begin(&mut self) -> Result<()> {
+        self.d.configure_callbacks(self.module)?;
+        if self.strategy.is_local_zero() {
+            self.d.prepare_data(self.module)?;
+        }
+        self.d.setup(self.module, self.stage)?;
+        self.d.configure_sharded_model(self.module)?;
+        self.d.configure_model(self.module)?;
+        to_device(self.module, self.d.ctx.device);
+        Ok(())
+    }
+
+    /// The hooks every entry point closes with.
+    pub fn end(&mut self) -> Result<()> {
+        self.torn_down = true;
+        self.d.teardown(self.module, self.stage)
+    }
+
+    /// After an error or a panic: every callback's `on_exception`, then the teardown hooks, each guarded so
+    /// that a second failure cannot hide the first.
+    fn fail(&mut self, error: &Error) {
+        let _ = catch_unwind(AssertUnwindSafe(|| self.d.on_exception(self.module, error)));
+        if !self.torn_down {
+            self.torn_down = true;
+            let _ = catch_unwind(AssertUnwindSafe(|| self.d.teardown(self.module, self.stage)));
+        }
+    }
+
+    /// The device the run uses.
+    pub fn device(&self) -> Device {
+        self.d.ctx.device
+    }
+
+    /// A batch whose tensors are not on the module's device after the transfer hooks cannot be run.
+    pub fn check_batch_device(&self, batch: &M::Batch, what: &str) -> Result<()> {
+        let device = self.device();
+        let mut wrong = None;
+        batch.for_each_tensor(&mut |t| {
+            if wrong.is_none() && t.device() != device {
+                wrong = Some(t.device());
+            }
+        });
+        match wrong {
+            Some(found) => Err(Error::Config(format!(
+                "a {what} batch has a tensor on {found:?} but the module runs on {device:?}: \
+                 `transfer_batch_to_device` must move every tensor of the batch"
+            ))),
+            None => Ok(()),
+        }
+    }
+}

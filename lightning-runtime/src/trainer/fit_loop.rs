@@ -1,0 +1,176 @@
+//! `fit`: the checks before training, the opening hooks, the sanity check, the epochs, and when to stop
+//! (Lightning's `FitLoop`).
+
+use super::dispatch::zero_grad;
+use super::entry::Run;
+use super::evaluation::Kind;
+use super::Limit;
+use crate::context::Stage;
+use crate::metrics::Scope;
+use crate::module::LightningModule;
+use crate::optim::Interval;
+use crate::{Error, Loader, Result};
+
+impl<M: LightningModule + 'static> Run<'_, M> {
+    pub fn fit(&mut self, train: Option<Loader<M::Batch>>, val: Option<Loader<M::Batch>>) -> Result<()> {
+        self.check_fit(&train, &val)?;
+        self.begin()?;
+        self.configure_optimizers()?;
+        self.d.on_fit_start(self.module)?;
+        zero_grad(self.module)?;
+
+        let validating = self.validating();
+        let mut val = val;
+        let sanity_steps = if self.cfg.fast_dev_run.is_some() { 0 } else { self.cfg.num_sanity_val_steps };
+        if validating && sanity_steps > 0 {
+            self.d.on_sanity_check_start(self.module)?;
+            let loader = self.val_loader(&mut val)?;
+            let limit = self.cfg.limit_val.resolve(loader.len(), "val")?.map_or(sanity_steps, |n| n.min(sanity_steps));
+            self.d.ctx.sanity_checking = true;
+            let checked = self.evaluation_loop(Kind::Validation, loader, Some(limit), false);
+            self.d.ctx.sanity_checking = false;
+            checked?;
+            self.d.on_sanity_check_end(self.module)?;
+        }
+        let mut train = match train {
+            Some(train) => train,
+            None => self.d.dataloader(self.module, Stage::Fit, true)?.ok_or_else(|| {
+                Error::Config("`fit` has no training data: pass a loader or define `train_dataloader`".into())
+            })?,
+        };
+        if validating && val.is_none() {
+            self.val_loader(&mut val)?;
+        }
+        if train.is_empty() {
+            return Err(Error::Config("the training loader has no batches".into()));
+        }
+        if validating && val.as_ref().is_some_and(Loader::is_empty) {
+            return Err(Error::Config("the validation loader has no batches".into()));
+        }
+        if let Some(limit) = self.cfg.overfit_batches {
+            let n = limit.resolve(train.len(), "overfit")?.unwrap_or(usize::MAX);
+            // Lightning trains and validates on the same first batches, in the same order, every epoch.
+            let batches = train.batches(0).take(n).collect::<Result<Vec<_>>>()?;
+            if validating {
+                val = Some(Loader::from(batches.iter().map(crate::Batch::share).collect::<Vec<_>>()));
+            }
+            train = Loader::from(batches);
+        }
+
+        self.d.on_train_start(self.module)?;
+        while !self.done() {
+            self.d.ctx.metrics.scope = Scope::Train;
+            self.d.ctx.metrics.start_epoch(Scope::Train);
+            self.d.on_train_epoch_start(self.module)?;
+            self.training_epoch(&mut train, &mut val)?;
+            self.d.on_train_epoch_end(self.module, |d| {
+                let values = d.ctx.metrics.end_epoch(Scope::Train);
+                d.send_epoch_logs(values)
+            })?;
+            self.d.ctx.current_epoch += 1;
+        }
+        self.d.on_train_end(self.module)?;
+        self.d.on_fit_end(self.module)?;
+        self.end()
+    }
+
+    /// Mistakes that would only show later, caught before any hook runs.
+    fn check_fit(&self, train: &Option<Loader<M::Batch>>, val: &Option<Loader<M::Batch>>) -> Result<()> {
+        let cfg = self.cfg;
+        if cfg.max_epochs.is_none() && cfg.max_steps.is_none() && cfg.fast_dev_run.is_none() {
+            return Err(Error::Config(
+                "the Trainer has nothing to stop on: set `max_epochs` or `max_steps` (or `fast_dev_run`)".into(),
+            ));
+        }
+        let hooks = &M::HOOKS;
+        if train.is_none() && hooks.train_dataloader.is_none() {
+            return Err(Error::Config("`fit` has no training data: pass a loader or define `train_dataloader`".into()));
+        }
+        let has_val_data = val.is_some() || hooks.val_dataloader.is_some();
+        let val_off = cfg.limit_val == Limit::Batches(0);
+        if has_val_data && hooks.validation_step.is_none() && !val_off {
+            return Err(Error::Config(
+                "validation data was given, but the module defines no `validation_step`: define it, or pass no validation data".into(),
+            ));
+        }
+        if !has_val_data && hooks.validation_step.is_some() && !val_off {
+            return Err(Error::Config(
+                "the module defines `validation_step` but `fit` has no validation data: pass a validation loader, define `val_dataloader`, or set `limit_val_batches(0)`".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Whether this fit validates at all.
+    fn validating(&self) -> bool {
+        M::HOOKS.validation_step.is_some() && self.cfg.limit_val != Limit::Batches(0)
+    }
+
+    /// The validation loader, from the module's `val_dataloader` when none was passed.
+    fn val_loader<'v>(&mut self, val: &'v mut Option<Loader<M::Batch>>) -> Result<&'v mut Loader<M::Batch>> {
+        if val.is_none() {
+            *val = self.d.dataloader(self.module, Stage::Fit, false)?;
+        }
+        val.as_mut().ok_or_else(|| Error::Config("no validation data: pass a loader or define `val_dataloader`".into()))
+    }
+
+    fn configure_optimizers(&mut self) -> Result<()> {
+        let configured = self.d.configure_optimizers(self.module)?;
+        let (optimizers, mut schedulers) = (configured.optimizers, configured.schedulers);
+        if optimizers.is_empty() {
+            return Err(Error::Config("`configure_optimizers` returned no optimizer".into()));
+        }
+        if M::AUTOMATIC_OPTIMIZATION && optimizers.len() > 1 {
+            return Err(Error::Config(format!(
+                "`configure_optimizers` returned {} optimizers, but automatic optimization steps one: \
+                 use `#[lightning_module(manual_optimization)]` and step them in `training_step`",
+                optimizers.len()
+            )));
+        }
+        for scheduler in &mut schedulers {
+            let optimizer = optimizers.get(scheduler.optimizer).ok_or_else(|| {
+                Error::Config(format!(
+                    "an LR scheduler drives optimizer {}, but there are {} optimizers",
+                    scheduler.optimizer,
+                    optimizers.len()
+                ))
+            })?;
+            scheduler.set_base_lr(optimizer.lr());
+        }
+        self.d.ctx.optimizers = optimizers;
+        self.d.ctx.schedulers = schedulers;
+        Ok(())
+    }
+
+    /// Steps the schedulers of `interval` whose frequency comes round at `count` (epochs or steps done).
+    pub fn step_schedulers(&mut self, interval: Interval, count: usize) -> Result<()> {
+        if !M::AUTOMATIC_OPTIMIZATION {
+            return Ok(());
+        }
+        for index in 0..self.d.ctx.schedulers.len() {
+            let scheduler = &self.d.ctx.schedulers[index];
+            if scheduler.interval == interval && count % scheduler.frequency == 0 {
+                self.d.lr_scheduler_step(self.module, index, None)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Lightning's `FitLoop.done`: a step or epoch limit reached, or a stop requested once the minimums are met.
+    fn done(&self) -> bool {
+        let ctx = &self.d.ctx;
+        let max_epochs = if self.cfg.fast_dev_run.is_some() { Some(1) } else { self.cfg.max_epochs };
+        if self.max_steps_reached() {
+            return true;
+        }
+        if max_epochs.is_some_and(|max| ctx.current_epoch >= max) {
+            return true;
+        }
+        ctx.should_stop && ctx.current_epoch >= self.cfg.min_epochs && ctx.global_step >= self.cfg.min_steps
+    }
+
+    pub fn max_steps_reached(&self) -> bool {
+        let max_steps = if self.cfg.fast_dev_run.is_some() { None } else { self.cfg.max_steps };
+        max_steps.is_some_and(|max| self.d.ctx.global_step >= max)
+    }
+}

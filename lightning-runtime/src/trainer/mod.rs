@@ -1,0 +1,362 @@
+//! The `Trainer`: its options, and the four entry points (`fit`, `validate`, `test`, `predict`).
+//!
+//! Where things are: `dispatch.rs` is the one place through which every hook is called (callbacks first);
+//! `entry.rs` wraps each entry point (seeding, errors, panics, teardown); the loops are `fit_loop.rs` (epochs,
+//! stopping), `training_epoch.rs` (the batches of one epoch), `optimization.rs` (one automatic or manual
+//! optimization step), `evaluation.rs` (validation and test) and `prediction.rs`.
+
+mod dispatch;
+mod entry;
+mod evaluation;
+mod fit_loop;
+mod limits;
+mod optimization;
+mod prediction;
+mod strategy;
+mod training_epoch;
+
+use std::collections::BTreeMap;
+
+use tch::Device;
+
+pub use limits::Limit;
+pub use strategy::{SingleDevice, Strategy};
+
+use crate::callback::Callback;
+use crate::context::Stage;
+use crate::data::Loader;
+use crate::module::{Fit, HasPredictStep, HasTestStep, HasValidationStep};
+use crate::optim::GradClipAlgorithm;
+use crate::Result;
+
+/// Where the module runs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Accelerator {
+    /// CUDA device 0 when there is one, else the CPU.
+    #[default]
+    Auto,
+    /// The CPU.
+    Cpu,
+    /// The CUDA device with this index.
+    Cuda(usize),
+}
+
+impl Accelerator {
+    fn resolve(self) -> Result<Device> {
+        match self {
+            Accelerator::Auto => Ok(Device::cuda_if_available()),
+            Accelerator::Cpu => Ok(Device::Cpu),
+            Accelerator::Cuda(index) => {
+                let count = tch::Cuda::device_count() as usize;
+                if index < count {
+                    Ok(Device::Cuda(index))
+                } else {
+                    Err(crate::Error::Config(format!(
+                        "the Trainer was asked for CUDA device {index}, but this machine has {count} CUDA device(s)"
+                    )))
+                }
+            }
+        }
+    }
+}
+
+/// What to do when `training_step` returns a NaN or infinite loss.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum NonFinite {
+    /// Stop the run with [`Error::NonFiniteLoss`](crate::Error::NonFiniteLoss) naming the step (the default).
+    #[default]
+    Error,
+    /// Skip the step (no backward, no optimizer step) and go on.
+    Skip,
+    /// Do not check (saves a device sync per step).
+    Off,
+}
+
+/// Receives logged values: per step every `log_every_n_steps` steps, and each epoch's reduced values.
+pub trait Logger: Send {
+    /// Records `metrics` at optimizer step `step`.
+    fn log_metrics(&mut self, metrics: &[(String, f64)], step: usize) -> Result<()>;
+    /// Called once at the end of a run.
+    fn finalize(&mut self) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// Runs a [`LightningModule`]: `fit`, `validate`, `test` and `predict`, calling the module's hooks and every
+/// callback's in the order PyTorch Lightning 2.x does. Options are set by chaining:
+///
+/// ```no_run
+/// use lightning_runtime::{Accelerator, Trainer};
+/// let trainer = Trainer::default().max_epochs(10).accelerator(Accelerator::Cpu).seed(42).accumulate_grad_batches(2);
+/// ```
+pub struct Trainer {
+    pub(crate) cfg: Config,
+    pub(crate) callbacks: Vec<Box<dyn Callback>>,
+    pub(crate) loggers: Vec<Box<dyn Logger>>,
+    pub(crate) strategy: Box<dyn Strategy>,
+    pub(crate) state: State,
+}
+
+/// The options, as the loops read them.
+#[derive(Clone, Debug)]
+pub(crate) struct Config {
+    pub max_epochs: Option<usize>,
+    pub min_epochs: usize,
+    pub max_steps: Option<usize>,
+    pub min_steps: usize,
+    pub limit_train: Limit,
+    pub limit_val: Limit,
+    pub limit_test: Limit,
+    pub limit_predict: Limit,
+    pub num_sanity_val_steps: usize,
+    pub check_val_every_n_epoch: Option<usize>,
+    pub val_check_interval: Option<Limit>,
+    pub accumulate_grad_batches: usize,
+    pub gradient_clip_val: Option<f64>,
+    pub gradient_clip_algorithm: GradClipAlgorithm,
+    pub fast_dev_run: Option<usize>,
+    pub overfit_batches: Option<Limit>,
+    pub seed: Option<u64>,
+    pub accelerator: Accelerator,
+    pub nonfinite: NonFinite,
+    pub log_every_n_steps: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            max_epochs: None,
+            min_epochs: 0,
+            max_steps: None,
+            min_steps: 0,
+            limit_train: Limit::All,
+            limit_val: Limit::All,
+            limit_test: Limit::All,
+            limit_predict: Limit::All,
+            num_sanity_val_steps: 2,
+            check_val_every_n_epoch: Some(1),
+            val_check_interval: None,
+            accumulate_grad_batches: 1,
+            gradient_clip_val: None,
+            gradient_clip_algorithm: GradClipAlgorithm::Norm,
+            fast_dev_run: None,
+            overfit_batches: None,
+            seed: None,
+            accelerator: Accelerator::Auto,
+            nonfinite: NonFinite::Error,
+            log_every_n_steps: 50,
+        }
+    }
+}
+
+/// What a run leaves behind.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct State {
+    pub current_epoch: usize,
+    pub global_step: usize,
+    pub callback_metrics: BTreeMap<String, f64>,
+    pub device: Option<Device>,
+}
+
+impl Default for Trainer {
+    fn default() -> Self {
+        Trainer {
+            cfg: Config::default(),
+            callbacks: Vec::new(),
+            loggers: Vec::new(),
+            strategy: Box::new(SingleDevice),
+            state: State::default(),
+        }
+    }
+}
+
+macro_rules! option {
+    ($(#[$doc:meta])* $name:ident: $ty:ty => $field:ident $(= $wrap:expr)?) => {
+        $(#[$doc])*
+        pub fn $name(mut self, value: $ty) -> Self {
+            self.cfg.$field = option!(@wrap value $(, $wrap)?);
+            self
+        }
+    };
+    (@wrap $value:ident) => { $value };
+    (@wrap $value:ident, $wrap:expr) => { $wrap($value) };
+}
+
+impl Trainer {
+    /// A Trainer with Lightning's defaults (but no epoch limit: set `max_epochs` or `max_steps`).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    option!(
+        /// Stop after this many epochs.
+        max_epochs: usize => max_epochs = Some
+    );
+    option!(
+        /// Train at least this many epochs, even when a callback asks to stop.
+        min_epochs: usize => min_epochs
+    );
+    option!(
+        /// Stop after this many optimizer steps.
+        max_steps: usize => max_steps = Some
+    );
+    option!(
+        /// Train at least this many optimizer steps, even when a callback asks to stop.
+        min_steps: usize => min_steps
+    );
+    option!(
+        /// Validation batches run before training, to catch bugs in `validation_step` early (default 2).
+        num_sanity_val_steps: usize => num_sanity_val_steps
+    );
+    option!(
+        /// Validate every this many epochs (default 1); `None` validates only at `val_check_interval`.
+        check_val_every_n_epoch: Option<usize> => check_val_every_n_epoch
+    );
+    option!(
+        /// Accumulate gradients over this many batches per optimizer step (default 1).
+        accumulate_grad_batches: usize => accumulate_grad_batches
+    );
+    option!(
+        /// Clip gradients to this value (by norm unless `gradient_clip_algorithm` says otherwise).
+        gradient_clip_val: f64 => gradient_clip_val = Some
+    );
+    option!(
+        /// How `gradient_clip_val` clips.
+        gradient_clip_algorithm: GradClipAlgorithm => gradient_clip_algorithm
+    );
+    option!(
+        /// Runs `n` batches of each stage for one epoch, without sanity check, to find bugs fast.
+        fast_dev_run: usize => fast_dev_run = Some
+    );
+    option!(
+        /// Seeds torch's generator at the start of every entry point, so runs repeat exactly.
+        seed: u64 => seed = Some
+    );
+    option!(
+        /// Where to run (default: CUDA when there is one).
+        accelerator: Accelerator => accelerator
+    );
+    option!(
+        /// What a NaN or infinite loss does (default: stop with an error).
+        nonfinite_loss: NonFinite => nonfinite
+    );
+    option!(
+        /// Send step values to the loggers every this many steps (default 50).
+        log_every_n_steps: usize => log_every_n_steps
+    );
+
+    /// Training batches per epoch: a count or a fraction.
+    pub fn limit_train_batches(mut self, limit: impl Into<Limit>) -> Self {
+        self.cfg.limit_train = limit.into();
+        self
+    }
+
+    /// Validation batches per validation run: a count or a fraction.
+    pub fn limit_val_batches(mut self, limit: impl Into<Limit>) -> Self {
+        self.cfg.limit_val = limit.into();
+        self
+    }
+
+    /// Test batches: a count or a fraction.
+    pub fn limit_test_batches(mut self, limit: impl Into<Limit>) -> Self {
+        self.cfg.limit_test = limit.into();
+        self
+    }
+
+    /// Prediction batches: a count or a fraction.
+    pub fn limit_predict_batches(mut self, limit: impl Into<Limit>) -> Self {
+        self.cfg.limit_predict = limit.into();
+        self
+    }
+
+    /// Validate within the epoch: every `n` training batches (a count), or at this fraction of the epoch.
+    pub fn val_check_interval(mut self, interval: impl Into<Limit>) -> Self {
+        self.cfg.val_check_interval = Some(interval.into());
+        self
+    }
+
+    /// Trains (and validates) on the first batches of the training data again and again: a count or a fraction.
+    pub fn overfit_batches(mut self, limit: impl Into<Limit>) -> Self {
+        self.cfg.overfit_batches = Some(limit.into());
+        self
+    }
+
+    /// Adds a callback; callbacks run in the order added, before the module's hooks.
+    pub fn callback(mut self, callback: impl Callback + 'static) -> Self {
+        self.callbacks.push(Box::new(callback));
+        self
+    }
+
+    /// Adds a logger.
+    pub fn logger(mut self, logger: impl Logger + 'static) -> Self {
+        self.loggers.push(Box::new(logger));
+        self
+    }
+
+    /// Replaces the strategy (how processes and devices cooperate; one device by default).
+    pub fn strategy(mut self, strategy: impl Strategy + 'static) -> Self {
+        self.strategy = Box::new(strategy);
+        self
+    }
+
+    /// Trains `module` on `train` (or its `train_dataloader`), validating on `val` (or its `val_dataloader`).
+    pub fn fit<M: Fit + 'static>(
+        &mut self,
+        module: &mut M,
+        train: impl Into<Option<Loader<M::Batch>>>,
+        val: impl Into<Option<Loader<M::Batch>>>,
+    ) -> Result<()> {
+        let (train, val) = (train.into(), val.into());
+        self.run_stage(module, Stage::Fit, move |run| run.fit(train, val))
+    }
+
+    /// Runs one validation epoch on `data` (or the module's `val_dataloader`); returns the epoch's metrics.
+    pub fn validate<M: HasValidationStep + 'static>(
+        &mut self,
+        module: &mut M,
+        data: impl Into<Option<Loader<M::Batch>>>,
+    ) -> Result<BTreeMap<String, f64>> {
+        let data = data.into();
+        self.run_stage(module, Stage::Validate, move |run| run.evaluate_stage(evaluation::Kind::Validation, data))
+    }
+
+    /// Runs one test epoch on `data` (or the module's `test_dataloader`); returns the epoch's metrics.
+    pub fn test<M: HasTestStep + 'static>(
+        &mut self,
+        module: &mut M,
+        data: impl Into<Option<Loader<M::Batch>>>,
+    ) -> Result<BTreeMap<String, f64>> {
+        let data = data.into();
+        self.run_stage(module, Stage::Test, move |run| run.evaluate_stage(evaluation::Kind::Test, data))
+    }
+
+    /// Runs `predict_step` over `data` (or the module's `predict_dataloader`); returns every batch's prediction.
+    pub fn predict<M: HasPredictStep + 'static>(
+        &mut self,
+        module: &mut M,
+        data: impl Into<Option<Loader<M::Batch>>>,
+    ) -> Result<Vec<M::Prediction>> {
+        let data = data.into();
+        self.run_stage(module, Stage::Predict, move |run| run.predict_stage(data))
+    }
+
+    /// The metrics of the last run, as callbacks saw them at its end (Lightning's `callback_metrics`).
+    pub fn callback_metrics(&self) -> &BTreeMap<String, f64> {
+        &self.state.callback_metrics
+    }
+
+    /// The epoch the last run ended in (the number of finished epochs after `fit`).
+    pub fn current_epoch(&self) -> usize {
+        self.state.current_epoch
+    }
+
+    /// The optimizer steps taken.
+    pub fn global_step(&self) -> usize {
+        self.state.global_step
+    }
+
+    /// The device the last run used.
+    pub fn device(&self) -> Option<Device> {
+        self.state.device
+    }
+}

@@ -1,0 +1,59 @@
+//! The prediction loop (Lightning's `_PredictionLoop`): `predict_step` over every batch under `no_grad` and
+//! eval mode, the predictions collected in order. Lightning forbids logging here, and so does `Ctx`.
+
+use super::dispatch::zero_grad;
+use super::entry::Run;
+use crate::module::LightningModule;
+use crate::{Error, Loader, Result};
+
+impl<M: LightningModule + 'static> Run<'_, M>
+where
+    M::Prediction: 'static,
+{
+    pub fn predict_stage(&mut self, data: Option<Loader<M::Batch>>) -> Result<Vec<M::Prediction>> {
+        self.begin()?;
+        let mut loader = match data {
+            Some(loader) => loader,
+            None => self.d.dataloader(self.module, self.stage, false)?.ok_or_else(|| {
+                Error::Config("`predict` has no data: pass a loader or define `predict_dataloader`".into())
+            })?,
+        };
+        if loader.is_empty() {
+            return Err(Error::Config("the predict loader has no batches".into()));
+        }
+        zero_grad(self.module)?;
+        let limit = match self.cfg.fast_dev_run {
+            Some(n) => Some(n),
+            None => self.cfg.limit_predict.resolve(loader.len(), "predict")?,
+        };
+        let was_training = self.d.ctx.training;
+        self.d.model_eval(self.module, self.stage)?;
+        let predictions = tch::no_grad(|| self.prediction_epoch(&mut loader, limit));
+        self.d.ctx.training = was_training;
+        let predictions = predictions?;
+        self.end()?;
+        Ok(predictions)
+    }
+
+    fn prediction_epoch(&mut self, loader: &mut Loader<M::Batch>, limit: Option<usize>) -> Result<Vec<M::Prediction>> {
+        self.d.on_predict_start(self.module)?;
+        self.d.on_predict_epoch_start(self.module)?;
+        let mut predictions = Vec::with_capacity(limit.or(loader.len()).unwrap_or(0));
+        for (batch_idx, batch) in loader.batches(0).enumerate() {
+            if limit.is_some_and(|n| batch_idx >= n) {
+                break;
+            }
+            let batch = self.d.transfer_batch(self.module, batch?, 0)?;
+            if batch_idx == 0 {
+                self.check_batch_device(&batch, "prediction")?;
+            }
+            self.d.on_predict_batch_start(self.module, &batch, batch_idx)?;
+            let prediction = self.d.predict_step(self.module, &batch, batch_idx)?;
+            self.d.on_predict_batch_end(self.module, &prediction, &batch, batch_idx)?;
+            predictions.push(prediction);
+        }
+        self.d.on_predict_epoch_end(self.module)?;
+        self.d.on_predict_end(self.module)?;
+        Ok(predictions)
+    }
+}

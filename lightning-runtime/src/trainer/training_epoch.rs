@@ -1,0 +1,109 @@
+//! The batches of one training epoch (Lightning's `_TrainingEpochLoop`): transfer, `on_train_batch_start`
+//! (which may end the epoch), the optimization step, scheduler steps, `on_train_batch_end`, logging, and
+//! validation within and at the end of the epoch.
+
+use super::entry::Run;
+use super::evaluation::Kind;
+use super::Limit;
+use crate::module::LightningModule;
+use crate::optim::Interval;
+use crate::output::BatchControl;
+use crate::{Error, Loader, Result};
+
+impl<M: LightningModule + 'static> Run<'_, M> {
+    pub fn training_epoch(&mut self, train: &mut Loader<M::Batch>, val: &mut Option<Loader<M::Batch>>) -> Result<()> {
+        let epoch = self.d.ctx.current_epoch;
+        let limit = match self.cfg.fast_dev_run {
+            Some(n) => Limit::Batches(n),
+            None => self.cfg.limit_train,
+        };
+        let total = limit.resolve(train.len(), "train")?;
+        let val_every = self.val_every(total)?;
+        let validate_this_epoch =
+            val.is_some() && self.cfg.check_val_every_n_epoch.is_none_or(|n| (epoch + 1) % n == 0);
+
+        let mut batches = train.batches(epoch).peekable();
+        let mut batch_idx = 0;
+        let mut skipped = false;
+        let mut epoch_schedulers_stepped = false;
+        while total.is_none_or(|n| batch_idx < n) {
+            let Some(batch) = batches.next() else { break };
+            let batch = self.d.transfer_batch(self.module, batch?, 0)?;
+            if batch_idx == 0 {
+                self.check_batch_device(&batch, "training")?;
+            }
+            if self.d.on_train_batch_start(self.module, &batch, batch_idx)? == BatchControl::SkipRestOfEpoch {
+                skipped = true;
+                break;
+            }
+            let is_last = total.map_or_else(|| batches.peek().is_none(), |n| batch_idx + 1 == n);
+            let steps_before = self.d.ctx.global_step;
+            let outputs = if M::AUTOMATIC_OPTIMIZATION {
+                self.automatic_step(&batch, batch_idx, is_last)?
+            } else {
+                self.manual_step(&batch, batch_idx)?
+            };
+            if self.d.ctx.global_step > steps_before {
+                self.step_schedulers(Interval::Step, self.d.ctx.global_step)?;
+            }
+            if is_last {
+                // Lightning steps epoch-interval schedulers on the epoch's last batch, before on_train_batch_end.
+                self.step_schedulers(Interval::Epoch, epoch + 1)?;
+                epoch_schedulers_stepped = true;
+            }
+            self.d.on_train_batch_end(self.module, &outputs, &batch, batch_idx)?;
+            if self.d.ctx.global_step > steps_before && self.d.ctx.global_step % self.cfg.log_every_n_steps == 0 {
+                self.d.flush_step_logs()?;
+            }
+            batch_idx += 1;
+            let at_interval = match val_every {
+                Some(every) => batch_idx % every == 0,
+                None => is_last,
+            };
+            if validate_this_epoch && at_interval {
+                self.validate_in_fit(val)?;
+            }
+            if self.max_steps_reached() {
+                break;
+            }
+        }
+        drop(batches);
+        if batch_idx == 0 && !skipped {
+            return Err(Error::Config(format!("the training loader yielded no batches in epoch {epoch}")));
+        }
+        if !epoch_schedulers_stepped {
+            // "The learning rate scheduler will still be stepped at the end of epoch" (on_train_batch_start).
+            self.step_schedulers(Interval::Epoch, epoch + 1)?;
+        }
+        Ok(())
+    }
+
+    /// Validate every this many batches (`None`: at the end of the epoch).
+    fn val_every(&self, total: Option<usize>) -> Result<Option<usize>> {
+        match self.cfg.val_check_interval {
+            None | Some(Limit::All) => Ok(None),
+            Some(Limit::Batches(0)) => Err(Error::Config("val_check_interval must be at least 1 batch".into())),
+            Some(Limit::Batches(n)) => Ok(Some(n)),
+            Some(Limit::Fraction(f)) => {
+                let total = total.ok_or_else(|| {
+                    Error::Config(
+                        "a fractional val_check_interval needs a training loader that knows its length".into(),
+                    )
+                })?;
+                Ok(Some(((total as f64 * f) as usize).max(1)))
+            }
+        }
+    }
+
+    /// A validation run inside `fit`: `on_validation_model_zero_grad`, then the validation loop.
+    fn validate_in_fit(&mut self, val: &mut Option<Loader<M::Batch>>) -> Result<()> {
+        let Some(loader) = val.as_mut() else { return Ok(()) };
+        self.d.on_validation_model_zero_grad(self.module)?;
+        let limit = match self.cfg.fast_dev_run {
+            Some(n) => Limit::Batches(n),
+            None => self.cfg.limit_val,
+        };
+        let limit = limit.resolve(loader.len(), "val")?;
+        self.evaluation_loop(Kind::Validation, loader, limit, true)
+    }
+}

@@ -1,0 +1,311 @@
+//! The order of hook calls, checked against full expected sequences. `FIT` is Lightning 2.x's own hook-order
+//! test for `max_epochs=1, limit_train_batches=2, limit_val_batches=1, num_sanity_val_steps=2`, one SGD
+//! optimizer with an epoch-interval StepLR and one callback, without the `torch.nn.Module` calls (and without
+//! the checkpoint save at the end of the epoch, which the checkpoint callback adds).
+
+mod common;
+
+use common::recorder::{regression_batches, Log, Recorder, RecordingCallback};
+use lightning::prelude::*;
+use lightning::{Accelerator, Trainer};
+
+const FIT: &[&str] = &[
+    "configure_callbacks",
+    "prepare_data",
+    "Callback.setup",
+    "setup",
+    "configure_model",
+    "configure_optimizers",
+    "Callback.on_fit_start",
+    "on_fit_start",
+    "Callback.on_sanity_check_start",
+    "val_dataloader",
+    "on_validation_model_eval",
+    "Callback.on_validation_start",
+    "on_validation_start",
+    "Callback.on_validation_epoch_start",
+    "on_validation_epoch_start",
+    "on_before_batch_transfer",
+    "transfer_batch_to_device",
+    "on_after_batch_transfer",
+    "Callback.on_validation_batch_start",
+    "on_validation_batch_start",
+    "validation_step",
+    "Callback.on_validation_batch_end",
+    "on_validation_batch_end",
+    "Callback.on_validation_epoch_end",
+    "on_validation_epoch_end",
+    "Callback.on_validation_end",
+    "on_validation_end",
+    "on_validation_model_train",
+    "Callback.on_sanity_check_end",
+    "train_dataloader",
+    "Callback.on_train_start",
+    "on_train_start",
+    "Callback.on_train_epoch_start",
+    "on_train_epoch_start",
+    "on_before_batch_transfer",
+    "transfer_batch_to_device",
+    "on_after_batch_transfer",
+    "Callback.on_train_batch_start",
+    "on_train_batch_start",
+    "optimizer_step",
+    "training_step",
+    "Callback.on_before_zero_grad",
+    "on_before_zero_grad",
+    "optimizer_zero_grad",
+    "Callback.on_before_backward",
+    "on_before_backward",
+    "backward",
+    "Callback.on_after_backward",
+    "on_after_backward",
+    "Callback.on_before_optimizer_step",
+    "on_before_optimizer_step",
+    "configure_gradient_clipping",
+    "Callback.on_train_batch_end",
+    "on_train_batch_end",
+    "on_before_batch_transfer",
+    "transfer_batch_to_device",
+    "on_after_batch_transfer",
+    "Callback.on_train_batch_start",
+    "on_train_batch_start",
+    "optimizer_step",
+    "training_step",
+    "Callback.on_before_zero_grad",
+    "on_before_zero_grad",
+    "optimizer_zero_grad",
+    "Callback.on_before_backward",
+    "on_before_backward",
+    "backward",
+    "Callback.on_after_backward",
+    "on_after_backward",
+    "Callback.on_before_optimizer_step",
+    "on_before_optimizer_step",
+    "configure_gradient_clipping",
+    "lr_scheduler_step",
+    "Callback.on_train_batch_end",
+    "on_train_batch_end",
+    "on_validation_model_zero_grad",
+    "on_validation_model_eval",
+    "Callback.on_validation_start",
+    "on_validation_start",
+    "Callback.on_validation_epoch_start",
+    "on_validation_epoch_start",
+    "on_before_batch_transfer",
+    "transfer_batch_to_device",
+    "on_after_batch_transfer",
+    "Callback.on_validation_batch_start",
+    "on_validation_batch_start",
+    "validation_step",
+    "Callback.on_validation_batch_end",
+    "on_validation_batch_end",
+    "Callback.on_validation_epoch_end",
+    "on_validation_epoch_end",
+    "Callback.on_validation_end",
+    "on_validation_end",
+    "on_validation_model_train",
+    "Callback.on_train_epoch_end",
+    "on_train_epoch_end",
+    "Callback.on_train_end",
+    "on_train_end",
+    "Callback.on_fit_end",
+    "on_fit_end",
+    "Callback.teardown",
+    "teardown",
+];
+
+fn trainer(log: &Log) -> Trainer {
+    Trainer::new().accelerator(Accelerator::Cpu).seed(1).callback(RecordingCallback(log.clone()))
+}
+
+fn calls(log: &Log) -> Vec<String> {
+    std::mem::take(&mut *log.lock().unwrap())
+}
+
+const TRANSFER: [&str; 3] = ["on_before_batch_transfer", "transfer_batch_to_device", "on_after_batch_transfer"];
+
+/// The calls of one training batch in automatic optimization.
+fn train_batch(zero_grad: bool, step: bool, scheduler: bool) -> Vec<&'static str> {
+    let mut v: Vec<&str> = TRANSFER.to_vec();
+    v.extend(["Callback.on_train_batch_start", "on_train_batch_start"]);
+    if step {
+        v.push("optimizer_step");
+    }
+    v.push("training_step");
+    if zero_grad {
+        v.extend(["Callback.on_before_zero_grad", "on_before_zero_grad", "optimizer_zero_grad"]);
+    }
+    v.extend([
+        "Callback.on_before_backward",
+        "on_before_backward",
+        "backward",
+        "Callback.on_after_backward",
+        "on_after_backward",
+    ]);
+    if step {
+        v.extend(["Callback.on_before_optimizer_step", "on_before_optimizer_step", "configure_gradient_clipping"]);
+    }
+    if scheduler {
+        v.push("lr_scheduler_step");
+    }
+    v.extend(["Callback.on_train_batch_end", "on_train_batch_end"]);
+    v
+}
+
+/// The calls of one evaluation epoch over `batches` batches (`stage` is "validation" or "test").
+fn eval_epoch(stage: &str, batches: usize, model_train: bool) -> Vec<String> {
+    let mut v =
+        vec![format!("on_{stage}_model_eval"), format!("Callback.on_{stage}_start"), format!("on_{stage}_start")];
+    v.extend([format!("Callback.on_{stage}_epoch_start"), format!("on_{stage}_epoch_start")]);
+    for _ in 0..batches {
+        v.extend(TRANSFER.iter().map(|s| s.to_string()));
+        v.extend([
+            format!("Callback.on_{stage}_batch_start"),
+            format!("on_{stage}_batch_start"),
+            format!("{stage}_step"),
+        ]);
+        v.extend([format!("Callback.on_{stage}_batch_end"), format!("on_{stage}_batch_end")]);
+    }
+    v.extend([format!("Callback.on_{stage}_epoch_end"), format!("on_{stage}_epoch_end")]);
+    v.extend([format!("Callback.on_{stage}_end"), format!("on_{stage}_end")]);
+    if model_train {
+        v.push(format!("on_{stage}_model_train"));
+    }
+    v
+}
+
+const OPENING: [&str; 5] = ["configure_callbacks", "prepare_data", "Callback.setup", "setup", "configure_model"];
+const CLOSING: [&str; 2] = ["Callback.teardown", "teardown"];
+
+fn strings(v: &[&str]) -> Vec<String> {
+    v.iter().map(|s| s.to_string()).collect()
+}
+
+#[test]
+fn fit_calls_hooks_in_lightnings_order() {
+    let log = Log::default();
+    let mut module = Recorder::new(log.clone());
+    let mut trainer = trainer(&log).max_epochs(1).limit_train_batches(2).limit_val_batches(1).num_sanity_val_steps(2);
+    trainer.fit(&mut module, None, None).unwrap();
+    assert_eq!(calls(&log), strings(FIT));
+    assert_eq!(trainer.global_step(), 2);
+    assert_eq!(trainer.current_epoch(), 1);
+}
+
+#[test]
+fn validate_calls_hooks_in_lightnings_order() {
+    let log = Log::default();
+    let mut module = Recorder::new(log.clone());
+    let metrics = trainer(&log).validate(&mut module, None).unwrap();
+    let mut expected = strings(&OPENING);
+    expected.push("val_dataloader".into());
+    expected.extend(eval_epoch("validation", 2, true));
+    expected.extend(strings(&CLOSING));
+    assert_eq!(calls(&log), expected);
+    assert!(metrics["val_loss"] > 0.0);
+}
+
+#[test]
+fn test_calls_hooks_in_lightnings_order() {
+    let log = Log::default();
+    let mut module = Recorder::new(log.clone());
+    let metrics = trainer(&log).test(&mut module, None).unwrap();
+    let mut expected = strings(&OPENING);
+    expected.push("test_dataloader".into());
+    expected.extend(eval_epoch("test", 2, true));
+    expected.extend(strings(&CLOSING));
+    assert_eq!(calls(&log), expected);
+    assert!(metrics["test_loss"] > 0.0);
+}
+
+#[test]
+fn predict_calls_hooks_in_lightnings_order() {
+    let log = Log::default();
+    let mut module = Recorder::new(log.clone());
+    let predictions = trainer(&log).predict(&mut module, None).unwrap();
+    assert_eq!(predictions.len(), 2);
+    assert_eq!(predictions[0].size(), [4, 1]);
+    let mut expected = strings(&OPENING);
+    expected.extend(strings(&[
+        "predict_dataloader",
+        "on_predict_model_eval",
+        "Callback.on_predict_start",
+        "on_predict_start",
+    ]));
+    expected.extend(strings(&["Callback.on_predict_epoch_start", "on_predict_epoch_start"]));
+    for _ in 0..2 {
+        expected.extend(strings(&TRANSFER));
+        expected.extend(strings(&["Callback.on_predict_batch_start", "on_predict_batch_start", "predict_step"]));
+        expected.extend(strings(&["Callback.on_predict_batch_end", "on_predict_batch_end"]));
+    }
+    expected.extend(strings(&[
+        "Callback.on_predict_epoch_end",
+        "on_predict_epoch_end",
+        "Callback.on_predict_end",
+        "on_predict_end",
+    ]));
+    expected.extend(strings(&CLOSING));
+    assert_eq!(calls(&log), expected);
+}
+
+/// The training part of one epoch with gradient accumulation over 2 batches.
+fn accumulation_epoch(batches: usize) -> Vec<String> {
+    let mut expected = Vec::new();
+    for batch_idx in 0..batches {
+        let last = batch_idx + 1 == batches;
+        let step = (batch_idx + 1) % 2 == 0 || last;
+        expected.extend(strings(&train_batch(batch_idx % 2 == 0, step, last)));
+    }
+    expected
+}
+
+fn fit_with_accumulation(batches: usize) -> (Vec<String>, Trainer) {
+    let log = Log::default();
+    let mut module = Recorder::new(log.clone());
+    module.train_batches = batches;
+    let mut trainer =
+        trainer(&log).max_epochs(1).accumulate_grad_batches(2).num_sanity_val_steps(0).limit_val_batches(0);
+    trainer.fit(&mut module, Loader::from(regression_batches(batches)), None).unwrap();
+    let all = calls(&log);
+    let start = all.iter().position(|c| c == "on_train_epoch_start").unwrap() + 1;
+    let end = all.iter().position(|c| c == "Callback.on_train_epoch_end").unwrap();
+    (all[start..end].to_vec(), trainer)
+}
+
+#[test]
+fn accumulation_over_two_batches_with_three_batches() {
+    let (epoch, trainer) = fit_with_accumulation(3);
+    assert_eq!(epoch, accumulation_epoch(3));
+    assert_eq!(trainer.global_step(), 2);
+}
+
+#[test]
+fn accumulation_over_two_batches_with_four_batches() {
+    let (epoch, trainer) = fit_with_accumulation(4);
+    assert_eq!(epoch, accumulation_epoch(4));
+    assert_eq!(trainer.global_step(), 2);
+}
+
+#[test]
+fn on_train_batch_start_skips_the_rest_of_the_epoch() {
+    let log = Log::default();
+    let mut module = Recorder::new(log.clone());
+    module.skip_at = Some(1);
+    let mut trainer = trainer(&log).max_epochs(2).num_sanity_val_steps(0);
+    trainer.fit(&mut module, None, None).unwrap();
+    let all = calls(&log);
+    let start = all.iter().position(|c| c == "on_train_epoch_start").unwrap() + 1;
+    let mut expected = strings(&train_batch(true, true, false));
+    expected.extend(strings(&TRANSFER));
+    expected.extend(strings(&["Callback.on_train_batch_start", "on_train_batch_start"]));
+    // No training_step, no on_train_batch_end, no validation; the epoch's scheduler still steps.
+    expected.extend(strings(&[
+        "lr_scheduler_step",
+        "Callback.on_train_epoch_end",
+        "on_train_epoch_end",
+        "Callback.on_train_epoch_start",
+    ]));
+    assert_eq!(all[start..start + expected.len()].to_vec(), expected);
+    assert_eq!(trainer.global_step(), 2, "one step in each of the two epochs");
+    assert_eq!(all.iter().filter(|c| *c == "on_validation_start").count(), 0);
+}
