@@ -46,6 +46,12 @@ impl Params for &VarStore {
     }
 }
 
+impl Params for &[Tensor] {
+    fn params(self) -> Vec<Tensor> {
+        self.iter().map(Tensor::shallow_clone).collect()
+    }
+}
+
 impl Params for Vec<Tensor> {
     fn params(self) -> Vec<Tensor> {
         self

@@ -1,0 +1,306 @@
+//! Real training runs on tiny models: losses fall, seeds repeat, options do what they say.
+
+use std::sync::{Arc, Mutex};
+
+use lightning::prelude::*;
+use lightning::{Accelerator, DataLoader, Limit, Logger, Trainer};
+
+/// Keeps every value a run sends to its loggers.
+#[derive(Clone, Default)]
+struct MemoryLogger(Arc<Mutex<Vec<(String, f64, usize)>>>);
+
+impl MemoryLogger {
+    fn values(&self, name: &str) -> Vec<f64> {
+        self.0.lock().unwrap().iter().filter(|(n, _, _)| n == name).map(|(_, v, _)| *v).collect()
+    }
+}
+
+impl Logger for MemoryLogger {
+    fn log_metrics(&mut self, metrics: &[(String, f64)], step: usize) -> lightning::Result<()> {
+        let mut all = self.0.lock().unwrap();
+        all.extend(metrics.iter().map(|(n, v)| (n.clone(), *v, step)));
+        Ok(())
+    }
+}
+
+/// `y = sin(x · w)` on 8 features.
+fn regression_data(n: i64, seed: i64) -> (Tensor, Tensor) {
+    tch::manual_seed(seed);
+    let x = Tensor::rand([n, 8], (Kind::Float, Device::Cpu)) * 2.0 - 1.0;
+    let w = Tensor::randn([8, 1], (Kind::Float, Device::Cpu));
+    let y = x.matmul(&w).sin();
+    (x, y)
+}
+
+struct Regression {
+    vs: nn::VarStore,
+    net: nn::Sequential,
+    lr: f64,
+}
+
+impl Regression {
+    fn new(seed: i64) -> Self {
+        tch::manual_seed(seed);
+        let vs = nn::VarStore::new(Device::Cpu);
+        let net = nn::seq()
+            .add(nn::linear(vs.root() / "l1", 8, 32, Default::default()))
+            .add_fn(|x| x.tanh())
+            .add(nn::linear(vs.root() / "l2", 32, 1, Default::default()));
+        Regression { vs, net, lr: 1e-2 }
+    }
+}
+
+#[lightning_module]
+impl Regression {
+    fn training_step(&mut self, (x, y): &(Tensor, Tensor), _batch_idx: usize, ctx: &mut Ctx) -> Tensor {
+        let loss = self.net.forward(x).mse_loss(y, Reduction::Mean);
+        ctx.log("train_loss", &loss).on_epoch(true);
+        loss
+    }
+
+    fn validation_step(&mut self, (x, y): &(Tensor, Tensor), _batch_idx: usize, ctx: &mut Ctx) {
+        let loss = self.net.forward(x).mse_loss(y, Reduction::Mean);
+        ctx.log("val_loss", &loss).prog_bar(true);
+    }
+
+    fn configure_optimizers(&mut self) -> Optimizer {
+        Optimizer::adam(&self.vs, self.lr)
+    }
+}
+
+fn regression_loaders(shuffle_seed: u64) -> (Loader<(Tensor, Tensor)>, Loader<(Tensor, Tensor)>) {
+    let (x, y) = regression_data(640, 7);
+    let (vx, vy) = (x.narrow(0, 512, 128), y.narrow(0, 512, 128));
+    let (x, y) = (x.narrow(0, 0, 512), y.narrow(0, 0, 512));
+    let train = DataLoader::new((x, y)).batch_size(32).shuffle(true).seed(shuffle_seed).build().unwrap();
+    let val = DataLoader::new((vx, vy)).batch_size(64).build().unwrap();
+    (train, val)
+}
+
+fn fit_regression(seed: u64) -> (Vec<f64>, Trainer, Regression) {
+    let logger = MemoryLogger::default();
+    let mut module = Regression::new(seed as i64);
+    let (train, val) = regression_loaders(seed);
+    let mut trainer = Trainer::new()
+        .max_epochs(15)
+        .accelerator(Accelerator::Cpu)
+        .seed(seed)
+        .log_every_n_steps(1)
+        .logger(logger.clone());
+    trainer.fit(&mut module, train, val).unwrap();
+    (logger.values("train_loss_epoch"), trainer, module)
+}
+
+#[test]
+fn regression_loss_falls_below_a_bound() {
+    let (epoch_losses, trainer, _) = fit_regression(3);
+    assert_eq!(epoch_losses.len(), 15);
+    let (first, last) = (epoch_losses[0], *epoch_losses.last().unwrap());
+    assert!(last < first / 5.0, "epoch losses {epoch_losses:?}");
+    assert!(last < 0.05, "final training loss {last}");
+    assert!(trainer.callback_metrics()["val_loss"] < 0.05, "{:?}", trainer.callback_metrics());
+    assert_eq!(trainer.global_step(), 15 * 16);
+    assert_eq!(trainer.current_epoch(), 15);
+}
+
+#[test]
+fn the_same_seed_gives_identical_losses() {
+    let (a, _, module_a) = fit_regression(11);
+    let (b, _, module_b) = fit_regression(11);
+    assert_eq!(a, b, "same seed, same epoch losses, bit for bit");
+    let b_vars = module_b.vs.variables();
+    for (name, va) in module_a.vs.variables() {
+        assert!(va.equal(&b_vars[&name]), "variable {name} differs");
+    }
+    let (c, _, _) = fit_regression(12);
+    assert_ne!(a, c, "another seed, other losses");
+}
+
+/// Three Gaussian blobs in 2-D.
+fn blobs(n: i64, seed: i64) -> (Tensor, Tensor) {
+    tch::manual_seed(seed);
+    let labels = Tensor::randint(3, [n], (Kind::Int64, Device::Cpu));
+    let centres = Tensor::from_slice(&[0.0f32, 3.0, 3.0, -2.0, -3.0, -2.0]).reshape([3, 2]);
+    let x = centres.index_select(0, &labels) + Tensor::randn([n, 2], (Kind::Float, Device::Cpu)) * 0.7;
+    (x, labels)
+}
+
+struct Classifier {
+    vs: nn::VarStore,
+    net: nn::Sequential,
+    correct: i64,
+    seen: i64,
+}
+
+#[lightning_module]
+impl Classifier {
+    fn training_step(&mut self, (x, y): &(Tensor, Tensor), _batch_idx: usize, ctx: &mut Ctx) -> Tensor {
+        let loss = self.net.forward(x).cross_entropy_for_logits(y);
+        ctx.log("train_loss", &loss).on_step(false).on_epoch(true);
+        loss
+    }
+
+    fn on_validation_epoch_start(&mut self) {
+        (self.correct, self.seen) = (0, 0);
+    }
+
+    fn validation_step(&mut self, (x, y): &(Tensor, Tensor), _batch_idx: usize, ctx: &mut Ctx) {
+        let logits = self.net.forward(x);
+        ctx.log("val_loss", &logits.cross_entropy_for_logits(y));
+        self.correct += logits.argmax(-1, false).eq_tensor(y).sum(Kind::Int64).int64_value(&[]);
+        self.seen += y.size()[0];
+    }
+
+    fn on_validation_epoch_end(&mut self, ctx: &mut Ctx) {
+        ctx.log("val_acc", self.correct as f64 / self.seen as f64);
+    }
+
+    fn configure_optimizers(&mut self) -> (Optimizer, LrScheduler) {
+        (Optimizer::sgd(&self.vs, 0.1).momentum(0.9), LrScheduler::cosine(10, 0.01))
+    }
+}
+
+#[test]
+fn classification_loss_falls_and_validation_accuracy_is_high() {
+    let logger = MemoryLogger::default();
+    let vs = nn::VarStore::new(Device::Cpu);
+    let net = nn::seq()
+        .add(nn::linear(vs.root() / "l1", 2, 16, Default::default()))
+        .add_fn(|x| x.relu())
+        .add(nn::linear(vs.root() / "l2", 16, 3, Default::default()));
+    let mut module = Classifier { vs, net, correct: 0, seen: 0 };
+    let train = DataLoader::new(blobs(600, 1)).batch_size(50).shuffle(true).seed(5).build().unwrap();
+    let val = DataLoader::new(blobs(200, 2)).batch_size(100).build().unwrap();
+    let mut trainer = Trainer::new().max_epochs(10).accelerator(Accelerator::Cpu).seed(0).logger(logger.clone());
+    trainer.fit(&mut module, train, val).unwrap();
+    let losses = logger.values("train_loss");
+    assert_eq!(losses.len(), 10);
+    assert!(losses[9] < losses[0] / 2.0 && losses[9] < 0.25, "epoch losses {losses:?}");
+    let accuracy = trainer.callback_metrics()["val_acc"];
+    assert!(accuracy > 0.9, "validation accuracy {accuracy}");
+}
+
+#[test]
+fn max_steps_stops_mid_epoch_and_min_epochs_outlasts_a_stop_request() {
+    let (train, _) = regression_loaders(1);
+    let mut module = Regression::new(1);
+    let mut trainer = Trainer::new().max_steps(20).accelerator(Accelerator::Cpu).limit_val_batches(0);
+    trainer.fit(&mut module, train, None).unwrap();
+    assert_eq!(trainer.global_step(), 20);
+    assert_eq!(trainer.current_epoch(), 2, "16 steps in epoch 0, then 4 of epoch 1");
+
+    struct StopAtOnce;
+    impl Callback for StopAtOnce {
+        fn on_train_epoch_end(&mut self, ctx: &mut Ctx, _: &mut dyn lightning::AnyModule) -> lightning::CallbackResult {
+            ctx.request_stop();
+            Ok(())
+        }
+    }
+    let (train, _) = regression_loaders(1);
+    let mut trainer = Trainer::new()
+        .max_epochs(10)
+        .min_epochs(3)
+        .accelerator(Accelerator::Cpu)
+        .limit_val_batches(0)
+        .callback(StopAtOnce);
+    trainer.fit(&mut module, train, None).unwrap();
+    assert_eq!(trainer.current_epoch(), 3);
+}
+
+#[test]
+fn batch_limits_fast_dev_run_and_validation_intervals() {
+    let counting = MemoryLogger::default();
+    let (train, val) = regression_loaders(1);
+    let mut module = Regression::new(1);
+    let mut trainer = Trainer::new()
+        .max_epochs(2)
+        .accelerator(Accelerator::Cpu)
+        .limit_train_batches(0.25)
+        .limit_val_batches(1)
+        .val_check_interval(2)
+        .check_val_every_n_epoch(None)
+        .logger(counting.clone());
+    trainer.fit(&mut module, train, val).unwrap();
+    assert_eq!(trainer.global_step(), 8, "a quarter of 16 batches, two epochs");
+    assert_eq!(counting.values("val_loss").len(), 4, "validation every 2 of 4 batches, two epochs");
+
+    let (train, val) = regression_loaders(1);
+    let mut trainer = Trainer::new().fast_dev_run(2).accelerator(Accelerator::Cpu);
+    trainer.fit(&mut module, train, val).unwrap();
+    assert_eq!((trainer.global_step(), trainer.current_epoch()), (2, 1));
+
+    let (train, val) = regression_loaders(1);
+    let mut trainer = Trainer::new().max_epochs(3).overfit_batches(2).accelerator(Accelerator::Cpu);
+    trainer.fit(&mut module, train, val).unwrap();
+    assert_eq!(trainer.global_step(), 6);
+}
+
+#[test]
+fn any_iterator_of_batches_can_be_the_data() {
+    let (x, y) = regression_data(64, 3);
+    let train = Loader::from_fn(move |_epoch| {
+        let (x, y) = (x.shallow_clone(), y.shallow_clone());
+        (0..4).map(move |i| (x.narrow(0, i * 16, 16), y.narrow(0, i * 16, 16)))
+    });
+    let mut module = Regression::new(2);
+    let mut trainer = Trainer::new().max_epochs(2).accelerator(Accelerator::Cpu).limit_val_batches(0);
+    trainer.fit(&mut module, train, None).unwrap();
+    assert_eq!(trainer.global_step(), 8);
+    assert_eq!(Limit::from(0.5), Limit::Fraction(0.5));
+}
+
+/// A small GAN-like module with two optimizers it steps itself.
+struct TwoOptimizers {
+    vs: nn::VarStore,
+    generator: nn::Linear,
+    critic: nn::Linear,
+    generator_vars: Vec<Tensor>,
+    critic_vars: Vec<Tensor>,
+}
+
+#[lightning_module(manual_optimization)]
+impl TwoOptimizers {
+    fn training_step(
+        &mut self,
+        (x, y): &(Tensor, Tensor),
+        _batch_idx: usize,
+        ctx: &mut Ctx,
+    ) -> lightning::Result<Tensor> {
+        let critic_loss = self.critic.forward(x).mse_loss(y, Reduction::Mean);
+        let opts = ctx.optimizers();
+        opts[1].zero_grad()?;
+        critic_loss.f_backward()?;
+        opts[1].step()?;
+        let generator_loss = self.generator.forward(x).mse_loss(y, Reduction::Mean);
+        let opts = ctx.optimizers();
+        opts[0].zero_grad()?;
+        ctx.manual_backward(&generator_loss)?;
+        ctx.optimizers()[0].step()?;
+        ctx.log("generator_loss", &generator_loss).on_epoch(true);
+        Ok(generator_loss)
+    }
+
+    fn configure_optimizers(&mut self) -> Vec<Optimizer> {
+        vec![Optimizer::adam(&self.generator_vars[..], 1e-2), Optimizer::sgd(&self.critic_vars[..], 1e-2)]
+    }
+}
+
+#[test]
+fn manual_optimization_steps_both_optimizers() {
+    let vs = nn::VarStore::new(Device::Cpu);
+    let generator = nn::linear(vs.root() / "g", 8, 1, Default::default());
+    let critic = nn::linear(vs.root() / "c", 8, 1, Default::default());
+    let generator_vars = vec![generator.ws.shallow_clone(), generator.bs.as_ref().unwrap().shallow_clone()];
+    let critic_vars = vec![critic.ws.shallow_clone(), critic.bs.as_ref().unwrap().shallow_clone()];
+    let critic_before = critic.ws.copy();
+    let mut module = TwoOptimizers { vs, generator, critic, generator_vars, critic_vars };
+    let logger = MemoryLogger::default();
+    let (train, _) = regression_loaders(4);
+    let mut trainer =
+        Trainer::new().max_epochs(5).accelerator(Accelerator::Cpu).limit_val_batches(0).logger(logger.clone());
+    trainer.fit(&mut module, train, None).unwrap();
+    assert_eq!(trainer.global_step(), 5 * 16 * 2, "every optimizer step counts");
+    assert!(!module.critic.ws.equal(&critic_before), "the critic's optimizer stepped");
+    let losses = logger.values("generator_loss_epoch");
+    assert!(losses[4] < losses[0], "{losses:?}");
+}
