@@ -209,3 +209,33 @@ fn a_cuda_device_that_does_not_exist_is_an_error() {
         message(Trainer::new().max_epochs(1).accelerator(Accelerator::Cuda(count)).fit(&mut module, data(1), None));
     assert!(error.contains(&format!("CUDA device {count}")), "{error}");
 }
+
+/// On CUDA, a `transfer_batch_to_device` that leaves the batch on the CPU is caught before the first step.
+#[test]
+fn a_batch_left_on_the_wrong_device_is_an_error() {
+    if !tch::Cuda::is_available() {
+        eprintln!("no CUDA device here: this test needs one and is skipped");
+        return;
+    }
+    struct StaysOnCpu {
+        vs: nn::VarStore,
+        linear: nn::Linear,
+    }
+    #[lightning_module]
+    impl StaysOnCpu {
+        fn transfer_batch_to_device(&mut self, batch: (Tensor, Tensor), _device: Device) -> (Tensor, Tensor) {
+            batch
+        }
+        fn training_step(&mut self, (x, y): &(Tensor, Tensor)) -> Tensor {
+            self.linear.forward(x).mse_loss(y, Reduction::Mean)
+        }
+        fn configure_optimizers(&mut self) -> Optimizer {
+            Optimizer::sgd(&self.vs, 0.01)
+        }
+    }
+    let vs = nn::VarStore::new(Device::Cpu);
+    let linear = nn::linear(vs.root(), 3, 1, Default::default());
+    let mut module = StaysOnCpu { vs, linear };
+    let error = message(Trainer::new().max_epochs(1).accelerator(Accelerator::Cuda(0)).fit(&mut module, data(2), None));
+    assert!(error.contains("a training batch has a tensor on Cpu but the module runs on Cuda(0)"), "{error}");
+}

@@ -5,6 +5,7 @@
 
 mod common;
 
+use common::accelerators;
 use common::recorder::{regression_batches, Log, Recorder, RecordingCallback};
 use lightning::prelude::*;
 use lightning::{Accelerator, Trainer};
@@ -114,8 +115,12 @@ const FIT: &[&str] = &[
     "teardown",
 ];
 
+fn trainer_on(accelerator: Accelerator, log: &Log) -> Trainer {
+    Trainer::new().accelerator(accelerator).seed(1).callback(RecordingCallback(log.clone()))
+}
+
 fn trainer(log: &Log) -> Trainer {
-    Trainer::new().accelerator(Accelerator::Cpu).seed(1).callback(RecordingCallback(log.clone()))
+    trainer_on(Accelerator::Cpu, log)
 }
 
 fn calls(log: &Log) -> Vec<String> {
@@ -183,13 +188,20 @@ fn strings(v: &[&str]) -> Vec<String> {
 
 #[test]
 fn fit_calls_hooks_in_lightnings_order() {
-    let log = Log::default();
-    let mut module = Recorder::new(log.clone());
-    let mut trainer = trainer(&log).max_epochs(1).limit_train_batches(2).limit_val_batches(1).num_sanity_val_steps(2);
-    trainer.fit(&mut module, None, None).unwrap();
-    assert_eq!(calls(&log), strings(FIT));
-    assert_eq!(trainer.global_step(), 2);
-    assert_eq!(trainer.current_epoch(), 1);
+    for accelerator in accelerators() {
+        let log = Log::default();
+        let mut module = Recorder::new(log.clone());
+        let mut trainer = trainer_on(accelerator, &log)
+            .max_epochs(1)
+            .limit_train_batches(2)
+            .limit_val_batches(1)
+            .num_sanity_val_steps(2);
+        trainer.fit(&mut module, None, None).unwrap();
+        assert_eq!(calls(&log), strings(FIT), "on {accelerator:?}");
+        assert_eq!(trainer.global_step(), 2);
+        assert_eq!(trainer.current_epoch(), 1);
+        assert_eq!(module.vs.device(), trainer.device().unwrap());
+    }
 }
 
 #[test]

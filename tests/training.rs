@@ -2,6 +2,9 @@
 
 use std::sync::{Arc, Mutex};
 
+mod common;
+
+use common::accelerators;
 use lightning::prelude::*;
 use lightning::{Accelerator, DataLoader, Limit, Logger, Trainer};
 
@@ -77,42 +80,46 @@ fn regression_loaders(shuffle_seed: u64) -> (Loader<(Tensor, Tensor)>, Loader<(T
     (train, val)
 }
 
-fn fit_regression(seed: u64) -> (Vec<f64>, Trainer, Regression) {
+fn fit_regression(accelerator: Accelerator, seed: u64) -> (Vec<f64>, Trainer, Regression) {
     let logger = MemoryLogger::default();
     let mut module = Regression::new(seed as i64);
     let (train, val) = regression_loaders(seed);
-    let mut trainer = Trainer::new()
-        .max_epochs(15)
-        .accelerator(Accelerator::Cpu)
-        .seed(seed)
-        .log_every_n_steps(1)
-        .logger(logger.clone());
+    let mut trainer =
+        Trainer::new().max_epochs(15).accelerator(accelerator).seed(seed).log_every_n_steps(1).logger(logger.clone());
     trainer.fit(&mut module, train, val).unwrap();
     (logger.values("train_loss_epoch"), trainer, module)
 }
 
 #[test]
 fn regression_loss_falls_below_a_bound() {
-    let (epoch_losses, trainer, _) = fit_regression(3);
-    assert_eq!(epoch_losses.len(), 15);
-    let (first, last) = (epoch_losses[0], *epoch_losses.last().unwrap());
-    assert!(last < first / 5.0, "epoch losses {epoch_losses:?}");
-    assert!(last < 0.05, "final training loss {last}");
-    assert!(trainer.callback_metrics()["val_loss"] < 0.05, "{:?}", trainer.callback_metrics());
-    assert_eq!(trainer.global_step(), 15 * 16);
-    assert_eq!(trainer.current_epoch(), 15);
+    for accelerator in accelerators() {
+        let (epoch_losses, trainer, _) = fit_regression(accelerator, 3);
+        assert_eq!(epoch_losses.len(), 15);
+        let (first, last) = (epoch_losses[0], *epoch_losses.last().unwrap());
+        assert!(last < first / 5.0, "epoch losses on {accelerator:?}: {epoch_losses:?}");
+        assert!(last < 0.05, "final training loss on {accelerator:?}: {last}");
+        assert!(trainer.callback_metrics()["val_loss"] < 0.05, "{:?}", trainer.callback_metrics());
+        assert_eq!(trainer.global_step(), 15 * 16);
+        assert_eq!(trainer.current_epoch(), 15);
+    }
 }
 
 #[test]
 fn the_same_seed_gives_identical_losses() {
-    let (a, _, module_a) = fit_regression(11);
-    let (b, _, module_b) = fit_regression(11);
+    for accelerator in accelerators() {
+        same_seed_same_losses(accelerator);
+    }
+}
+
+fn same_seed_same_losses(accelerator: Accelerator) {
+    let (a, _, module_a) = fit_regression(accelerator, 11);
+    let (b, _, module_b) = fit_regression(accelerator, 11);
     assert_eq!(a, b, "same seed, same epoch losses, bit for bit");
     let b_vars = module_b.vs.variables();
     for (name, va) in module_a.vs.variables() {
         assert!(va.equal(&b_vars[&name]), "variable {name} differs");
     }
-    let (c, _, _) = fit_regression(12);
+    let (c, _, _) = fit_regression(accelerator, 12);
     assert_ne!(a, c, "another seed, other losses");
 }
 
@@ -162,6 +169,12 @@ impl Classifier {
 
 #[test]
 fn classification_loss_falls_and_validation_accuracy_is_high() {
+    for accelerator in accelerators() {
+        classification(accelerator);
+    }
+}
+
+fn classification(accelerator: Accelerator) {
     let logger = MemoryLogger::default();
     let vs = nn::VarStore::new(Device::Cpu);
     let net = nn::seq()
@@ -171,7 +184,7 @@ fn classification_loss_falls_and_validation_accuracy_is_high() {
     let mut module = Classifier { vs, net, correct: 0, seen: 0 };
     let train = DataLoader::new(blobs(600, 1)).batch_size(50).shuffle(true).seed(5).build().unwrap();
     let val = DataLoader::new(blobs(200, 2)).batch_size(100).build().unwrap();
-    let mut trainer = Trainer::new().max_epochs(10).accelerator(Accelerator::Cpu).seed(0).logger(logger.clone());
+    let mut trainer = Trainer::new().max_epochs(10).accelerator(accelerator).seed(0).logger(logger.clone());
     trainer.fit(&mut module, train, val).unwrap();
     let losses = logger.values("train_loss");
     assert_eq!(losses.len(), 10);
@@ -287,6 +300,12 @@ impl TwoOptimizers {
 
 #[test]
 fn manual_optimization_steps_both_optimizers() {
+    for accelerator in accelerators() {
+        manual_optimization(accelerator);
+    }
+}
+
+fn manual_optimization(accelerator: Accelerator) {
     let vs = nn::VarStore::new(Device::Cpu);
     let generator = nn::linear(vs.root() / "g", 8, 1, Default::default());
     let critic = nn::linear(vs.root() / "c", 8, 1, Default::default());
@@ -296,11 +315,10 @@ fn manual_optimization_steps_both_optimizers() {
     let mut module = TwoOptimizers { vs, generator, critic, generator_vars, critic_vars };
     let logger = MemoryLogger::default();
     let (train, _) = regression_loaders(4);
-    let mut trainer =
-        Trainer::new().max_epochs(5).accelerator(Accelerator::Cpu).limit_val_batches(0).logger(logger.clone());
+    let mut trainer = Trainer::new().max_epochs(5).accelerator(accelerator).limit_val_batches(0).logger(logger.clone());
     trainer.fit(&mut module, train, None).unwrap();
     assert_eq!(trainer.global_step(), 5 * 16 * 2, "every optimizer step counts");
-    assert!(!module.critic.ws.equal(&critic_before), "the critic's optimizer stepped");
+    assert!(!module.critic.ws.to(Device::Cpu).equal(&critic_before), "the critic's optimizer stepped");
     let losses = logger.values("generator_loss_epoch");
     assert!(losses[4] < losses[0], "{losses:?}");
 }

@@ -47,7 +47,7 @@ pub fn expand(args: &Args, module: &Module) -> TokenStream {
         #item
 
         #[doc(hidden)]
-        #[allow(non_snake_case, unused_braces, clippy::all)]
+        #[allow(non_snake_case, clippy::all)]
         impl #impl_generics #self_ty #where_clause {
             #(#shims)*
         }
@@ -132,8 +132,9 @@ fn shim(p: &TokenStream, hook_fn: &HookFn) -> TokenStream {
             Slot::Param(index) => &names[index],
             Slot::Ctx => names.last().expect("a hook that takes ctx has a ctx name"),
         };
-        // The braces carry the user's span, so a mismatch reads "expected <user's type>" at the user's type.
-        quote_spanned!(param.ty.span()=> { #name })
+        // The same variable (call-site hygiene) located at the user's type, so that rustc's "expected <user's
+        // type>" lands on that type.
+        at(name, param.ty.span())
     });
     let deprecation = hook.deprecated.map(|_| quote_spanned!(user.span()=> let () = #p::CONFIGURE_SHARDED_MODEL;));
     let out = quote!(__lightning_out);
@@ -145,7 +146,7 @@ fn shim(p: &TokenStream, hook_fn: &HookFn) -> TokenStream {
             };
         }
     });
-    let value = convert(p, hook.ret, &out, hook_fn.ret.span);
+    let value = convert(p, hook.ret, &at(&format_ident!("__lightning_out"), hook_fn.ret.span), hook_fn.ret.span);
     quote! {
         #[inline]
         fn #shim(&mut self #(, #names: #param_types)*) -> #result {
@@ -157,12 +158,19 @@ fn shim(p: &TokenStream, hook_fn: &HookFn) -> TokenStream {
     }
 }
 
+/// `ident`, resolved where the macro was called but reported at `span`.
+fn at(ident: &syn::Ident, span: Span) -> TokenStream {
+    let mut located = ident.clone();
+    located.set_span(Span::call_site().located_at(span));
+    quote!(#located)
+}
+
 /// The user's value converted into what the runtime expects of the hook.
 fn convert(p: &TokenStream, ret: Ret, out: &TokenStream, span: Span) -> TokenStream {
     let s = quote!(Self);
     match ret {
         // The type is the user's own (or is checked against it by rustc): pass it through.
-        Ret::Prediction | Ret::Batch => quote_spanned!(span=> { #out }),
+        Ret::Prediction | Ret::Batch => out.clone(),
         _ => {
             let target = types::ret(ret, p, &s);
             quote_spanned!(span=> <_ as #p::HookOutput<#target>>::into_output(#out))

@@ -48,7 +48,7 @@ stage_marker!(
 stage_marker!(
     /// Implemented by `#[lightning_module]` when the module defines `configure_optimizers`.
     HasConfigureOptimizers,
-    "`{Self}` cannot be fitted: it defines `training_step` but no `configure_optimizers`",
+    "`{Self}` cannot be fitted: it defines no `configure_optimizers`",
     "this needs a module with `configure_optimizers`",
     "add `fn configure_optimizers(&mut self) -> Optimizers` (returning e.g. `Optimizer::adam(&self.vs, 1e-3)`) to the `#[lightning_module]` impl of `{Self}`"
 );
@@ -75,11 +75,15 @@ stage_marker!(
 );
 
 /// A module `Trainer::fit` can run: it defines `training_step` and `configure_optimizers`.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be fitted: it needs both `training_step` and `configure_optimizers`",
+    note = "define both in the `#[lightning_module]` impl of `{Self}`"
+)]
 pub trait Fit: HasTrainingStep + HasConfigureOptimizers {}
 impl<M: HasTrainingStep + HasConfigureOptimizers> Fit for M {}
 
 /// Compiles only when `M` can be fitted (see `lightning::assert_fit` for an example).
-pub fn assert_fit<M: Fit>() {}
+pub fn assert_fit<M: HasTrainingStep + HasConfigureOptimizers>() {}
 
 lightning_macros::__hook_table!();
 

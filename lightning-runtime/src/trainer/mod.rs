@@ -25,7 +25,7 @@ pub use strategy::{SingleDevice, Strategy};
 use crate::callback::Callback;
 use crate::context::Stage;
 use crate::data::Loader;
-use crate::module::{Fit, HasPredictStep, HasTestStep, HasValidationStep};
+use crate::module::{HasConfigureOptimizers, HasPredictStep, HasTestStep, HasTrainingStep, HasValidationStep};
 use crate::optim::GradClipAlgorithm;
 use crate::Result;
 
@@ -300,7 +300,7 @@ impl Trainer {
     }
 
     /// Trains `module` on `train` (or its `train_dataloader`), validating on `val` (or its `val_dataloader`).
-    pub fn fit<M: Fit + 'static>(
+    pub fn fit<M: HasTrainingStep + HasConfigureOptimizers + 'static>(
         &mut self,
         module: &mut M,
         train: impl Into<Option<Loader<M::Batch>>>,
