@@ -71,7 +71,9 @@ impl Regression {
     }
 }
 
-fn regression_loaders(shuffle_seed: u64) -> (Loader<(Tensor, Tensor)>, Loader<(Tensor, Tensor)>) {
+type Pairs = Loader<(Tensor, Tensor)>;
+
+fn regression_loaders(shuffle_seed: u64) -> (Pairs, Pairs) {
     let (x, y) = regression_data(640, 7);
     let (vx, vy) = (x.narrow(0, 512, 128), y.narrow(0, 512, 128));
     let (x, y) = (x.narrow(0, 0, 512), y.narrow(0, 0, 512));
@@ -153,7 +155,7 @@ impl Classifier {
 
     fn validation_step(&mut self, (x, y): &(Tensor, Tensor), _batch_idx: usize, ctx: &mut Ctx) {
         let logits = self.net.forward(x);
-        ctx.log("val_loss", &logits.cross_entropy_for_logits(y));
+        ctx.log("val_loss", logits.cross_entropy_for_logits(y));
         self.correct += logits.argmax(-1, false).eq_tensor(y).sum(Kind::Int64).int64_value(&[]);
         self.seen += y.size()[0];
     }

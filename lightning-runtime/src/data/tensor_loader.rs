@@ -393,7 +393,8 @@ impl<D: Dataset> DataLoader<D> {
     /// when there are any. Calling `map` again adds a transform that runs after the previous ones.
     ///
     /// An `Err` it returns comes out of the iterator at that batch, unchanged; a panic comes out as
-    /// [`Error::Hook`] naming `DataLoader::map` and the panic's message. Either ends the epoch's iterator.
+    /// [`Error::Panic`] naming `DataLoader::map`, the panic's message and the batch. Either ends the epoch's
+    /// iterator.
     ///
     /// ```
     /// use lightning_runtime::tch::{Device, Kind, Tensor};
@@ -496,10 +497,7 @@ fn panic_message(payload: &(dyn Any + Send)) -> &str {
 }
 
 fn panicked(hook: &'static str, payload: &(dyn Any + Send), epoch: &Epoch, batch: usize) -> Error {
-    Error::Hook {
-        hook,
-        source: format!("panicked on batch {batch} of epoch {}: {}", epoch.index, panic_message(payload)).into(),
-    }
+    Error::Panic { hook, message: format!("{} (batch {batch} of epoch {})", panic_message(payload), epoch.index) }
 }
 
 /// Batch `batch` of `epoch`, indexed and transformed. Panics become errors here, so that a panicking
@@ -607,12 +605,12 @@ impl<B> Workers<B> {
     /// panic outside it (dropping a batch, say) gets here.
     fn lost(&mut self, k: usize, batch: usize) -> Error {
         let why = match self.handles[k].take().map(JoinHandle::join) {
-            Some(Err(payload)) => format!("it panicked: {}", panic_message(&*payload)),
+            Some(Err(payload)) => panic_message(&*payload).to_string(),
             _ => "it exited early".to_string(),
         };
-        Error::Hook {
+        Error::Panic {
             hook: "DataLoader worker",
-            source: format!("worker {k} stopped before sending batch {batch} of epoch {}: {why}", self.epoch).into(),
+            message: format!("{why} (worker {k}, before sending batch {batch} of epoch {})", self.epoch),
         }
     }
 

@@ -62,7 +62,6 @@ impl<M: LightningModule + 'static> Run<'_, M> {
         } else {
             closure.run(self.module, optimizer)?;
         }
-        drop(closure);
         self.d.ctx.global_step += (optimizer.steps() - steps_before) as usize;
         Ok(output)
     }
