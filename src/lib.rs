@@ -37,6 +37,40 @@
 //! assert_eq!(lightning::defined_hooks::<Regression>(), ["training_step", "configure_optimizers"]);
 //! ```
 //!
+//! ## Training
+//!
+//! The [`Trainer`] runs `fit`, `validate`, `test` and `predict`, calling every hook the module defines (and
+//! every callback's, first) in Lightning's order, on the CPU or CUDA:
+//!
+//! ```
+//! use lightning::prelude::*;
+//! use lightning::{Accelerator, DataLoader, Trainer};
+//!
+//! struct Line { vs: nn::VarStore, linear: nn::Linear }
+//!
+//! #[lightning_module]
+//! impl Line {
+//!     fn training_step(&mut self, (x, y): &(Tensor, Tensor)) -> Tensor {
+//!         self.linear.forward(x).mse_loss(y, Reduction::Mean)
+//!     }
+//!     fn configure_optimizers(&mut self) -> Optimizer {
+//!         Optimizer::sgd(&self.vs, 0.1)
+//!     }
+//! }
+//!
+//! let x = Tensor::rand([64, 1], (Kind::Float, Device::Cpu));
+//! let y = &x * 3.0 + 1.0;
+//! let data = DataLoader::new((x, y)).batch_size(16).shuffle(true).build()?;
+//! let vs = nn::VarStore::new(Device::Cpu);
+//! let linear = nn::linear(vs.root(), 1, 1, Default::default());
+//! let mut model = Line { vs, linear };
+//! let mut trainer = Trainer::new().max_epochs(50).accelerator(Accelerator::Cpu).seed(0);
+//! trainer.fit(&mut model, data, None)?;
+//! assert_eq!(trainer.global_step(), 200);
+//! assert!((model.linear.ws.double_value(&[0, 0]) - 3.0).abs() < 0.2);
+//! # Ok::<(), lightning::Error>(())
+//! ```
+//!
 //! ## Building
 //!
 //! tch needs libtorch: in this repository `make setup` installs it. A crate of your own that depends on

@@ -435,3 +435,87 @@ impl<'a, M: ?Sized> OptimizerClosure<'a, M> {
         self.ran
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::Kind;
+
+    /// A parameter `p` (starting at `start`) and `f(p) = sum(p²) / 2`, whose gradient is `p`.
+    fn param(start: &[f32]) -> Tensor {
+        Tensor::from_slice(start).set_requires_grad(true)
+    }
+
+    fn step_on_half_square(opt: &mut Optimizer, p: &Tensor) {
+        opt.zero_grad().unwrap();
+        (p * p / 2.0).sum(Kind::Float).backward();
+        opt.step().unwrap();
+    }
+
+    fn values(p: &Tensor) -> Vec<f64> {
+        Vec::<f64>::try_from(p.to_kind(Kind::Double)).unwrap()
+    }
+
+    fn close(a: &[f64], b: &[f64]) {
+        assert!(a.iter().zip(b).all(|(x, y)| (x - y).abs() < 1e-6), "{a:?} != {b:?}");
+    }
+
+    #[test]
+    fn sgd_with_momentum_matches_pytorch() {
+        let p = param(&[1.0]);
+        let mut opt = Optimizer::sgd(vec![p.shallow_clone()], 0.1).momentum(0.9);
+        step_on_half_square(&mut opt, &p); // buf = 1, p = 0.9
+        close(&values(&p), &[0.9]);
+        step_on_half_square(&mut opt, &p); // buf = 0.9 + 0.9 = 1.8, p = 0.72
+        close(&values(&p), &[0.72]);
+        let p = param(&[1.0]);
+        let mut opt = Optimizer::sgd(vec![p.shallow_clone()], 0.1).momentum(0.9).nesterov(true).weight_decay(1.0);
+        step_on_half_square(&mut opt, &p); // g = 2, buf = 2, g' = 2 + 1.8 = 3.8, p = 0.62
+        close(&values(&p), &[0.62]);
+    }
+
+    #[test]
+    fn adam_and_adamw_first_steps_match_pytorch() {
+        let p = param(&[2.0, -3.0]);
+        let mut opt = Optimizer::adam(vec![p.shallow_clone()], 0.1);
+        step_on_half_square(&mut opt, &p); // the first step moves each element by lr against its gradient's sign
+        close(&values(&p), &[1.9, -2.9]);
+        let p = param(&[2.0]);
+        let mut opt = Optimizer::adamw(vec![p.shallow_clone()], 0.1).weight_decay(0.5);
+        step_on_half_square(&mut opt, &p); // p * (1 - 0.05) = 1.9, then - 0.1
+        close(&values(&p), &[1.8]);
+        assert_eq!(opt.steps(), 1);
+    }
+
+    #[test]
+    fn clipping_by_norm_and_by_value() {
+        let p = param(&[3.0, 4.0]);
+        let mut opt = Optimizer::sgd(vec![p.shallow_clone()], 1.0);
+        (&p * &p / 2.0).sum(Kind::Float).backward();
+        let norm = opt.clip_grad_norm(1.0).unwrap();
+        assert!((norm - 5.0).abs() < 1e-6);
+        close(&values(&p.grad()), &[0.6, 0.8]);
+        opt.clip_gradients(Some(0.7), Some(GradClipAlgorithm::Value)).unwrap();
+        close(&values(&p.grad()), &[0.6, 0.7]);
+    }
+
+    #[test]
+    fn schedulers_follow_their_curves() {
+        let mut cosine = LrScheduler::cosine(4, 0.0);
+        cosine.set_base_lr(1.0);
+        let mut rates = vec![cosine.lr()];
+        for _ in 0..4 {
+            cosine.step();
+            rates.push(cosine.lr());
+        }
+        close(&rates, &[1.0, 0.853_553_390_593_273_8, 0.5, 0.146_446_609_406_726_24, 0.0]);
+        let mut warmup = LrScheduler::linear_warmup(2, 0.5);
+        warmup.set_base_lr(2.0);
+        let mut rates = vec![warmup.lr()];
+        for _ in 0..3 {
+            warmup.step();
+            rates.push(warmup.lr());
+        }
+        close(&rates, &[1.0, 1.5, 2.0, 2.0]);
+    }
+}

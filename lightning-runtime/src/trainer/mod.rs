@@ -82,7 +82,7 @@ pub trait Logger: Send {
     }
 }
 
-/// Runs a [`LightningModule`]: `fit`, `validate`, `test` and `predict`, calling the module's hooks and every
+/// Runs a [`LightningModule`](crate::LightningModule): `fit`, `validate`, `test` and `predict`, calling the module's hooks and every
 /// callback's in the order PyTorch Lightning 2.x does. Options are set by chaining:
 ///
 /// ```no_run
