@@ -324,3 +324,56 @@ fn manual_optimization(accelerator: Accelerator) {
     let losses = logger.values("generator_loss_epoch");
     assert!(losses[4] < losses[0], "{losses:?}");
 }
+
+/// Records the gradient norm the optimizer stepped with, as seen after each step.
+struct ClipProbe {
+    vs: nn::VarStore,
+    linear: nn::Linear,
+    norms: Vec<f64>,
+    max_abs: Vec<f64>,
+}
+
+#[lightning_module]
+impl ClipProbe {
+    fn training_step(&mut self, (x, y): &(Tensor, Tensor)) -> Tensor {
+        // A large loss, so that the gradients are far beyond the clipping value.
+        self.linear.forward(x).mse_loss(y, Reduction::Sum) * 1000.0
+    }
+
+    fn on_train_batch_end(&mut self, _outputs: &StepOutput, _batch: &(Tensor, Tensor)) {
+        let grads: Vec<Tensor> = self.vs.trainable_variables().iter().map(|v| v.grad().flatten(0, -1)).collect();
+        let all = Tensor::cat(&grads, 0);
+        self.norms.push(all.norm().double_value(&[]));
+        self.max_abs.push(all.abs().max().double_value(&[]));
+    }
+
+    fn configure_optimizers(&mut self) -> Optimizer {
+        Optimizer::sgd(&self.vs, 1e-6)
+    }
+}
+
+#[test]
+fn gradient_clipping_by_norm_and_by_value() {
+    for algorithm in [GradClipAlgorithm::Norm, GradClipAlgorithm::Value] {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let linear = nn::linear(vs.root(), 8, 1, Default::default());
+        let mut module = ClipProbe { vs, linear, norms: Vec::new(), max_abs: Vec::new() };
+        let (train, _) = regression_loaders(1);
+        let mut trainer = Trainer::new()
+            .max_epochs(1)
+            .accelerator(Accelerator::Cpu)
+            .limit_val_batches(0)
+            .gradient_clip_val(0.5)
+            .gradient_clip_algorithm(algorithm);
+        trainer.fit(&mut module, train, None).unwrap();
+        match algorithm {
+            GradClipAlgorithm::Norm => {
+                assert!(module.norms.iter().all(|n| *n <= 0.5 + 1e-4), "{:?}", module.norms);
+                assert!(module.norms.iter().all(|n| *n > 0.49), "large enough to be clipped: {:?}", module.norms);
+            }
+            GradClipAlgorithm::Value => {
+                assert!(module.max_abs.iter().all(|m| *m <= 0.5 + 1e-6), "{:?}", module.max_abs)
+            }
+        }
+    }
+}
