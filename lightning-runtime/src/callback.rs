@@ -78,6 +78,16 @@ pub trait Callback: Send {
         false
     }
 
+    /// The callback's state, saved in checkpoints under its `name` (`None`: nothing to save).
+    fn state_dict(&self) -> Option<serde_json::Value> {
+        None
+    }
+
+    /// Restores what `state_dict` saved, after every callback's `on_load_checkpoint`.
+    fn load_state_dict(&mut self, state: serde_json::Value) -> CallbackResult {
+        Ok(())
+    }
+
     /// At the start of every entry point, before the module's `setup`.
     fn setup(&mut self, ctx: &mut Ctx, module: &mut dyn AnyModule, stage: Stage) -> CallbackResult {
         Ok(())

@@ -85,6 +85,20 @@ pub struct Ctx {
     pub(crate) optimizers: Vec<Optimizer>,
     pub(crate) schedulers: Vec<LrScheduler>,
     pub(crate) should_stop: bool,
+    /// Training batches of the current epoch already run, and whether the epoch has ended (for checkpoints).
+    pub(crate) batches_done: usize,
+    pub(crate) epoch_finished: bool,
+    /// The seed the run's randomness is drawn from.
+    pub(crate) seed: u64,
+    pub(crate) pending_saves: Vec<SaveRequest>,
+}
+
+/// A checkpoint a hook asked for; the Trainer writes it when the hook returns.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct SaveRequest {
+    pub path: std::path::PathBuf,
+    /// Files to delete once the new checkpoint is safely written.
+    pub then_remove: Vec<std::path::PathBuf>,
 }
 
 impl fmt::Debug for Ctx {
@@ -161,6 +175,10 @@ impl Ctx {
             optimizers: Vec::new(),
             schedulers: Vec::new(),
             should_stop: false,
+            batches_done: 0,
+            epoch_finished: false,
+            seed: 0,
+            pending_saves: Vec::new(),
         }
     }
 
@@ -280,6 +298,27 @@ impl Ctx {
     /// Asks the Trainer to stop at the end of this epoch (once `min_epochs`/`min_steps` are reached).
     pub fn request_stop(&mut self) {
         self.should_stop = true;
+    }
+
+    /// Asks the Trainer to write a checkpoint of the whole run to `path` when this hook returns (atomically: a
+    /// crash leaves the previous file at `path` whole).
+    pub fn save_checkpoint(&mut self, path: impl Into<std::path::PathBuf>) {
+        self.pending_saves.push(SaveRequest { path: path.into(), then_remove: Vec::new() });
+    }
+
+    /// Like [`Ctx::save_checkpoint`], then deletes `old` files once the new checkpoint is written.
+    pub fn save_checkpoint_replacing(&mut self, path: impl Into<std::path::PathBuf>, old: Vec<std::path::PathBuf>) {
+        self.pending_saves.push(SaveRequest { path: path.into(), then_remove: old });
+    }
+
+    /// Training batches of the current epoch already run.
+    pub fn batches_done(&self) -> usize {
+        self.batches_done
+    }
+
+    /// Every metric's current value (Lightning's `trainer.callback_metrics`); reads values back from the device.
+    pub fn callback_metrics(&self) -> std::collections::BTreeMap<String, f64> {
+        self.metrics.snapshot()
     }
 
     /// Whether a stop was requested.

@@ -52,6 +52,17 @@ pub enum Error {
         /// The optimizer steps taken before it.
         global_step: usize,
     },
+    /// A checkpoint could not be written, read or restored.
+    #[error("checkpoint {path}: {problem}")]
+    Checkpoint {
+        /// The checkpoint's path.
+        path: std::path::PathBuf,
+        /// What is wrong.
+        problem: String,
+    },
+    /// A file could not be read or written.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
     /// libtorch raised an error.
     #[error("libtorch: {0}")]
     Torch(#[from] tch::TchError),

@@ -2,6 +2,7 @@
 //! and the types hooks take and return. Use it through the `lightning` crate.
 
 mod callback;
+mod callbacks;
 mod checkpoint;
 mod context;
 mod data;
@@ -13,7 +14,8 @@ mod output;
 mod trainer;
 
 pub use callback::{AnyModule, Callback, CallbackResult};
-pub use checkpoint::Checkpoint;
+pub use callbacks::ModelCheckpoint;
+pub use checkpoint::{Checkpoint, LoadFromCheckpoint, LoadOptions, FORMAT_VERSION};
 pub use context::{Ctx, HookInfo, LogCall, LogRule, LogValue, Logged, Stage};
 pub use data::{Batch, BatchSource, DataLoader, Dataset, Loader};
 pub use error::{Error, HookError, Result};
@@ -21,7 +23,9 @@ pub use module::{
     assert_fit, defined_hooks, Fit, HasConfigureOptimizers, HasPredictStep, HasTestStep, HasTrainingStep,
     HasValidationStep, HookTable, LightningModule, HOOK_NAMES,
 };
-pub use optim::{GradClipAlgorithm, Interval, LrScheduler, Optimizer, OptimizerClosure, Optimizers, Params};
+pub use optim::{
+    GradClipAlgorithm, Interval, LrScheduler, Optimizer, OptimizerClosure, OptimizerState, Optimizers, Params,
+};
 pub use output::{BatchControl, HookOutput, StepOutput};
 pub use tch;
 pub use trainer::{Accelerator, Limit, Logger, NonFinite, SingleDevice, Strategy, Trainer};
@@ -42,6 +46,12 @@ pub mod __private {
     #[inline]
     pub fn hook_error<E: Into<HookError>>(error: E) -> HookError {
         error.into()
+    }
+
+    /// The module's hyper-parameters as JSON (`#[lightning_module(hparams = field)]`).
+    #[inline]
+    pub fn hparams_json<T: serde::Serialize>(value: &T) -> Option<serde_json::Value> {
+        serde_json::to_value(value).ok()
     }
 
     /// Using it raises a deprecation warning at the user's `configure_sharded_model`.

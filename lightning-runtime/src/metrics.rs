@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 
+use serde::{Deserialize, Serialize};
 use tch::Tensor;
 
 use crate::context::Logged;
@@ -78,6 +79,18 @@ fn add(sum: Logged, value: Logged) -> Logged {
             Logged::Tensor(a.f_add_scalar(b).unwrap_or_else(|_| Tensor::from(f64::NAN)))
         }
     }
+}
+
+/// A training metric's partial epoch, as a checkpoint keeps it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MetricState {
+    name: String,
+    on_step: bool,
+    on_epoch: bool,
+    prog_bar: bool,
+    logger: bool,
+    epoch_sum: f64,
+    epoch_weight: f64,
 }
 
 /// Every value logged in a run.
@@ -195,6 +208,43 @@ impl Metrics {
     /// Every metric's current value (Lightning's `trainer.callback_metrics`).
     pub fn snapshot(&self) -> BTreeMap<String, f64> {
         self.entries.iter().filter_map(|e| self.get(&e.name).map(|v| (e.name.clone(), v))).collect()
+    }
+
+    /// The training epoch's partial sums (read back from the device), for a checkpoint.
+    pub fn export(&self) -> Vec<MetricState> {
+        self.entries
+            .iter()
+            .filter(|e| e.scope == Scope::Train && e.epoch_sum.is_some())
+            .map(|e| MetricState {
+                name: e.name.clone(),
+                on_step: e.on_step,
+                on_epoch: e.on_epoch,
+                prog_bar: e.prog_bar,
+                logger: e.logger,
+                epoch_sum: e.epoch_sum.as_ref().map_or(0.0, read),
+                epoch_weight: e.epoch_weight,
+            })
+            .collect()
+    }
+
+    /// Restores the partial sums `export` saved.
+    pub fn import(&mut self, states: &[MetricState]) {
+        for state in states {
+            self.entries.retain(|e| e.name != state.name);
+            self.entries.push(Entry {
+                name: state.name.clone(),
+                scope: Scope::Train,
+                on_step: state.on_step,
+                on_epoch: state.on_epoch,
+                prog_bar: state.prog_bar,
+                logger: state.logger,
+                step: None,
+                step_unsent: false,
+                epoch_sum: Some(Logged::Number(state.epoch_sum)),
+                epoch_weight: state.epoch_weight,
+                epoch_value: None,
+            });
+        }
     }
 
     /// The metrics shown in the progress bar.

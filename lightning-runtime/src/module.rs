@@ -12,7 +12,7 @@ use crate::data::Batch;
     label = "not a LightningModule",
     note = "put `#[lightning_module]` on an `impl` block of `{Self}` that defines its hooks"
 )]
-pub trait LightningModule: Sized {
+pub trait LightningModule: Sized + 'static {
     /// The batch every batch-taking hook receives (inferred from `training_step`'s batch parameter, or given
     /// as `#[lightning_module(batch = Type)]`).
     type Batch: Batch;
@@ -23,6 +23,11 @@ pub trait LightningModule: Sized {
     /// `false` when the module steps its own optimizers in `training_step`
     /// (`#[lightning_module(manual_optimization)]`, Lightning's `self.automatic_optimization = False`).
     const AUTOMATIC_OPTIMIZATION: bool = true;
+    /// The module's hyper-parameters as JSON, saved in checkpoints (from the field named by
+    /// `#[lightning_module(hparams = field)]`, whose type implements `serde::Serialize`).
+    fn hparams(&self) -> Option<serde_json::Value> {
+        None
+    }
     /// The variables of the model (from the field named by `#[lightning_module(var_store = field)]`,
     /// `vs` by default).
     fn var_store(&self) -> &VarStore;

@@ -1,12 +1,13 @@
 //! Optimizers and learning-rate schedulers whose state the runtime owns (so that checkpoints can save it;
 //! tch's own `nn::Optimizer` keeps its state out of reach).
 
+use serde::{Deserialize, Serialize};
 use tch::{nn::VarStore, Tensor};
 
 use crate::output::{HookOutput, StepOutput};
 use crate::Result;
 
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 enum Rule {
     Sgd { momentum: f64, dampening: f64, nesterov: bool },
     Adam { beta1: f64, beta2: f64, eps: f64, decoupled: bool },
@@ -248,6 +249,75 @@ impl Optimizer {
     }
 }
 
+/// What a checkpoint keeps of an optimizer besides its state tensors.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OptimizerState {
+    rule: Rule,
+    lr: f64,
+    weight_decay: f64,
+    steps: u64,
+    /// The shape of each parameter, to check that the checkpoint fits the optimizer it is loaded into.
+    shapes: Vec<Vec<i64>>,
+    /// State tensors per parameter (0 before the first step).
+    slots: usize,
+}
+
+impl Optimizer {
+    /// The optimizer's settings and counters, and its state tensors named `optimizer.<index>.<param>.<slot>`.
+    pub(crate) fn export(&self, index: usize) -> (OptimizerState, Vec<(String, Tensor)>) {
+        let state = OptimizerState {
+            rule: self.rule,
+            lr: self.lr,
+            weight_decay: self.weight_decay,
+            steps: self.steps,
+            shapes: self.params.iter().map(Tensor::size).collect(),
+            slots: self.state.first().map_or(0, Vec::len),
+        };
+        let tensors = self
+            .state
+            .iter()
+            .enumerate()
+            .flat_map(|(p, slots)| {
+                slots.iter().enumerate().map(move |(s, t)| (format!("optimizer.{index}.{p}.{s}"), t.shallow_clone()))
+            })
+            .collect();
+        (state, tensors)
+    }
+
+    /// Restores what `export` saved; says what does not fit.
+    pub(crate) fn import(
+        &mut self,
+        index: usize,
+        state: &OptimizerState,
+        tensor: impl Fn(&str) -> Option<Tensor>,
+    ) -> std::result::Result<(), String> {
+        if std::mem::discriminant(&state.rule) != std::mem::discriminant(&self.rule) {
+            return Err(format!("optimizer {index} is {:?} in the checkpoint but {:?} here", state.rule, self.rule));
+        }
+        let shapes: Vec<Vec<i64>> = self.params.iter().map(Tensor::size).collect();
+        if shapes != state.shapes {
+            return Err(format!(
+                "optimizer {index} updates parameters of shapes {shapes:?} here, but {:?} in the checkpoint",
+                state.shapes
+            ));
+        }
+        let mut restored = Vec::with_capacity(self.params.len());
+        for (p, param) in self.params.iter().enumerate() {
+            let mut slots = Vec::with_capacity(state.slots);
+            for s in 0..state.slots {
+                let name = format!("optimizer.{index}.{p}.{s}");
+                let saved = tensor(&name).ok_or_else(|| format!("the checkpoint has no `{name}`"))?;
+                let moved = saved.f_to_device(param.device()).map_err(|e| e.to_string())?;
+                slots.push(moved);
+            }
+            restored.push(slots);
+        }
+        self.state = if state.slots == 0 { Vec::new() } else { restored };
+        (self.rule, self.lr, self.weight_decay, self.steps) = (state.rule, state.lr, state.weight_decay, state.steps);
+        Ok(())
+    }
+}
+
 /// How `gradient_clip_val` is applied.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum GradClipAlgorithm {
@@ -259,7 +329,7 @@ pub enum GradClipAlgorithm {
 }
 
 /// When a scheduler steps.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Interval {
     /// At the end of every training epoch.
     #[default]
@@ -268,7 +338,7 @@ pub enum Interval {
     Step,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 enum Schedule {
     Step { step_size: usize, gamma: f64 },
     Cosine { t_max: usize, eta_min: f64 },
@@ -285,7 +355,7 @@ enum Schedule {
 /// s.step();
 /// assert_eq!(s.lr(), 0.5);
 /// ```
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct LrScheduler {
     schedule: Schedule,
     /// When it steps.

@@ -9,6 +9,7 @@ use tch::{Device, Tensor};
 
 use super::Logger;
 use crate::callback::{AnyModule, Callback, CallbackResult};
+use crate::checkpoint::Checkpoint;
 use crate::context::{Ctx, HookInfo, Stage};
 use crate::error::HookError;
 use crate::module::{hook_info as info, LightningModule};
@@ -24,6 +25,11 @@ pub(crate) struct Dispatch {
 }
 
 impl Dispatch {
+    /// A dispatcher with no callbacks and no loggers, for hooks called outside a Trainer run.
+    pub fn standalone(device: Device) -> Self {
+        Dispatch { callbacks: Vec::new(), ctx: Ctx::new(device), loggers: Vec::new() }
+    }
+
     /// Runs `f` for every callback (skipping monitoring ones when `monitors` is `Some(false)`, or only them
     /// when `Some(true)`).
     fn each_callback_where(
@@ -48,21 +54,22 @@ impl Dispatch {
         Ok(())
     }
 
-    fn each_callback(
+    fn each_callback<M: LightningModule>(
         &mut self,
         hook: HookInfo,
-        module: &mut dyn AnyModule,
+        module: &mut M,
         f: impl FnMut(&mut dyn Callback, &mut Ctx, &mut dyn AnyModule) -> CallbackResult,
     ) -> Result<()> {
         if self.callbacks.is_empty() {
             return Ok(());
         }
-        self.each_callback_where(hook, module, None, f)
+        self.each_callback_where(hook, module, None, f)?;
+        self.flush_saves(module)
     }
 
     /// Calls the module's hook `hook` if it defines it; `None` if it does not.
     #[inline]
-    fn module<M, F: Copy, R>(
+    fn module<M: LightningModule, F: Copy, R>(
         &mut self,
         hook: HookInfo,
         module: &mut M,
@@ -73,7 +80,17 @@ impl Dispatch {
         self.ctx.hook = hook;
         let value = call(f, module, &mut self.ctx).map_err(|source| Error::Hook { hook: hook.name, source })?;
         take_log_error(&mut self.ctx)?;
+        self.flush_saves(module)?;
         Ok(Some(value))
+    }
+
+    /// Writes the checkpoints hooks asked for (`ctx.save_checkpoint`), once the asking hook has returned.
+    #[inline]
+    fn flush_saves<M: LightningModule>(&mut self, module: &mut M) -> Result<()> {
+        if self.ctx.pending_saves.is_empty() {
+            return Ok(());
+        }
+        self.write_pending_checkpoints(module)
     }
 
     /// The values loggers have not seen, sent now (a device sync, so only every `log_every_n_steps`).
@@ -178,9 +195,62 @@ impl Dispatch {
     ) -> Result<()> {
         let hook = info::on_train_epoch_end;
         self.each_callback_where(hook, module, Some(false), |cb, ctx, m| cb.on_train_epoch_end(ctx, m))?;
+        self.flush_saves(module)?;
         self.module(hook, module, M::HOOKS.on_train_epoch_end, |f, m, ctx| f(m, ctx))?;
         between(self)?;
-        self.each_callback_where(hook, module, Some(true), |cb, ctx, m| cb.on_train_epoch_end(ctx, m))
+        self.each_callback_where(hook, module, Some(true), |cb, ctx, m| cb.on_train_epoch_end(ctx, m))?;
+        self.flush_saves(module)
+    }
+
+    /// Every callback's `state_dict`, then `Callback.on_save_checkpoint`, then the module's
+    /// `on_save_checkpoint`, in Lightning's order.
+    pub fn on_save_checkpoint<M: LightningModule>(
+        &mut self,
+        module: &mut M,
+        checkpoint: &mut Checkpoint,
+    ) -> Result<()> {
+        for callback in &self.callbacks {
+            if let Some(state) = callback.state_dict() {
+                checkpoint.meta.callbacks.insert(callback.name(), state);
+            }
+        }
+        self.each_callback_where(info::on_save_checkpoint, module, None, |cb, ctx, m| {
+            cb.on_save_checkpoint(ctx, m, checkpoint)
+        })?;
+        self.module(info::on_save_checkpoint, module, M::HOOKS.on_save_checkpoint, |f, m, ctx| f(m, checkpoint, ctx))
+            .map(drop)
+    }
+
+    /// The module's `on_load_checkpoint` (before the weights are loaded).
+    pub fn on_load_checkpoint_module<M: LightningModule>(
+        &mut self,
+        module: &mut M,
+        checkpoint: &mut Checkpoint,
+    ) -> Result<()> {
+        self.module(info::on_load_checkpoint, module, M::HOOKS.on_load_checkpoint, |f, m, ctx| f(m, checkpoint, ctx))
+            .map(drop)
+    }
+
+    /// Every callback's `on_load_checkpoint`, then each one's `load_state_dict` with its saved state.
+    pub fn on_load_checkpoint_callbacks<M: LightningModule>(
+        &mut self,
+        module: &mut M,
+        checkpoint: &mut Checkpoint,
+    ) -> Result<()> {
+        self.each_callback_where(info::on_load_checkpoint, module, None, |cb, ctx, m| {
+            cb.on_load_checkpoint(ctx, m, checkpoint)
+        })?;
+        for callback in self.callbacks.iter_mut() {
+            if let Some(state) = checkpoint.meta.callbacks.get(&callback.name()) {
+                let name = callback.name();
+                callback.load_state_dict(state.clone()).map_err(|source| Error::Callback {
+                    callback: name,
+                    hook: "load_state_dict",
+                    source,
+                })?;
+            }
+        }
+        Ok(())
     }
 
     pub fn configure_callbacks<M: LightningModule>(&mut self, module: &mut M) -> Result<()> {

@@ -1,10 +1,14 @@
 //! `fit`: the checks before training, the opening hooks, the sanity check, the epochs, and when to stop
 //! (Lightning's `FitLoop`).
 
+use std::path::PathBuf;
+
+use super::checkpointing::ResumeAt;
 use super::dispatch::zero_grad;
 use super::entry::Run;
 use super::evaluation::Kind;
 use super::Limit;
+use crate::checkpoint::Checkpoint;
 use crate::context::Stage;
 use crate::metrics::Scope;
 use crate::module::LightningModule;
@@ -12,10 +16,25 @@ use crate::optim::Interval;
 use crate::{Error, Loader, Result};
 
 impl<M: LightningModule + 'static> Run<'_, M> {
-    pub fn fit(&mut self, train: Option<Loader<M::Batch>>, val: Option<Loader<M::Batch>>) -> Result<()> {
+    pub fn fit_resuming(
+        &mut self,
+        train: Option<Loader<M::Batch>>,
+        val: Option<Loader<M::Batch>>,
+        resume: Option<(PathBuf, Checkpoint)>,
+    ) -> Result<()> {
         self.check_fit(&train, &val)?;
+        // Without a seed, the run still draws from one, so that a checkpoint can resume it exactly.
+        self.d.ctx.seed = self.cfg.seed.unwrap_or_else(random_seed);
         self.begin()?;
+        let mut resume = resume;
+        if let Some((path, checkpoint)) = resume.as_mut() {
+            self.restore_model(path, checkpoint)?;
+        }
         self.configure_optimizers()?;
+        let mut resume_at = match &resume {
+            Some((path, checkpoint)) => self.restore_training(path, checkpoint)?,
+            None => ResumeAt::default(),
+        };
         self.d.on_fit_start(self.module)?;
         zero_grad(self.module)?;
 
@@ -59,10 +78,15 @@ impl<M: LightningModule + 'static> Run<'_, M> {
 
         self.d.on_train_start(self.module)?;
         while !self.done() {
+            let skip = std::mem::take(&mut resume_at.batches_done);
             self.d.ctx.metrics.scope = Scope::Train;
-            self.d.ctx.metrics.start_epoch(Scope::Train);
+            if skip == 0 {
+                self.d.ctx.metrics.start_epoch(Scope::Train);
+            }
+            (self.d.ctx.batches_done, self.d.ctx.epoch_finished) = (skip, false);
             self.d.on_train_epoch_start(self.module)?;
-            self.training_epoch(&mut train, &mut val)?;
+            self.training_epoch(&mut train, &mut val, skip)?;
+            self.d.ctx.epoch_finished = true;
             self.d.on_train_epoch_end(self.module, |d| {
                 let values = d.ctx.metrics.end_epoch(Scope::Train);
                 d.send_epoch_logs(values)
@@ -173,4 +197,12 @@ impl<M: LightningModule + 'static> Run<'_, M> {
         let max_steps = if self.cfg.fast_dev_run.is_some() { None } else { self.cfg.max_steps };
         max_steps.is_some_and(|max| self.d.ctx.global_step >= max)
     }
+}
+
+/// A seed for a run that was given none: different each run, recorded in its checkpoints.
+fn random_seed() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos()));
+    hasher.finish()
 }

@@ -5,7 +5,8 @@
 //! stopping), `training_epoch.rs` (the batches of one epoch), `optimization.rs` (one automatic or manual
 //! optimization step), `evaluation.rs` (validation and test) and `prediction.rs`.
 
-mod dispatch;
+mod checkpointing;
+pub(crate) mod dispatch;
 mod entry;
 mod evaluation;
 mod fit_loop;
@@ -307,7 +308,23 @@ impl Trainer {
         val: impl Into<Option<Loader<M::Batch>>>,
     ) -> Result<()> {
         let (train, val) = (train.into(), val.into());
-        self.run_stage(module, Stage::Fit, move |run| run.fit(train, val))
+        self.run_stage(module, Stage::Fit, move |run| run.fit_resuming(train, val, None))
+    }
+
+    /// Resumes training from the checkpoint at `ckpt_path` (Lightning's `fit(..., ckpt_path=...)`): the weights,
+    /// the optimizers' and schedulers' state, the callbacks' state, the position in the epoch and the seed come
+    /// back, and the run goes on as if it had never stopped. The file is read and checked before any hook runs.
+    pub fn fit_from<M: HasTrainingStep + HasConfigureOptimizers + 'static>(
+        &mut self,
+        module: &mut M,
+        train: impl Into<Option<Loader<M::Batch>>>,
+        val: impl Into<Option<Loader<M::Batch>>>,
+        ckpt_path: impl AsRef<std::path::Path>,
+    ) -> Result<()> {
+        let path = ckpt_path.as_ref().to_path_buf();
+        let checkpoint = crate::Checkpoint::read(&path)?;
+        let (train, val) = (train.into(), val.into());
+        self.run_stage(module, Stage::Fit, move |run| run.fit_resuming(train, val, Some((path, checkpoint))))
     }
 
     /// Runs one validation epoch on `data` (or the module's `val_dataloader`); returns the epoch's metrics.

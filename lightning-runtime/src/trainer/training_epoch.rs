@@ -11,7 +11,13 @@ use crate::output::BatchControl;
 use crate::{Error, Loader, Result};
 
 impl<M: LightningModule + 'static> Run<'_, M> {
-    pub fn training_epoch(&mut self, train: &mut Loader<M::Batch>, val: &mut Option<Loader<M::Batch>>) -> Result<()> {
+    /// Runs the epoch's batches from `start` (the batches a resumed checkpoint had already run).
+    pub fn training_epoch(
+        &mut self,
+        train: &mut Loader<M::Batch>,
+        val: &mut Option<Loader<M::Batch>>,
+        start: usize,
+    ) -> Result<()> {
         let epoch = self.d.ctx.current_epoch;
         let limit = match self.cfg.fast_dev_run {
             Some(n) => Limit::Batches(n),
@@ -22,14 +28,17 @@ impl<M: LightningModule + 'static> Run<'_, M> {
         let validate_this_epoch =
             val.is_some() && self.cfg.check_val_every_n_epoch.is_none_or(|n| (epoch + 1) % n == 0);
 
-        let mut batches = train.batches(epoch).peekable();
-        let mut batch_idx = 0;
+        let mut batches = train.batches(epoch).skip(start).peekable();
+        let mut batch_idx = start;
         let mut skipped = false;
         let mut epoch_schedulers_stepped = false;
         while total.is_none_or(|n| batch_idx < n) {
             let Some(batch) = batches.next() else { break };
+            // Randomness (dropout, noise) is drawn from a generator seeded for this very batch, so a run resumed
+            // from a checkpoint draws exactly what the uninterrupted run would have.
+            tch::manual_seed(batch_seed(self.d.ctx.seed, epoch, batch_idx));
             let batch = self.d.transfer_batch(self.module, batch?, 0)?;
-            if batch_idx == 0 {
+            if batch_idx == start {
                 self.check_batch_device(&batch, "training")?;
             }
             if self.d.on_train_batch_start(self.module, &batch, batch_idx)? == BatchControl::SkipRestOfEpoch {
@@ -51,6 +60,7 @@ impl<M: LightningModule + 'static> Run<'_, M> {
                 self.step_schedulers(Interval::Epoch, epoch + 1)?;
                 epoch_schedulers_stepped = true;
             }
+            self.d.ctx.batches_done = batch_idx + 1;
             self.d.on_train_batch_end(self.module, &outputs, &batch, batch_idx)?;
             if self.d.ctx.global_step > steps_before && self.d.ctx.global_step % self.cfg.log_every_n_steps == 0 {
                 self.d.flush_step_logs()?;
@@ -68,7 +78,7 @@ impl<M: LightningModule + 'static> Run<'_, M> {
             }
         }
         drop(batches);
-        if batch_idx == 0 && !skipped {
+        if batch_idx == 0 && start == 0 && !skipped {
             return Err(Error::Config(format!("the training loader yielded no batches in epoch {epoch}")));
         }
         if !epoch_schedulers_stepped {
@@ -106,4 +116,14 @@ impl<M: LightningModule + 'static> Run<'_, M> {
         let limit = limit.resolve(loader.len(), "val")?;
         self.evaluation_loop(Kind::Validation, loader, limit, true)
     }
+}
+
+/// The seed of one training batch's randomness: SplitMix64 over the run's seed, the epoch and the batch.
+fn batch_seed(seed: u64, epoch: usize, batch_idx: usize) -> i64 {
+    let mut z = seed
+        ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        ^ (batch_idx as u64).wrapping_mul(0xD1B5_4A32_D192_ED03);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    ((z ^ (z >> 31)) >> 1) as i64
 }

@@ -1,0 +1,142 @@
+//! Checkpoints: what one holds, how it is written (atomically) and read back (with every problem named).
+//!
+//! A checkpoint is one safetensors file. Its tensors are the model's variables (`model.<name>`) and the
+//! optimizers' state (`optimizer.<i>.<param>.<slot>`); its header's metadata holds, under `lightning-rs`, a JSON
+//! document with the format version, the loop's position (epoch, global step, batches done in the epoch), the
+//! seed, the optimizers' and schedulers' settings and counters, every callback's state, the epoch's partial
+//! metrics, the module's hyper-parameters and the module's own entries from `on_save_checkpoint`. Readable with
+//! any safetensors reader; `head -c 4096 file.ckpt` shows the JSON.
+
+mod file;
+mod restore;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use tch::Tensor;
+
+use crate::metrics::MetricState;
+use crate::optim::{LrScheduler, OptimizerState};
+use crate::{Error, Result};
+
+pub(crate) use restore::load_weights;
+pub use restore::{LoadFromCheckpoint, LoadOptions};
+
+/// The version of the checkpoint format this build writes; it reads this version and older ones.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// Where training stood when the checkpoint was written.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub(crate) struct Progress {
+    /// The epoch being trained (or just finished, when `epoch_finished`).
+    pub epoch: usize,
+    pub global_step: usize,
+    /// Training batches of `epoch` already run.
+    pub batches_done: usize,
+    /// Whether `epoch` had ended: a resumed run starts at the next one.
+    pub epoch_finished: bool,
+}
+
+/// Everything besides the tensors, as the JSON in the file's header.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub(crate) struct Meta {
+    pub format_version: u32,
+    pub progress: Progress,
+    /// The seed the run draws its randomness from (see `Trainer::seed`).
+    pub seed: u64,
+    pub optimizers: Vec<OptimizerState>,
+    pub schedulers: Vec<LrScheduler>,
+    /// Each callback's `state_dict`, by its name.
+    pub callbacks: BTreeMap<String, Value>,
+    /// The training epoch's partial metrics, so that a resumed epoch reports the same means.
+    pub metrics: Vec<MetricState>,
+    /// The module's hyper-parameters, when it declares them.
+    pub hparams: Option<Value>,
+    /// The module's own entries.
+    pub extra: Map<String, Value>,
+}
+
+/// A checkpoint, in memory. `on_save_checkpoint` adds the module's own entries to it; `on_load_checkpoint`
+/// reads them back (before the weights are loaded).
+///
+/// ```
+/// use lightning_runtime::Checkpoint;
+/// let mut ckpt = Checkpoint::default();
+/// ckpt.insert("vocab", &["a", "b"]).unwrap();
+/// let vocab: Vec<String> = ckpt.get("vocab").unwrap().unwrap();
+/// assert_eq!(vocab, ["a", "b"]);
+/// ```
+#[derive(Debug, Default)]
+pub struct Checkpoint {
+    pub(crate) meta: Meta,
+    /// The model's variables and the optimizers' state tensors, by name.
+    pub(crate) tensors: Vec<(String, Tensor)>,
+}
+
+impl Checkpoint {
+    /// Adds an entry of the module's own (anything serde can write as JSON).
+    pub fn insert(&mut self, key: &str, value: impl Serialize) -> Result<()> {
+        let value = serde_json::to_value(value)
+            .map_err(|e| Error::Config(format!("checkpoint entry `{key}` cannot be written as JSON: {e}")))?;
+        self.meta.extra.insert(key.to_string(), value);
+        Ok(())
+    }
+
+    /// An entry of the module's own, read as `T`; `Ok(None)` when there is none.
+    pub fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
+        self.meta
+            .extra
+            .get(key)
+            .map(|value| {
+                serde_json::from_value(value.clone()).map_err(|e| {
+                    Error::Config(format!("checkpoint entry `{key}` has another shape than expected: {e}"))
+                })
+            })
+            .transpose()
+    }
+
+    /// The module's own entries.
+    pub fn extra(&self) -> &Map<String, Value> {
+        &self.meta.extra
+    }
+
+    /// The epoch it was written in.
+    pub fn epoch(&self) -> usize {
+        self.meta.progress.epoch
+    }
+
+    /// The optimizer steps taken when it was written.
+    pub fn global_step(&self) -> usize {
+        self.meta.progress.global_step
+    }
+
+    /// The module's hyper-parameters, if it declared them.
+    pub fn hparams(&self) -> Option<&Value> {
+        self.meta.hparams.as_ref()
+    }
+
+    /// A callback's saved state.
+    pub fn callback_state(&self, name: &str) -> Option<&Value> {
+        self.meta.callbacks.get(name)
+    }
+
+    /// The names of the model variables it holds.
+    pub fn weight_names(&self) -> Vec<&str> {
+        self.tensors.iter().filter_map(|(name, _)| name.strip_prefix("model.")).collect()
+    }
+
+    /// Reads a checkpoint, naming what is wrong when it cannot be read: a missing file, a truncated or foreign
+    /// file, corrupt metadata, a newer format.
+    pub fn read(path: impl AsRef<Path>) -> Result<Checkpoint> {
+        file::read(path.as_ref())
+    }
+
+    /// Writes the checkpoint atomically: to a temporary file in the same folder, synced, then renamed over
+    /// `path`. A crash at any moment leaves the old file or the new one whole, never a torn one.
+    pub fn write(&self, path: impl AsRef<Path>) -> Result<()> {
+        file::write(self, path.as_ref())
+    }
+}

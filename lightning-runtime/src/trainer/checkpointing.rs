@@ -1,0 +1,116 @@
+//! Checkpoints inside a run: capturing the whole run's state when a hook asks for one, and restoring it when
+//! `fit` resumes, in Lightning's order (`on_load_checkpoint` and the weights before `configure_optimizers`,
+//! the optimizers' state right after it).
+
+use std::path::Path;
+
+use super::dispatch::Dispatch;
+use super::entry::Run;
+use crate::checkpoint::{load_weights, Checkpoint, LoadOptions, Progress};
+use crate::module::LightningModule;
+use crate::{Error, Result};
+
+impl Dispatch {
+    /// Writes each requested checkpoint, then deletes the files its request replaces.
+    pub(crate) fn write_pending_checkpoints<M: LightningModule>(&mut self, module: &mut M) -> Result<()> {
+        for request in std::mem::take(&mut self.ctx.pending_saves) {
+            let mut checkpoint = self.capture(module);
+            self.on_save_checkpoint(module, &mut checkpoint)?;
+            checkpoint.write(&request.path)?;
+            for old in request.then_remove.iter().filter(|old| **old != request.path) {
+                match std::fs::remove_file(old) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => {
+                        return Err(Error::Checkpoint { path: old.clone(), problem: format!("cannot be removed: {e}") })
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The run's state as a checkpoint (before the callbacks and the module add theirs).
+    fn capture<M: LightningModule>(&self, module: &M) -> Checkpoint {
+        let ctx = &self.ctx;
+        let mut checkpoint = Checkpoint::default();
+        let mut variables: Vec<_> = module.var_store().variables().into_iter().collect();
+        variables.sort_by(|a, b| a.0.cmp(&b.0));
+        checkpoint.tensors = variables.into_iter().map(|(name, t)| (format!("model.{name}"), t)).collect();
+        for (index, optimizer) in ctx.optimizers.iter().enumerate() {
+            let (state, tensors) = optimizer.export(index);
+            checkpoint.meta.optimizers.push(state);
+            checkpoint.tensors.extend(tensors);
+        }
+        checkpoint.meta.schedulers = ctx.schedulers.clone();
+        checkpoint.meta.progress = Progress {
+            epoch: ctx.current_epoch,
+            global_step: ctx.global_step,
+            batches_done: ctx.batches_done,
+            epoch_finished: ctx.epoch_finished,
+        };
+        checkpoint.meta.seed = ctx.seed;
+        checkpoint.meta.metrics = ctx.metrics.export();
+        checkpoint.meta.hparams = module.hparams();
+        checkpoint
+    }
+}
+
+/// Where a resumed `fit` starts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct ResumeAt {
+    /// Training batches of the first epoch to skip.
+    pub batches_done: usize,
+}
+
+impl<M: LightningModule> Run<'_, M> {
+    /// The module's `on_load_checkpoint`, the weights (strictly), then the callbacks' `on_load_checkpoint` and
+    /// state: what Lightning restores before `configure_optimizers`.
+    pub(crate) fn restore_model(&mut self, path: &Path, checkpoint: &mut Checkpoint) -> Result<()> {
+        self.d.on_load_checkpoint_module(self.module, checkpoint)?;
+        load_weights(path, checkpoint, self.module.var_store_mut(), LoadOptions::default())?;
+        self.d.on_load_checkpoint_callbacks(self.module, checkpoint)
+    }
+
+    /// The optimizers' and schedulers' state, the loop's position, the seed and the epoch's partial metrics.
+    pub(crate) fn restore_training(&mut self, path: &Path, checkpoint: &Checkpoint) -> Result<ResumeAt> {
+        let meta = &checkpoint.meta;
+        let ctx = &mut self.d.ctx;
+        let fail = |problem: String| Error::Checkpoint { path: path.to_path_buf(), problem };
+        if meta.optimizers.len() != ctx.optimizers.len() {
+            return Err(fail(format!(
+                "holds {} optimizer(s), but `configure_optimizers` returned {}",
+                meta.optimizers.len(),
+                ctx.optimizers.len()
+            )));
+        }
+        let tensor = |name: &str| checkpoint.tensors.iter().find(|(n, _)| n == name).map(|(_, t)| t.shallow_clone());
+        for (index, (optimizer, state)) in ctx.optimizers.iter_mut().zip(&meta.optimizers).enumerate() {
+            optimizer.import(index, state, tensor).map_err(fail)?;
+        }
+        if meta.schedulers.len() != ctx.schedulers.len() {
+            return Err(fail(format!(
+                "holds {} LR scheduler(s), but `configure_optimizers` returned {}",
+                meta.schedulers.len(),
+                ctx.schedulers.len()
+            )));
+        }
+        ctx.schedulers = meta.schedulers.clone();
+        for scheduler in &ctx.schedulers {
+            if let Some(optimizer) = ctx.optimizers.get_mut(scheduler.optimizer) {
+                optimizer.set_lr(scheduler.lr());
+            }
+        }
+        let progress = &meta.progress;
+        ctx.global_step = progress.global_step;
+        ctx.seed = meta.seed;
+        if progress.epoch_finished {
+            ctx.current_epoch = progress.epoch + 1;
+            Ok(ResumeAt::default())
+        } else {
+            ctx.current_epoch = progress.epoch;
+            ctx.metrics.import(&meta.metrics);
+            Ok(ResumeAt { batches_done: progress.batches_done })
+        }
+    }
+}
