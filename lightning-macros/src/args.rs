@@ -1,5 +1,5 @@
 //! The attribute's arguments:
-//! `#[lightning_module(batch = Type, crate = path, var_store = field, manual_optimization)]`.
+//! `#[lightning_module(batch = Type, crate = path, var_store = field, hparams = field, manual_optimization)]`.
 
 use proc_macro2::{Span, TokenStream};
 use quote::quote;
@@ -18,6 +18,8 @@ pub struct Args {
     pub var_store: Option<Member>,
     /// `manual_optimization`: the module steps its own optimizers.
     pub manual_optimization: bool,
+    /// `hparams = field`: the field whose value (serde-serializable) checkpoints keep as hyper-parameters.
+    pub hparams: Option<Member>,
 }
 
 enum Arg {
@@ -25,6 +27,7 @@ enum Arg {
     Batch(Type),
     VarStore(Member),
     ManualOptimization,
+    Hparams(Member),
 }
 
 impl Parse for Arg {
@@ -42,10 +45,11 @@ impl Parse for Arg {
         match key.to_string().as_str() {
             "batch" => Ok(Arg::Batch(input.parse()?)),
             "var_store" => Ok(Arg::VarStore(input.parse()?)),
+            "hparams" => Ok(Arg::Hparams(input.parse()?)),
             other => Err(syn::Error::new(
                 key.span(),
                 format!(
-                    "unknown argument `{other}`\n= help: `#[lightning_module]` takes `batch = Type`, `crate = path`, `var_store = field` and `manual_optimization`"
+                    "unknown argument `{other}`\n= help: `#[lightning_module]` takes `batch = Type`, `crate = path`, `var_store = field`, `hparams = field` and `manual_optimization`"
                 ),
             )),
         }
@@ -54,8 +58,13 @@ impl Parse for Arg {
 
 impl Args {
     pub fn parse(cx: &mut Ctxt, tokens: TokenStream) -> Args {
-        let mut args =
-            Args { krate: syn::parse_quote!(::lightning), batch: None, var_store: None, manual_optimization: false };
+        let mut args = Args {
+            krate: syn::parse_quote!(::lightning),
+            batch: None,
+            var_store: None,
+            manual_optimization: false,
+            hparams: None,
+        };
         let parsed = syn::parse::Parser::parse2(Punctuated::<Arg, Token![,]>::parse_terminated, tokens);
         match parsed {
             Ok(list) => {
@@ -65,6 +74,7 @@ impl Args {
                         Arg::Batch(ty) => args.batch = Some(ty),
                         Arg::VarStore(member) => args.var_store = Some(member),
                         Arg::ManualOptimization => args.manual_optimization = true,
+                        Arg::Hparams(member) => args.hparams = Some(member),
                     }
                 }
             }

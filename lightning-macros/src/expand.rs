@@ -25,7 +25,8 @@ pub fn expand(args: &Args, module: &Module) -> TokenStream {
     let p = args.private();
     let item = &module.item;
     let shims = module.hooks.iter().map(|hook_fn| shim(&p, hook_fn));
-    let (impl_generics, _, where_clause) = item.generics.split_for_impl();
+    let generics = static_generics(&item.generics);
+    let (impl_generics, _, where_clause) = generics.split_for_impl();
     let self_ty = &item.self_ty;
     let batch = args.batch.clone().or_else(|| module.inferred_batch());
     let batch = batch.map_or_else(|| quote!(()), |ty| quote!(#ty));
@@ -40,6 +41,13 @@ pub fn expand(args: &Args, module: &Module) -> TokenStream {
         quote!(
             const AUTOMATIC_OPTIMIZATION: bool = false;
         )
+    });
+    let hparams = args.hparams.as_ref().map(|field| {
+        quote! {
+            fn hparams(&self) -> ::core::option::Option<#p::JsonValue> {
+                #p::hparams_json(&self.#field)
+            }
+        }
     });
     let markers =
         MARKERS.iter().filter(|(hook, _)| module.hook(hook).is_some()).map(|(_, marker)| marker_impl(&p, item, marker));
@@ -60,6 +68,7 @@ pub fn expand(args: &Args, module: &Module) -> TokenStream {
                 ..#p::HookTable::<Self>::EMPTY
             };
             #manual
+            #hparams
             #[inline]
             fn var_store(&self) -> &#p::VarStore {
                 &self.#field
@@ -80,7 +89,8 @@ pub fn expand(args: &Args, module: &Module) -> TokenStream {
 pub fn stub(args: &Args, module: &Module, errors: TokenStream) -> TokenStream {
     let p = args.private();
     let item = &module.item;
-    let (impl_generics, _, where_clause) = item.generics.split_for_impl();
+    let generics = static_generics(&item.generics);
+    let (impl_generics, _, where_clause) = generics.split_for_impl();
     let self_ty = &item.self_ty;
     let batch = args.batch.clone().or_else(|| module.inferred_batch());
     let batch = batch.map_or_else(|| quote!(()), |ty| quote!(#ty));
@@ -107,8 +117,21 @@ pub fn stub(args: &Args, module: &Module, errors: TokenStream) -> TokenStream {
     }
 }
 
+/// The block's generics with `T: 'static` added for every type parameter: the runtime owns modules for a
+/// whole run and hands them to callbacks as `dyn Any`, so a module type cannot borrow.
+fn static_generics(generics: &syn::Generics) -> syn::Generics {
+    let mut generics = generics.clone();
+    let params: Vec<syn::Ident> = generics.type_params().map(|param| param.ident.clone()).collect();
+    let clause = generics.make_where_clause();
+    for ident in params {
+        clause.predicates.push(syn::parse_quote!(#ident: 'static));
+    }
+    generics
+}
+
 fn marker_impl(p: &TokenStream, item: &ItemImpl, marker: &str) -> TokenStream {
-    let (impl_generics, _, where_clause) = item.generics.split_for_impl();
+    let generics = static_generics(&item.generics);
+    let (impl_generics, _, where_clause) = generics.split_for_impl();
     let self_ty = &item.self_ty;
     let marker = format_ident!("{}", marker);
     quote!(impl #impl_generics #p::#marker for #self_ty #where_clause {})

@@ -39,6 +39,7 @@ pub mod __private {
         HasTestStep, HasTrainingStep, HasValidationStep, HookError, HookOutput, HookTable, LightningModule, Loader,
         LrScheduler, Optimizer, OptimizerClosure, Optimizers, Stage, StepOutput,
     };
+    pub use serde_json::Value as JsonValue;
     pub use tch::nn::VarStore;
     pub use tch::{Device, Tensor};
 
