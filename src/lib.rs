@@ -54,20 +54,22 @@
 //!         self.linear.forward(x).mse_loss(y, Reduction::Mean)
 //!     }
 //!     fn configure_optimizers(&mut self) -> Optimizer {
-//!         Optimizer::sgd(&self.vs, 0.1)
+//!         Optimizer::sgd(&self.vs, 0.5)
 //!     }
 //! }
 //!
+//! tch::manual_seed(0);
 //! let x = Tensor::rand([64, 1], (Kind::Float, Device::Cpu));
 //! let y = &x * 3.0 + 1.0;
 //! let data = DataLoader::new((x, y)).batch_size(16).shuffle(true).build()?;
 //! let vs = nn::VarStore::new(Device::Cpu);
 //! let linear = nn::linear(vs.root(), 1, 1, Default::default());
 //! let mut model = Line { vs, linear };
-//! let mut trainer = Trainer::new().max_epochs(50).accelerator(Accelerator::Cpu).seed(0);
+//! let mut trainer = Trainer::new().max_epochs(100).accelerator(Accelerator::Cpu).seed(0);
 //! trainer.fit(&mut model, data, None)?;
-//! assert_eq!(trainer.global_step(), 200);
-//! assert!((model.linear.ws.double_value(&[0, 0]) - 3.0).abs() < 0.2);
+//! assert_eq!(trainer.global_step(), 400);
+//! let slope = model.linear.ws.double_value(&[0, 0]);
+//! assert!((slope - 3.0).abs() < 0.1, "learned slope {slope}");
 //! # Ok::<(), lightning::Error>(())
 //! ```
 //!
@@ -84,6 +86,12 @@
 pub use lightning_macros::lightning_module;
 
 pub use lightning_runtime::*;
+
+/// Guides that go with the API docs.
+pub mod guide {
+    #[doc = include_str!("../docs/coming_from_lightning.md")]
+    pub mod coming_from_lightning {}
+}
 
 /// What a module's file needs: the attribute, the runtime's types and tch's.
 pub mod prelude {
