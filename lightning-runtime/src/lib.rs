@@ -7,6 +7,7 @@ mod checkpoint;
 mod context;
 mod data;
 mod error;
+pub mod loggers;
 mod metrics;
 mod module;
 mod optim;

@@ -35,6 +35,11 @@ impl<M: LightningModule + 'static> Run<'_, M> {
             Some((path, checkpoint)) => self.restore_training(path, checkpoint)?,
             None => ResumeAt::default(),
         };
+        if let Some(hparams) = self.module.hparams() {
+            for logger in &mut self.d.loggers {
+                logger.log_hyperparams(&hparams)?;
+            }
+        }
         self.d.on_fit_start(self.module)?;
         zero_grad(self.module)?;
 

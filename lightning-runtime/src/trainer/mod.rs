@@ -77,6 +77,11 @@ pub enum NonFinite {
 pub trait Logger: Send {
     /// Records `metrics` at optimizer step `step`.
     fn log_metrics(&mut self, metrics: &[(String, f64)], step: usize) -> Result<()>;
+    /// Records the module's hyper-parameters (`#[lightning_module(hparams = field)]`), once at the start of `fit`.
+    fn log_hyperparams(&mut self, params: &serde_json::Value) -> Result<()> {
+        let _ = params;
+        Ok(())
+    }
     /// Called once at the end of a run.
     fn finalize(&mut self) -> Result<()> {
         Ok(())

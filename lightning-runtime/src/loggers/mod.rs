@@ -1,0 +1,1 @@
+//! The loggers the runtime ships (being written).
