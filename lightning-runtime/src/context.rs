@@ -91,6 +91,8 @@ pub struct Ctx {
     /// The seed the run's randomness is drawn from.
     pub(crate) seed: u64,
     pub(crate) pending_saves: Vec<SaveRequest>,
+    /// The number of batches the running loop will run, when known (for progress reporting).
+    pub(crate) total_batches: Option<usize>,
 }
 
 /// A checkpoint a hook asked for; the Trainer writes it when the hook returns.
@@ -179,6 +181,7 @@ impl Ctx {
             epoch_finished: false,
             seed: 0,
             pending_saves: Vec::new(),
+            total_batches: None,
         }
     }
 
@@ -309,6 +312,11 @@ impl Ctx {
     /// Like [`Ctx::save_checkpoint`], then deletes `old` files once the new checkpoint is written.
     pub fn save_checkpoint_replacing(&mut self, path: impl Into<std::path::PathBuf>, old: Vec<std::path::PathBuf>) {
         self.pending_saves.push(SaveRequest { path: path.into(), then_remove: old });
+    }
+
+    /// The number of batches the running loop (training epoch, validation, test or predict) will run, if known.
+    pub fn total_batches(&self) -> Option<usize> {
+        self.total_batches
     }
 
     /// Training batches of the current epoch already run.

@@ -3,3 +3,11 @@
 mod model_checkpoint;
 
 pub use model_checkpoint::ModelCheckpoint;
+// Until lib.rs re-exports them (then this `allow` goes).
+#[allow(unused_imports)]
+pub use model_checkpoint::{ModelCheckpointHandle, MonitorMode};
+mod model_summary;
+mod progress;
+
+pub use model_summary::{ModelSummary, SummaryRow};
+pub use progress::ProgressBar;

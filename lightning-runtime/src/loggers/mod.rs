@@ -1,1 +1,60 @@
-//! The loggers the runtime ships (being written).
+//! The loggers the runtime ships, Lightning's `CSVLogger` and `TensorBoardLogger`: each writes under
+//! `save_dir/name/version_N`, with `N` the next free version number when the logger is built.
+//!
+//! Give the Trainer one or several; each receives every logged value:
+//!
+//! ```no_run
+//! use lightning_runtime::loggers::{CsvLogger, TensorBoardLogger};
+//! use lightning_runtime::Trainer;
+//!
+//! # fn main() -> lightning_runtime::Result<()> {
+//! let csv = CsvLogger::new("logs", "regression")?;
+//! // Built before anything is written, both pick the same version: one folder holds the run's
+//! // metrics.csv, hparams.json and events file. `.version(n)` pins a version explicitly.
+//! let tensorboard = TensorBoardLogger::new("logs", "regression")?.version(csv.current_version());
+//! println!("logging to {}", csv.log_dir().display());
+//! let trainer = Trainer::new().max_epochs(5).logger(csv).logger(tensorboard);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! What each writes:
+//!
+//! | logger | files in `log_dir()` |
+//! | --- | --- |
+//! | [`CsvLogger`] | `metrics.csv` (a row per logging call), `hparams.json` |
+//! | [`TensorBoardLogger`] | `events.out.tfevents.<secs>.<host>.<pid>.<n>` (scalars, hyper-parameters), `hparams.json` |
+//!
+//! Errors (a folder that cannot be listed, created or written) come back as [`Error::Io`](crate::Error::Io)
+//! naming the path, or [`Error::Config`](crate::Error::Config) when a path is a file where a folder is
+//! needed: from `new`, or from the logging call that first writes, which ends the run with that error.
+
+mod csv_logger;
+mod proto;
+mod tensorboard;
+mod version;
+
+use std::io::Write;
+use std::path::Path;
+
+pub use csv_logger::CsvLogger;
+pub use tensorboard::TensorBoardLogger;
+
+use crate::Result;
+use version::io_error;
+
+/// Writes the hyper-parameters as pretty JSON in `dir/hparams.json` (Lightning writes `hparams.yaml`; JSON is
+/// what the runtime already speaks). Written whole to a temporary file, then renamed: a crash leaves the old
+/// file or the new one, never half of one, and two loggers sharing a folder do not interleave.
+fn write_hparams_json(dir: &Path, params: &serde_json::Value) -> Result<()> {
+    let path = dir.join("hparams.json");
+    let mut text = serde_json::to_string_pretty(params).map_err(|e| {
+        crate::Error::Config(format!("the hyper-parameters cannot be written as JSON to {}: {e}", path.display()))
+    })?;
+    text.push('\n');
+    let mut file =
+        tempfile::NamedTempFile::new_in(dir).map_err(|e| io_error("cannot write the hyper-parameters in", dir, e))?;
+    file.write_all(text.as_bytes()).map_err(|e| io_error("cannot write", &path, e))?;
+    file.persist(&path).map_err(|e| io_error("cannot write", &path, e.error))?;
+    Ok(())
+}

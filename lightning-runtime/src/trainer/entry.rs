@@ -45,6 +45,7 @@ impl Trainer {
         }
         let mut ctx = Ctx::new(device);
         ctx.stage = Some(stage);
+        self.add_default_callbacks(stage);
         let d = Dispatch {
             callbacks: std::mem::take(&mut self.callbacks),
             ctx,
@@ -77,6 +78,19 @@ impl Trainer {
         self.callbacks = d.callbacks;
         self.loggers = d.loggers;
         result
+    }
+}
+
+impl Trainer {
+    /// The callbacks Lightning enables by default, unless turned off or already given.
+    fn add_default_callbacks(&mut self, stage: Stage) {
+        let has = |callbacks: &[Box<dyn crate::Callback>], name: &str| callbacks.iter().any(|c| c.name() == name);
+        if self.cfg.enable_model_summary && stage == Stage::Fit && !has(&self.callbacks, "ModelSummary") {
+            self.callbacks.push(Box::new(crate::ModelSummary::default()));
+        }
+        if self.cfg.enable_progress_bar && !has(&self.callbacks, "ProgressBar") {
+            self.callbacks.push(Box::new(crate::ProgressBar::new()));
+        }
     }
 }
 

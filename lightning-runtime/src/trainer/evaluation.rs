@@ -60,8 +60,13 @@ impl<M: LightningModule + 'static> Run<'_, M> {
             Kind::Test => (Stage::Test, Scope::Test),
         };
         self.d.model_eval(self.module, stage)?;
+        let training_total = self.d.ctx.total_batches;
+        self.d.ctx.total_batches = match (limit, loader.len()) {
+            (Some(n), Some(len)) => Some(n.min(len)),
+            (limit, len) => limit.or(len),
+        };
         let result = tch::no_grad(|| self.evaluation_epoch(kind, scope, loader, limit));
-        self.d.ctx.metrics.scope = Scope::Train;
+        (self.d.ctx.metrics.scope, self.d.ctx.total_batches) = (Scope::Train, training_total);
         result?;
         if !self.d.eval_model_train(kind, self.module)? {
             self.d.ctx.training = was_training;

@@ -89,6 +89,7 @@ impl<M: LightningModule + 'static> Run<'_, M> {
                 self.d.ctx.metrics.start_epoch(Scope::Train);
             }
             (self.d.ctx.batches_done, self.d.ctx.epoch_finished) = (skip, false);
+            self.d.ctx.total_batches = self.train_limit().resolve(train.len(), "train")?;
             self.d.on_train_epoch_start(self.module)?;
             self.training_epoch(&mut train, &mut val, skip)?;
             self.d.ctx.epoch_finished = true;

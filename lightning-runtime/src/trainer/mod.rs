@@ -126,6 +126,8 @@ pub(crate) struct Config {
     pub accelerator: Accelerator,
     pub nonfinite: NonFinite,
     pub log_every_n_steps: usize,
+    pub enable_progress_bar: bool,
+    pub enable_model_summary: bool,
 }
 
 impl Default for Config {
@@ -151,6 +153,8 @@ impl Default for Config {
             accelerator: Accelerator::Auto,
             nonfinite: NonFinite::Error,
             log_every_n_steps: 50,
+            enable_progress_bar: true,
+            enable_model_summary: true,
         }
     }
 }
@@ -249,6 +253,14 @@ impl Trainer {
     option!(
         /// Send step values to the loggers every this many steps (default 50).
         log_every_n_steps: usize => log_every_n_steps
+    );
+    option!(
+        /// Report progress on stderr (default true): bars on a terminal, plain lines otherwise.
+        enable_progress_bar: bool => enable_progress_bar
+    );
+    option!(
+        /// Print the model summary when `fit` starts (default true).
+        enable_model_summary: bool => enable_model_summary
     );
 
     /// Training batches per epoch: a count or a fraction.

@@ -36,6 +36,10 @@ where
     }
 
     fn prediction_epoch(&mut self, loader: &mut Loader<M::Batch>, limit: Option<usize>) -> Result<Vec<M::Prediction>> {
+        self.d.ctx.total_batches = match (limit, loader.len()) {
+            (Some(n), Some(len)) => Some(n.min(len)),
+            (limit, len) => limit.or(len),
+        };
         self.d.on_predict_start(self.module)?;
         self.d.on_predict_epoch_start(self.module)?;
         let mut predictions = Vec::with_capacity(limit.or(loader.len()).unwrap_or(0));

@@ -19,11 +19,7 @@ impl<M: LightningModule + 'static> Run<'_, M> {
         start: usize,
     ) -> Result<()> {
         let epoch = self.d.ctx.current_epoch;
-        let limit = match self.cfg.fast_dev_run {
-            Some(n) => Limit::Batches(n),
-            None => self.cfg.limit_train,
-        };
-        let total = limit.resolve(train.len(), "train")?;
+        let total = self.train_limit().resolve(train.len(), "train")?;
         let val_every = self.val_every(total)?;
         let validate_this_epoch =
             val.is_some() && self.cfg.check_val_every_n_epoch.is_none_or(|n| (epoch + 1) % n == 0);
@@ -81,11 +77,22 @@ impl<M: LightningModule + 'static> Run<'_, M> {
         if batch_idx == 0 && start == 0 && !skipped {
             return Err(Error::Config(format!("the training loader yielded no batches in epoch {epoch}")));
         }
-        if !epoch_schedulers_stepped {
+        // Resumed after the epoch's last batch had run (a checkpoint from its `on_train_batch_end`): the
+        // epoch-interval schedulers stepped on that batch, before the checkpoint was taken.
+        let resumed_at_end = start > 0 && batch_idx == start && !skipped && total.is_none_or(|n| start >= n);
+        if !epoch_schedulers_stepped && !resumed_at_end {
             // "The learning rate scheduler will still be stepped at the end of epoch" (on_train_batch_start).
             self.step_schedulers(Interval::Epoch, epoch + 1)?;
         }
         Ok(())
+    }
+
+    /// How many training batches an epoch runs.
+    pub fn train_limit(&self) -> Limit {
+        match self.cfg.fast_dev_run {
+            Some(n) => Limit::Batches(n),
+            None => self.cfg.limit_train,
+        }
     }
 
     /// Validate every this many batches (`None`: at the end of the epoch).
