@@ -124,6 +124,8 @@ pub(crate) fn masked_crc32c(data: &[u8]) -> u32 {
 mod tests {
     use super::*;
 
+    // The mask spelled as TFRecord's documentation spells it, to check `rotate_right` against.
+    #[allow(clippy::manual_rotate)]
     #[test]
     fn crc32c_is_the_castagnoli_one() {
         // The standard check value of CRC-32C.
