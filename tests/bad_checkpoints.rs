@@ -7,8 +7,8 @@ use std::any::Any;
 use std::path::{Path, PathBuf};
 
 use common::checkpointing::{
-    edit_metadata, partial_files, split_safetensors, join_safetensors, train_loader, val_loader, weights,
-    assert_same_weights, Net, Opt, Saver, MLP,
+    assert_same_weights, edit_metadata, join_safetensors, partial_files, split_safetensors, train_loader, val_loader,
+    weights, Net, Opt, Saver, MLP,
 };
 use common::recorder::{Log, Recorder, RecordingCallback};
 use lightning::prelude::*;
@@ -22,12 +22,12 @@ fn cpu() -> Trainer {
 fn good_checkpoint(dir: &Path) -> PathBuf {
     let path = dir.join("good.ckpt");
     let mut module = Net::mlp(0.0, Opt::AdamStepLr);
-    cpu().max_epochs(1).seed(1).callback(Saver::at_epoch_end(0, &path)).fit(
-        &mut module,
-        train_loader(1),
-        val_loader(),
-    )
-    .unwrap();
+    cpu()
+        .max_epochs(1)
+        .seed(1)
+        .callback(Saver::at_epoch_end(0, &path))
+        .fit(&mut module, train_loader(1), val_loader())
+        .unwrap();
     path
 }
 
@@ -94,7 +94,10 @@ fn broken_and_foreign_files_are_named_errors_before_any_hook() {
     let foreign = dir.path().join("foreign.safetensors");
     let w = Tensor::ones([32, 8], (Kind::Float, Device::Cpu));
     Tensor::write_safetensors(&[("model.l1.weight", &w)], &foreign).unwrap();
-    refused_everywhere(&foreign, "is a safetensors file, but not a checkpoint of Lightning for Rust (no `lightning-rs` metadata)");
+    refused_everywhere(
+        &foreign,
+        "is a safetensors file, but not a checkpoint of Lightning for Rust (no `lightning-rs` metadata)",
+    );
     let (mut header, data) = split_safetensors(&bytes);
     header["__metadata__"] = serde_json::json!({ "format": "pt" });
     let others = write("others.ckpt", &join_safetensors(&header, &data));
@@ -177,7 +180,12 @@ fn a_checkpoint_of_another_model_is_refused() {
         false,
         &["missing keys (in the model, not in the checkpoint): l3.bias, l3.weight"],
     );
-    refused_by_model(&good, &[MLP[0]], false, &["unexpected keys (in the checkpoint, not in the model): l2.bias, l2.weight"]);
+    refused_by_model(
+        &good,
+        &[MLP[0]],
+        false,
+        &["unexpected keys (in the checkpoint, not in the model): l2.bias, l2.weight"],
+    );
     // l1 fits and l2 does not: l1 is not loaded either.
     refused_by_model(
         &good,
@@ -193,13 +201,18 @@ fn a_checkpoint_of_another_model_is_refused() {
         &good,
         &[("l1", 8, 16), ("l9", 16, 1)],
         false,
-        &["missing keys (in the model, not in the checkpoint): l9.bias, l9.weight", "unexpected keys", "; shape mismatch"],
+        &[
+            "missing keys (in the model, not in the checkpoint): l9.bias, l9.weight",
+            "unexpected keys",
+            "; shape mismatch",
+        ],
     );
 
     // The hooks a refused resume runs: the opening ones and `on_load_checkpoint`, then the failure's.
     let log = Log::default();
     let mut module = Recorder::new(log.clone());
-    let error = message(cpu().max_epochs(1).callback(RecordingCallback(log.clone())).fit_from(&mut module, None, None, &good));
+    let error =
+        message(cpu().max_epochs(1).callback(RecordingCallback(log.clone())).fit_from(&mut module, None, None, &good));
     assert!(error.contains("missing keys (in the model, not in the checkpoint): bias, weight"), "{error}");
     let calls = log.lock().unwrap().clone();
     assert_eq!(calls.iter().filter(|c| c.as_str() == "on_load_checkpoint").count(), 1, "{calls:?}");
@@ -306,7 +319,10 @@ fn a_failed_write_leaves_the_previous_checkpoint_whole() {
     let mut module = Complex { vs, linear };
     let saver = SaveReplacing { step: 1, path: good.clone(), old: Vec::new() };
     let error = message(cpu().max_epochs(1).callback(saver).fit(&mut module, train_loader(1), None));
-    assert!(error.contains(&format!("checkpoint {}: tensor `model.phase` has dtype ComplexFloat", good.display())), "{error}");
+    assert!(
+        error.contains(&format!("checkpoint {}: tensor `model.phase` has dtype ComplexFloat", good.display())),
+        "{error}"
+    );
     intact();
 
     // A read-only folder (where permissions bind: not for root).

@@ -12,9 +12,7 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::checkpointing::{
-    assert_same_weights, checkpoint_files, partial_files, train_loader, weights, Net, Opt,
-};
+use common::checkpointing::{assert_same_weights, checkpoint_files, partial_files, train_loader, weights, Net, Opt};
 use lightning::prelude::*;
 use lightning::{Accelerator, AnyModule, CallbackResult, LoadFromCheckpoint, Trainer};
 
@@ -249,7 +247,9 @@ fn killed_training_always_leaves_a_loadable_checkpoint() {
         drop(child);
         (step, partial) = check_leftovers(dir.path(), step, round);
     }
-    eprintln!("{KILLS} kills; the last checkpoint is at step {step}; {partial} partial file(s) left by kills mid-write");
+    eprintln!(
+        "{KILLS} kills; the last checkpoint is at step {step}; {partial} partial file(s) left by kills mid-write"
+    );
 
     // A last child resumes from what the killed ones left and finishes the run.
     let target = step + 20;

@@ -89,7 +89,8 @@ fn resume_mid_epoch(opt: Opt, save_step: usize, stop_step: usize, straight: &(Ne
     let dir = tempfile::tempdir().unwrap();
     let ckpt = dir.path().join("mid.ckpt");
     let mut first = Net::mlp(0.0, opt);
-    let mut t = trainer(&MemoryLogger::default()).seed(SEED).max_steps(stop_step).callback(Saver::at_step(save_step, &ckpt));
+    let mut t =
+        trainer(&MemoryLogger::default()).seed(SEED).max_steps(stop_step).callback(Saver::at_step(save_step, &ckpt));
     t.fit(&mut first, train_loader(SEED), val_loader()).unwrap();
     assert_eq!(t.global_step(), stop_step, "{what}");
     let saved = Checkpoint::read(&ckpt).unwrap();
@@ -166,7 +167,10 @@ fn resume_restores_before_configure_optimizers_and_skips_what_was_done() {
     t.fit(&mut first, None, None).unwrap();
     let calls = first_log.lock().unwrap().clone();
     assert_eq!(count(&calls, "on_save_checkpoint"), 2);
-    let (cb, module) = (calls.iter().position(|c| c == "Callback.on_save_checkpoint"), calls.iter().position(|c| c == "on_save_checkpoint"));
+    let (cb, module) = (
+        calls.iter().position(|c| c == "Callback.on_save_checkpoint"),
+        calls.iter().position(|c| c == "on_save_checkpoint"),
+    );
     assert!(cb < module, "Callback.on_save_checkpoint before the module's: {calls:?}");
 
     // Mid-epoch: 4 batches per epoch, saved after batch 1 of epoch 1 (step 6).

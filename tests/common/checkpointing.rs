@@ -55,8 +55,8 @@ impl Net {
             for (i, (_, mut v)) in variables.into_iter().enumerate() {
                 let n = v.numel() as i64;
                 let fan_in = v.size().last().copied().unwrap_or(1) as f64;
-                let values = (Tensor::arange(n, (Kind::Double, Device::Cpu)) * 0.7137 + init + i as f64).sin()
-                    / fan_in.sqrt();
+                let values =
+                    (Tensor::arange(n, (Kind::Double, Device::Cpu)) * 0.7137 + init + i as f64).sin() / fan_in.sqrt();
                 v.copy_(&values.reshape(v.size()).to_kind(v.kind()));
             }
         });

@@ -98,7 +98,9 @@ impl Dispatch {
         if self.loggers.is_empty() || !self.ctx.metrics.has_unsent_steps() {
             return Ok(());
         }
-        let values = self.ctx.metrics.take_step_values();
+        let mut values = self.ctx.metrics.take_step_values();
+        // Lightning adds the epoch to every set of logged values.
+        values.push(("epoch".to_string(), self.ctx.current_epoch as f64));
         let step = self.ctx.global_step;
         for logger in &mut self.loggers {
             logger.log_metrics(&values, step)?;
