@@ -37,7 +37,8 @@ fn summary_rows_and_a_run_with_progress_lines() {
     let text = ModelSummary::render(&rows, &["training_step"]);
     assert!(text.contains("15 trainable params, 3 frozen params"), "{text}");
 
-    let data = vec![(Tensor::ones([2, 4], (Kind::Float, Device::Cpu)), Tensor::ones([2, 3], (Kind::Float, Device::Cpu)))];
+    let data =
+        vec![(Tensor::ones([2, 4], (Kind::Float, Device::Cpu)), Tensor::ones([2, 3], (Kind::Float, Device::Cpu)))];
     let mut trainer = Trainer::new().max_epochs(2).accelerator(Accelerator::Cpu).callback(ProgressBar::lines());
     trainer.fit(&mut module, Loader::from(data), None).unwrap();
     assert_eq!(trainer.global_step(), 2);

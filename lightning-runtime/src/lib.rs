@@ -15,7 +15,9 @@ mod output;
 mod trainer;
 
 pub use callback::{AnyModule, Callback, CallbackResult};
-pub use callbacks::{ModelCheckpoint, ModelSummary, ProgressBar, SummaryRow};
+pub use callbacks::{
+    EarlyStopping, LearningRateMonitor, ModelCheckpoint, ModelSummary, ProgressBar, StopMode, SummaryRow,
+};
 pub use checkpoint::{Checkpoint, LoadFromCheckpoint, LoadOptions, FORMAT_VERSION};
 pub use context::{Ctx, HookInfo, LogCall, LogRule, LogValue, Logged, Stage};
 pub use data::{Batch, BatchSource, DataLoader, Dataset, Loader};

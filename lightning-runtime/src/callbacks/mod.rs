@@ -11,3 +11,8 @@ mod progress;
 
 pub use model_summary::{ModelSummary, SummaryRow};
 pub use progress::ProgressBar;
+mod early_stopping;
+mod lr_monitor;
+
+pub use early_stopping::{EarlyStopping, StopMode};
+pub use lr_monitor::LearningRateMonitor;

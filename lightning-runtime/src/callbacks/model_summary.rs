@@ -61,7 +61,10 @@ impl ModelSummary {
         let trainable: i64 = rows.iter().map(|r| r.trainable).sum();
         let frozen: i64 = rows.iter().map(|r| r.frozen).sum();
         let bytes: i64 = rows.iter().map(|r| r.bytes).sum();
-        out.push_str(&format!("{trainable} trainable params, {frozen} frozen params, {:.3} MB in total\n", bytes as f64 / 1e6));
+        out.push_str(&format!(
+            "{trainable} trainable params, {frozen} frozen params, {:.3} MB in total\n",
+            bytes as f64 / 1e6
+        ));
         out.push_str(&format!("hooks defined: {}", hooks.join(", ")));
         out
     }

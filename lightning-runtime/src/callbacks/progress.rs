@@ -71,7 +71,8 @@ impl ProgressBar {
         let total = ctx.total_batches();
         let bar = match self.output {
             Output::Bars => {
-                let bar = indicatif::ProgressBar::with_draw_target(total.map(|n| n as u64), ProgressDrawTarget::stderr());
+                let bar =
+                    indicatif::ProgressBar::with_draw_target(total.map(|n| n as u64), ProgressDrawTarget::stderr());
                 let template = "{prefix} {bar:30} {pos}/{len} [{elapsed_precise}<{eta_precise}, {per_sec}] {msg}";
                 if let Ok(style) = ProgressStyle::with_template(template) {
                     bar.set_style(style);
@@ -142,7 +143,14 @@ impl Callback for ProgressBar {
         Ok(())
     }
 
-    fn on_train_batch_end(&mut self, ctx: &mut Ctx, _: &mut dyn AnyModule, _: &StepOutput, _: &dyn std::any::Any, _: usize) -> CallbackResult {
+    fn on_train_batch_end(
+        &mut self,
+        ctx: &mut Ctx,
+        _: &mut dyn AnyModule,
+        _: &StepOutput,
+        _: &dyn std::any::Any,
+        _: usize,
+    ) -> CallbackResult {
         self.advance(ctx);
         Ok(())
     }

@@ -1,0 +1,183 @@
+//! `EarlyStopping`: stops `fit` when a monitored metric stops improving (or diverges, or reaches a target).
+
+use serde::{Deserialize, Serialize};
+
+use crate::callback::{AnyModule, Callback, CallbackResult};
+use crate::context::Ctx;
+
+/// Whether lower or higher values of the monitored metric are better.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StopMode {
+    /// Lower is better (losses).
+    #[default]
+    Min,
+    /// Higher is better (accuracies).
+    Max,
+}
+
+/// Lightning's `EarlyStopping`: checked at the end of every training epoch, after validation, once the epoch's
+/// metrics are reduced. Monitoring a metric that was never logged is an error that lists the metrics that were.
+///
+/// ```
+/// use lightning_runtime::{EarlyStopping, StopMode, Trainer};
+/// let stop = EarlyStopping::new("val_loss").patience(3).min_delta(1e-4);
+/// let trainer = Trainer::new().max_epochs(100).callback(stop);
+/// # let _ = StopMode::Max;
+/// ```
+#[derive(Clone, Debug)]
+pub struct EarlyStopping {
+    monitor: String,
+    mode: StopMode,
+    patience: usize,
+    min_delta: f64,
+    stopping_threshold: Option<f64>,
+    divergence_threshold: Option<f64>,
+    check_finite: bool,
+    state: State,
+}
+
+/// What a checkpoint keeps, so a resumed run keeps counting patience.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+struct State {
+    best: Option<f64>,
+    wait: usize,
+    stopped_epoch: Option<usize>,
+    reason: Option<String>,
+}
+
+impl EarlyStopping {
+    /// Stops when `monitor` has not improved for `patience` (default 3) checks; lower is better unless `mode`.
+    pub fn new(monitor: impl Into<String>) -> Self {
+        EarlyStopping {
+            monitor: monitor.into(),
+            mode: StopMode::Min,
+            patience: 3,
+            min_delta: 0.0,
+            stopping_threshold: None,
+            divergence_threshold: None,
+            check_finite: true,
+            state: State::default(),
+        }
+    }
+
+    /// Whether lower or higher is better.
+    pub fn mode(mut self, mode: StopMode) -> Self {
+        self.mode = mode;
+        self
+    }
+
+    /// Checks without improvement before stopping.
+    pub fn patience(mut self, patience: usize) -> Self {
+        self.patience = patience;
+        self
+    }
+
+    /// The smallest change that counts as an improvement.
+    pub fn min_delta(mut self, delta: f64) -> Self {
+        self.min_delta = delta.abs();
+        self
+    }
+
+    /// Stop at once when the metric reaches this value.
+    pub fn stopping_threshold(mut self, value: f64) -> Self {
+        self.stopping_threshold = Some(value);
+        self
+    }
+
+    /// Stop at once when the metric gets worse than this value.
+    pub fn divergence_threshold(mut self, value: f64) -> Self {
+        self.divergence_threshold = Some(value);
+        self
+    }
+
+    /// Stop when the metric becomes NaN or infinite (default true).
+    pub fn check_finite(mut self, on: bool) -> Self {
+        self.check_finite = on;
+        self
+    }
+
+    /// The epoch it stopped the run at, if it did.
+    pub fn stopped_epoch(&self) -> Option<usize> {
+        self.state.stopped_epoch
+    }
+
+    /// Why it stopped the run, if it did.
+    pub fn reason(&self) -> Option<&str> {
+        self.state.reason.as_deref()
+    }
+
+    fn better(&self, value: f64, than: f64) -> bool {
+        match self.mode {
+            StopMode::Min => value < than - self.min_delta,
+            StopMode::Max => value > than + self.min_delta,
+        }
+    }
+
+    /// Why to stop after seeing `value`, if the run should stop.
+    fn check(&mut self, value: f64) -> Option<String> {
+        let name = &self.monitor;
+        if self.check_finite && !value.is_finite() {
+            return Some(format!("`{name}` = {value} is not finite"));
+        }
+        let beyond = |a: f64, b: f64| match self.mode {
+            StopMode::Min => a <= b,
+            StopMode::Max => a >= b,
+        };
+        if let Some(target) = self.stopping_threshold {
+            if beyond(value, target) {
+                return Some(format!("`{name}` = {value} reached the stopping threshold {target}"));
+            }
+        }
+        if let Some(limit) = self.divergence_threshold {
+            if !beyond(value, limit) && value != limit {
+                return Some(format!("`{name}` = {value} diverged past {limit}"));
+            }
+        }
+        match self.state.best {
+            Some(best) if !self.better(value, best) => {
+                self.state.wait += 1;
+                (self.state.wait >= self.patience)
+                    .then(|| format!("`{name}` did not improve for {} checks (best {best})", self.state.wait))
+            }
+            _ => {
+                self.state.best = Some(value);
+                self.state.wait = 0;
+                None
+            }
+        }
+    }
+}
+
+impl Callback for EarlyStopping {
+    fn monitors(&self) -> bool {
+        true
+    }
+
+    fn on_train_epoch_end(&mut self, ctx: &mut Ctx, _module: &mut dyn AnyModule) -> CallbackResult {
+        let metrics = ctx.callback_metrics();
+        let Some(&value) = metrics.get(&self.monitor) else {
+            let logged: Vec<&str> = metrics.keys().map(String::as_str).collect();
+            return Err(format!(
+                "EarlyStopping monitors `{}`, which was never logged; the logged metrics are: [{}]",
+                self.monitor,
+                logged.join(", ")
+            )
+            .into());
+        };
+        if let Some(reason) = self.check(value) {
+            self.state.stopped_epoch = Some(ctx.current_epoch());
+            self.state.reason = Some(reason);
+            ctx.request_stop();
+        }
+        Ok(())
+    }
+
+    fn state_dict(&self) -> Option<serde_json::Value> {
+        serde_json::to_value(&self.state).ok()
+    }
+
+    fn load_state_dict(&mut self, state: serde_json::Value) -> CallbackResult {
+        self.state = serde_json::from_value(state)?;
+        Ok(())
+    }
+}
