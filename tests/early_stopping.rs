@@ -3,7 +3,7 @@
 use std::sync::{Arc, Mutex};
 
 use lightning::prelude::*;
-use lightning::{Accelerator, EarlyStopping, Interval, LearningRateMonitor, Logger, StopMode, Trainer};
+use lightning::{Accelerator, EarlyStopping, Interval, LearningRateMonitor, Logger, MonitorMode, Trainer};
 
 /// Logs a scripted `score` at the end of each epoch.
 struct Scripted {
@@ -51,7 +51,7 @@ fn stops_after_patience_checks_without_improvement() {
     // With min_delta 0.5, 3.5 and 3.2 do not improve on 3.0: patience 2 stops after epoch 4.
     assert_eq!(epochs_run(&scores, EarlyStopping::new("score").patience(2).min_delta(0.5)).unwrap(), 5);
     // Higher is better: 5.0 is never beaten.
-    assert_eq!(epochs_run(&scores, EarlyStopping::new("score").mode(StopMode::Max).patience(2)).unwrap(), 3);
+    assert_eq!(epochs_run(&scores, EarlyStopping::new("score").mode(MonitorMode::Max).patience(2)).unwrap(), 3);
 }
 
 #[test]

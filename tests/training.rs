@@ -82,7 +82,12 @@ fn regression_loaders(shuffle_seed: u64) -> (Pairs, Pairs) {
     (train, val)
 }
 
+/// Torch's generator is process-wide and every fit re-seeds it: runs whose results are compared bit for bit
+/// must not interleave with other tests' runs in this binary.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn fit_regression(accelerator: Accelerator, seed: u64) -> (Vec<f64>, Trainer, Regression) {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let logger = MemoryLogger::default();
     let mut module = Regression::new(seed as i64);
     let (train, val) = regression_loaders(seed);

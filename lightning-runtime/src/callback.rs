@@ -66,10 +66,17 @@ impl<M: LightningModule + 'static> AnyModule for M {
 /// ```
 #[allow(unused_variables)]
 pub trait Callback: Send {
-    /// The key of the callback's state in checkpoints, and its name in messages (Lightning's `state_key`).
+    /// The callback's name in messages; a callback the module configures replaces the Trainer's callback of
+    /// the same name (Lightning replaces by type). The type's name by default.
     fn name(&self) -> String {
         let full = std::any::type_name::<Self>();
         full.rsplit("::").next().unwrap_or(full).to_string()
+    }
+
+    /// The key of the callback's state in checkpoints (Lightning's `state_key`): its `name` unless two callbacks
+    /// of one type must keep apart (several `ModelCheckpoint`s with different settings).
+    fn state_key(&self) -> String {
+        self.name()
     }
 
     /// Whether it monitors metrics at the end of a training epoch (early stopping, checkpointing): such

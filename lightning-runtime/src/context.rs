@@ -93,6 +93,9 @@ pub struct Ctx {
     pub(crate) pending_saves: Vec<SaveRequest>,
     /// The number of batches the running loop will run, when known (for progress reporting).
     pub(crate) total_batches: Option<usize>,
+    /// When the entry point started (for `max_time`).
+    pub(crate) started: std::time::Instant,
+    pub(crate) fast_dev_run: bool,
 }
 
 /// A checkpoint a hook asked for; the Trainer writes it when the hook returns.
@@ -182,6 +185,8 @@ impl Ctx {
             seed: 0,
             pending_saves: Vec::new(),
             total_batches: None,
+            started: std::time::Instant::now(),
+            fast_dev_run: false,
         }
     }
 
@@ -317,6 +322,11 @@ impl Ctx {
     /// The number of batches the running loop (training epoch, validation, test or predict) will run, if known.
     pub fn total_batches(&self) -> Option<usize> {
         self.total_batches
+    }
+
+    /// Whether this is a `fast_dev_run` (checkpointing and logging callbacks should do nothing).
+    pub fn fast_dev_run(&self) -> bool {
+        self.fast_dev_run
     }
 
     /// Training batches of the current epoch already run.

@@ -63,6 +63,14 @@ pub enum Error {
     /// A file could not be read or written.
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    /// The run was stopped by Ctrl-C (SIGINT) at a batch boundary.
+    #[error("interrupted by Ctrl-C at epoch {epoch}, global step {global_step}")]
+    Interrupted {
+        /// The epoch it stopped in.
+        epoch: usize,
+        /// The optimizer steps taken.
+        global_step: usize,
+    },
     /// libtorch raised an error.
     #[error("libtorch: {0}")]
     Torch(#[from] tch::TchError),

@@ -16,7 +16,8 @@ mod trainer;
 
 pub use callback::{AnyModule, Callback, CallbackResult};
 pub use callbacks::{
-    EarlyStopping, LearningRateMonitor, ModelCheckpoint, ModelSummary, ProgressBar, StopMode, SummaryRow,
+    EarlyStopping, LearningRateMonitor, ModelCheckpoint, ModelCheckpointHandle, ModelSummary, MonitorMode,
+    OnExceptionCheckpoint, ProgressBar, SummaryRow,
 };
 pub use checkpoint::{Checkpoint, LoadFromCheckpoint, LoadOptions, FORMAT_VERSION};
 pub use context::{Ctx, HookInfo, LogCall, LogRule, LogValue, Logged, Stage};

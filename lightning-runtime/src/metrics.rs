@@ -205,9 +205,24 @@ impl Metrics {
         self.entries.iter().any(|e| e.step_unsent && e.logger)
     }
 
-    /// Every metric's current value (Lightning's `trainer.callback_metrics`).
+    /// Every metric's current value (Lightning's `trainer.callback_metrics`); a value logged both per step and
+    /// per epoch also appears as `<name>_step` and (once its epoch has ended) `<name>_epoch`, as in Lightning.
     pub fn snapshot(&self) -> BTreeMap<String, f64> {
-        self.entries.iter().filter_map(|e| self.get(&e.name).map(|v| (e.name.clone(), v))).collect()
+        let mut out = BTreeMap::new();
+        for entry in &self.entries {
+            if let Some(value) = self.get(&entry.name) {
+                out.insert(entry.name.clone(), value);
+            }
+            if entry.on_step && entry.on_epoch {
+                if let Some(step) = &entry.step {
+                    out.insert(format!("{}_step", entry.name), read(step));
+                }
+                if let Some(epoch) = entry.epoch_value {
+                    out.insert(format!("{}_epoch", entry.name), epoch);
+                }
+            }
+        }
+        out
     }
 
     /// The training epoch's partial sums (read back from the device), for a checkpoint.

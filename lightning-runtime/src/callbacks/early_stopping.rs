@@ -2,32 +2,23 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::MonitorMode;
 use crate::callback::{AnyModule, Callback, CallbackResult};
 use crate::context::Ctx;
-
-/// Whether lower or higher values of the monitored metric are better.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub enum StopMode {
-    /// Lower is better (losses).
-    #[default]
-    Min,
-    /// Higher is better (accuracies).
-    Max,
-}
 
 /// Lightning's `EarlyStopping`: checked at the end of every training epoch, after validation, once the epoch's
 /// metrics are reduced. Monitoring a metric that was never logged is an error that lists the metrics that were.
 ///
 /// ```
-/// use lightning_runtime::{EarlyStopping, StopMode, Trainer};
+/// use lightning_runtime::{EarlyStopping, MonitorMode, Trainer};
 /// let stop = EarlyStopping::new("val_loss").patience(3).min_delta(1e-4);
 /// let trainer = Trainer::new().max_epochs(100).callback(stop);
-/// # let _ = StopMode::Max;
+/// # let _ = MonitorMode::Max;
 /// ```
 #[derive(Clone, Debug)]
 pub struct EarlyStopping {
     monitor: String,
-    mode: StopMode,
+    mode: MonitorMode,
     patience: usize,
     min_delta: f64,
     stopping_threshold: Option<f64>,
@@ -50,7 +41,7 @@ impl EarlyStopping {
     pub fn new(monitor: impl Into<String>) -> Self {
         EarlyStopping {
             monitor: monitor.into(),
-            mode: StopMode::Min,
+            mode: MonitorMode::Min,
             patience: 3,
             min_delta: 0.0,
             stopping_threshold: None,
@@ -61,7 +52,7 @@ impl EarlyStopping {
     }
 
     /// Whether lower or higher is better.
-    pub fn mode(mut self, mode: StopMode) -> Self {
+    pub fn mode(mut self, mode: MonitorMode) -> Self {
         self.mode = mode;
         self
     }
@@ -108,8 +99,8 @@ impl EarlyStopping {
 
     fn better(&self, value: f64, than: f64) -> bool {
         match self.mode {
-            StopMode::Min => value < than - self.min_delta,
-            StopMode::Max => value > than + self.min_delta,
+            MonitorMode::Min => value < than - self.min_delta,
+            MonitorMode::Max => value > than + self.min_delta,
         }
     }
 
@@ -120,8 +111,8 @@ impl EarlyStopping {
             return Some(format!("`{name}` = {value} is not finite"));
         }
         let beyond = |a: f64, b: f64| match self.mode {
-            StopMode::Min => a <= b,
-            StopMode::Max => a >= b,
+            MonitorMode::Min => a <= b,
+            MonitorMode::Max => a >= b,
         };
         if let Some(target) = self.stopping_threshold {
             if beyond(value, target) {

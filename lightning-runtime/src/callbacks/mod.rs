@@ -2,10 +2,7 @@
 
 mod model_checkpoint;
 
-pub use model_checkpoint::ModelCheckpoint;
-// Until lib.rs re-exports them (then this `allow` goes).
-#[allow(unused_imports)]
-pub use model_checkpoint::{ModelCheckpointHandle, MonitorMode};
+pub use model_checkpoint::{ModelCheckpoint, ModelCheckpointHandle, MonitorMode};
 mod model_summary;
 mod progress;
 
@@ -14,5 +11,8 @@ pub use progress::ProgressBar;
 mod early_stopping;
 mod lr_monitor;
 
-pub use early_stopping::{EarlyStopping, StopMode};
+pub use early_stopping::EarlyStopping;
 pub use lr_monitor::LearningRateMonitor;
+mod on_exception;
+
+pub use on_exception::OnExceptionCheckpoint;

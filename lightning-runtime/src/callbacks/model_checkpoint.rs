@@ -108,10 +108,12 @@ impl FromStr for MonitorMode {
 /// after its replacement is safely on disk. A name that collides with an existing file gets `-v1`, `-v2`, ...
 /// (Lightning's version counter); only `last.ckpt` is overwritten in place.
 ///
-/// Differences from Lightning, each deliberate: checkpoints are always taken at the end of the training epoch
-/// (after that epoch's validation) rather than at the end of validation; `{name}` in a template is not given a
-/// second `name=` when the template already has one; a template or monitor naming a metric that was never
-/// logged is an error rather than a warning or a `0`; a NaN or infinite score never beats a finite one.
+/// Differences from Lightning: checkpoints are always taken at the end of the training epoch (after that
+/// epoch's validation) rather than at the end of validation; `{name}` in a template is not given a second
+/// `name=` when the template already has one; a template or monitor naming a metric that is not logged is an
+/// error rather than a warning or a `0` (except before the first validation run, which may still log it); a
+/// NaN or infinite score never beats a finite one; there is no `save_weights_only`; and with `fast_dev_run`
+/// it saves as usual (Lightning saves nothing), since the context does not tell callbacks about it.
 #[derive(Debug)]
 pub struct ModelCheckpoint {
     settings: Settings,
@@ -301,9 +303,9 @@ impl ModelCheckpoint {
 
     /// The file name template, without the `.ckpt` extension: `{epoch}`, `{step}` and any logged metric, with
     /// an optional Python format spec (`{val_loss:.3f}`, `{epoch:03d}`). With `auto_insert_metric_name` (the
-    /// default) `"{epoch}-{val_loss:.2f}"` renders as `epoch=3-val_loss=0.12`; `"epoch={epoch}-loss={val_loss:.2f}"`
-    /// keeps its own `epoch=` and gains `val_loss=` once. Default: `"{epoch}-{step}"` (`epoch=3-step=64`).
-    /// A `/` in the result makes a subfolder of `dirpath`, as in Lightning.
+    /// default) `"{epoch}-{val_loss:.2f}"` renders as `epoch=3-val_loss=0.12`, and so does
+    /// `"epoch={epoch}-val_loss={val_loss:.2f}"`, whose `name=` parts are not doubled. Default: `"{epoch}-{step}"`
+    /// (`epoch=3-step=64`). A `/` in the result makes a subfolder of `dirpath`, as in Lightning.
     pub fn filename(mut self, template: impl Into<String>) -> Self {
         self.settings.filename = Some(template.into());
         self
@@ -419,7 +421,7 @@ impl ModelCheckpoint {
             Ok(name) => Ok(self.settings.dirpath.join(format!("{name}{}", Self::FILE_EXTENSION))),
             Err(RenderError::Format(problem)) => Err(crate::Error::Config(problem)),
             Err(RenderError::Missing(name)) => Err(crate::Error::Config(format!(
-                "the filename template {:?} uses `{name}`, which is not among the metrics: {}",
+                "the filename template {:?} uses `{name}`, which is not among the logged metrics: {}",
                 template.source(),
                 list(metrics.keys())
             ))),
@@ -455,11 +457,8 @@ impl ModelCheckpoint {
             ));
         }
         let triggers = self.triggers();
-        let active = [
-            triggers.every_n_epochs >= 1,
-            triggers.every_n_train_steps >= 1,
-            triggers.train_time_interval.is_some(),
-        ];
+        let active =
+            [triggers.every_n_epochs >= 1, triggers.every_n_train_steps >= 1, triggers.train_time_interval.is_some()];
         if active.iter().filter(|on| **on).count() > 1 {
             return Err(format!(
                 "ModelCheckpoint: every_n_epochs={}, every_n_train_steps={} and train_time_interval={} are mutually \
@@ -509,6 +508,7 @@ impl ModelCheckpoint {
     fn should_skip(&self, ctx: &Ctx) -> bool {
         ctx.stage() != Some(Stage::Fit)
             || ctx.sanity_checking()
+            || ctx.fast_dev_run()
             || lock(&self.shared).last_global_step_saved == ctx.global_step()
     }
 
@@ -523,7 +523,7 @@ impl ModelCheckpoint {
             }
         }
         if self.settings.save_last {
-            let path = self.settings.dirpath.join(format!("{}{}", Self::CHECKPOINT_NAME_LAST, Self::FILE_EXTENSION));
+            let path = self.last_path();
             let mut tracker = lock(&self.shared);
             tracker.last_model_path = Some(path.clone());
             tracker.last_global_step_saved = ctx.global_step();
@@ -616,7 +616,12 @@ impl ModelCheckpoint {
         tracker.last_global_step_saved = candidates.step;
         drop(tracker);
         if self.settings.verbose {
-            eprintln!("Epoch {}, global step {}: saving model to {}", candidates.epoch, candidates.step, path.display());
+            eprintln!(
+                "Epoch {}, global step {}: saving model to {}",
+                candidates.epoch,
+                candidates.step,
+                path.display()
+            );
         }
         let remove = replaceable.into_iter().filter(|old| self.may_remove(old, &path)).collect();
         ctx.save_checkpoint_replacing(path, remove);
@@ -641,13 +646,15 @@ impl ModelCheckpoint {
                 return Ok(None);
             }
         };
+        let last = self.last_path();
         let tracker = lock(&self.shared);
         let taken = |path: &PathBuf| {
             !replaceable.contains(path)
                 && (path.exists()
                     || tracker.best_k_models.iter().any(|(kept, _)| kept == path)
                     || tracker.best_model_path.as_ref() == Some(path)
-                    || tracker.last_model_path.as_ref() == Some(path))
+                    // `last.ckpt` is written right after, and would overwrite a top-k file of that name.
+                    || (self.settings.save_last && *path == last))
         };
         let dir = &self.settings.dirpath;
         let mut path = dir.join(format!("{name}{}", Self::FILE_EXTENSION));
@@ -659,15 +666,20 @@ impl ModelCheckpoint {
         Ok(Some(path))
     }
 
+    fn last_path(&self) -> PathBuf {
+        self.settings.dirpath.join(format!("{}{}", Self::CHECKPOINT_NAME_LAST, Self::FILE_EXTENSION))
+    }
+
     /// Only files inside the checkpoint folder are ever deleted (Lightning's `_should_remove_checkpoint`).
     fn may_remove(&self, old: &Path, new: &Path) -> bool {
         old != new && old.starts_with(&self.settings.dirpath)
     }
 
-    /// A metric the monitor or the template needs is missing. It is an error unless it may still come: before
-    /// the first validation run has ended, while either no training epoch has ended yet (a step-based save
-    /// before the first validation) or a validation run is known to be coming (the sanity check ran, or
-    /// `check_val_every_n_epoch` > 1). Then this save is skipped with a warning, as Lightning does.
+    /// A metric the monitor or the template needs is missing. It is an error unless it may still come: no
+    /// validation run has ended yet in this `fit`, and either no training epoch has ended yet either (a
+    /// step-based save before the first validation) or a validation run is known to be coming (the sanity check
+    /// ran, or one has started: the case of `check_val_every_n_epoch` > 1). Then this save is skipped with a
+    /// warning, as Lightning does before the first validation.
     fn missing(
         &mut self,
         metric: &str,
@@ -693,8 +705,8 @@ impl ModelCheckpoint {
             return Ok(());
         }
         Err(format!(
-            "{what} was never logged; the metrics logged are: {}. HINT: did you call `ctx.log({metric:?}, value)` in \
-             the module? (`epoch` and `step` are also available)",
+            "{what} is not among the logged metrics: {}. HINT: did you call `ctx.log({metric:?}, value)` in the \
+             module (in every epoch)? `epoch` and `step` can be used too",
             list(candidates.metrics.keys())
         )
         .into())
@@ -851,7 +863,7 @@ impl Callback for ModelCheckpoint {
     /// Lightning's `state_key`: the class name and the settings that tell two checkpoint callbacks apart
     /// (`ModelCheckpoint{'monitor': 'val_loss', 'mode': 'min', 'every_n_train_steps': 0, 'every_n_epochs': 1,
     /// 'train_time_interval': None}`), so that several can run in one Trainer and each gets its own state back.
-    fn name(&self) -> String {
+    fn state_key(&self) -> String {
         let t = self.triggers();
         format!(
             "ModelCheckpoint{{'monitor': {}, 'mode': '{}', 'every_n_train_steps': {}, 'every_n_epochs': {}, \
@@ -902,6 +914,7 @@ impl Callback for ModelCheckpoint {
     fn load_state_dict(&mut self, state: serde_json::Value) -> CallbackResult {
         let state: SavedState = serde_json::from_value(state)
             .map_err(|e| format!("ModelCheckpoint: the saved state cannot be read: {e}"))?;
+        // Scores ranked for another metric, or the other way round, would rank this run's checkpoints wrongly.
         if state.monitor.is_some() && state.monitor != self.settings.monitor {
             return Err(format!(
                 "ModelCheckpoint: the saved state monitors {:?}, but this callback monitors {:?}",
@@ -910,6 +923,11 @@ impl Callback for ModelCheckpoint {
             .into());
         }
         let mode = self.settings.mode;
+        if let Some(saved) = state.mode.as_deref().filter(|saved| *saved != mode.to_string()) {
+            return Err(
+                format!("ModelCheckpoint: the saved state is for mode {saved}, but this callback's is {mode}").into()
+            );
+        }
         let mut tracker = lock(&self.shared);
         let dirpath = path_string(&self.settings.dirpath);
         if state.dirpath.as_ref().is_none_or(|saved| *saved == dirpath) {
@@ -1007,7 +1025,7 @@ impl Callback for ModelCheckpoint {
 
 impl ModelCheckpoint {
     fn epoch_end(&mut self, ctx: &mut Ctx, plan: &Plan) -> CallbackResult {
-        if ctx.stage() != Some(Stage::Fit) {
+        if ctx.stage() != Some(Stage::Fit) || ctx.fast_dev_run() {
             return Ok(());
         }
         let every = plan.triggers.every_n_epochs;

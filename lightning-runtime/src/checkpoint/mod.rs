@@ -43,6 +43,8 @@ pub(crate) struct Progress {
 /// Everything besides the tensors, as the JSON in the file's header.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub(crate) struct Meta {
+    /// Absent in a file means the first format.
+    #[serde(default)]
     pub format_version: u32,
     pub progress: Progress,
     /// The seed the run draws its randomness from (see `Trainer::seed`).

@@ -213,7 +213,7 @@ impl Dispatch {
     ) -> Result<()> {
         for callback in &self.callbacks {
             if let Some(state) = callback.state_dict() {
-                checkpoint.meta.callbacks.insert(callback.name(), state);
+                checkpoint.meta.callbacks.insert(callback.state_key(), state);
             }
         }
         self.each_callback_where(info::on_save_checkpoint, module, None, |cb, ctx, m| {
@@ -243,7 +243,7 @@ impl Dispatch {
             cb.on_load_checkpoint(ctx, m, checkpoint)
         })?;
         for callback in self.callbacks.iter_mut() {
-            if let Some(state) = checkpoint.meta.callbacks.get(&callback.name()) {
+            if let Some(state) = checkpoint.meta.callbacks.get(&callback.state_key()) {
                 let name = callback.name();
                 callback.load_state_dict(state.clone()).map_err(|source| Error::Callback {
                     callback: name,

@@ -45,6 +45,7 @@ impl Trainer {
         }
         let mut ctx = Ctx::new(device);
         ctx.stage = Some(stage);
+        ctx.fast_dev_run = self.cfg.fast_dev_run.is_some();
         self.add_default_callbacks(stage);
         let d = Dispatch {
             callbacks: std::mem::take(&mut self.callbacks),
@@ -52,6 +53,7 @@ impl Trainer {
             loggers: std::mem::take(&mut self.loggers),
         };
         let mut run = Run { module, d, cfg: &self.cfg, strategy: &*self.strategy, stage, torn_down: false };
+        super::interrupt::arm();
         let outcome = catch_unwind(AssertUnwindSafe(|| body(&mut run)));
         let mut result = match outcome {
             Ok(result) => result,
@@ -142,6 +144,20 @@ impl<M: LightningModule + 'static> Run<'_, M> {
             self.torn_down = true;
             let _ = catch_unwind(AssertUnwindSafe(|| self.d.teardown(self.module, self.stage)));
         }
+    }
+
+    /// An error when Ctrl-C was pressed: checked at batch boundaries.
+    #[inline]
+    pub fn check_interrupt(&self) -> Result<()> {
+        if super::interrupt::requested() {
+            return Err(Error::Interrupted { epoch: self.d.ctx.current_epoch, global_step: self.d.ctx.global_step });
+        }
+        Ok(())
+    }
+
+    /// Whether `max_time` has run out.
+    pub fn out_of_time(&self) -> bool {
+        self.cfg.max_time.is_some_and(|max| self.d.ctx.started.elapsed() >= max)
     }
 
     /// The device the run uses.

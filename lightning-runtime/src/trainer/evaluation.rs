@@ -104,6 +104,7 @@ impl<M: LightningModule + 'static> Run<'_, M> {
             self.d.eval_batch_start(kind, self.module, &batch, batch_idx)?;
             let outputs = self.d.eval_step(kind, self.module, &batch, batch_idx)?;
             self.d.eval_batch_end(kind, self.module, &outputs, &batch, batch_idx)?;
+            self.check_interrupt()?;
             ran += 1;
         }
         if ran == 0 && limit != Some(0) {

@@ -91,8 +91,7 @@ impl<M: LightningModule + 'static> Run<'_, M> {
             (self.d.ctx.batches_done, self.d.ctx.epoch_finished) = (skip, false);
             self.d.ctx.total_batches = self.train_limit().resolve(train.len(), "train")?;
             self.d.on_train_epoch_start(self.module)?;
-            self.training_epoch(&mut train, &mut val, skip)?;
-            self.d.ctx.epoch_finished = true;
+            self.d.ctx.epoch_finished = self.training_epoch(&mut train, &mut val, skip)?;
             self.d.on_train_epoch_end(self.module, |d| {
                 let values = d.ctx.metrics.end_epoch(Scope::Train);
                 d.send_epoch_logs(values)
@@ -190,7 +189,7 @@ impl<M: LightningModule + 'static> Run<'_, M> {
     fn done(&self) -> bool {
         let ctx = &self.d.ctx;
         let max_epochs = if self.cfg.fast_dev_run.is_some() { Some(1) } else { self.cfg.max_epochs };
-        if self.max_steps_reached() {
+        if self.max_steps_reached() || self.out_of_time() {
             return true;
         }
         if max_epochs.is_some_and(|max| ctx.current_epoch >= max) {

@@ -10,6 +10,7 @@ pub(crate) mod dispatch;
 mod entry;
 mod evaluation;
 mod fit_loop;
+mod interrupt;
 mod limits;
 mod optimization;
 mod prediction;
@@ -128,6 +129,7 @@ pub(crate) struct Config {
     pub log_every_n_steps: usize,
     pub enable_progress_bar: bool,
     pub enable_model_summary: bool,
+    pub max_time: Option<std::time::Duration>,
 }
 
 impl Default for Config {
@@ -155,6 +157,7 @@ impl Default for Config {
             log_every_n_steps: 50,
             enable_progress_bar: true,
             enable_model_summary: true,
+            max_time: None,
         }
     }
 }
@@ -261,6 +264,10 @@ impl Trainer {
     option!(
         /// Print the model summary when `fit` starts (default true).
         enable_model_summary: bool => enable_model_summary
+    );
+    option!(
+        /// Stop `fit` at the first batch boundary after this much time (Lightning's `max_time`).
+        max_time: std::time::Duration => max_time = Some
     );
 
     /// Training batches per epoch: a count or a fraction.

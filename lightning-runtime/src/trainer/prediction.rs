@@ -55,6 +55,7 @@ where
             let prediction = self.d.predict_step(self.module, &batch, batch_idx)?;
             self.d.on_predict_batch_end(self.module, &prediction, &batch, batch_idx)?;
             predictions.push(prediction);
+            self.check_interrupt()?;
         }
         self.d.on_predict_epoch_end(self.module)?;
         self.d.on_predict_end(self.module)?;

@@ -11,13 +11,14 @@ use crate::output::BatchControl;
 use crate::{Error, Loader, Result};
 
 impl<M: LightningModule + 'static> Run<'_, M> {
-    /// Runs the epoch's batches from `start` (the batches a resumed checkpoint had already run).
+    /// Runs the epoch's batches from `start` (the batches a resumed checkpoint had already run); whether the
+    /// epoch ran to its end (not cut short by `max_steps` or `max_time`).
     pub fn training_epoch(
         &mut self,
         train: &mut Loader<M::Batch>,
         val: &mut Option<Loader<M::Batch>>,
         start: usize,
-    ) -> Result<()> {
+    ) -> Result<bool> {
         let epoch = self.d.ctx.current_epoch;
         let total = self.train_limit().resolve(train.len(), "train")?;
         let val_every = self.val_every(total)?;
@@ -28,6 +29,7 @@ impl<M: LightningModule + 'static> Run<'_, M> {
         let mut batch_idx = start;
         let mut skipped = false;
         let mut epoch_schedulers_stepped = false;
+        let mut cut_short = false;
         while total.is_none_or(|n| batch_idx < n) {
             let Some(batch) = batches.next() else { break };
             // Randomness (dropout, noise) is drawn from a generator seeded for this very batch, so a run resumed
@@ -69,7 +71,11 @@ impl<M: LightningModule + 'static> Run<'_, M> {
             if validate_this_epoch && at_interval {
                 self.validate_in_fit(val)?;
             }
-            if self.max_steps_reached() {
+            self.check_interrupt()?;
+            if self.max_steps_reached() || self.out_of_time() {
+                // A limit hit before the epoch's last batch leaves the epoch unfinished: a checkpoint written now
+                // must resume inside it, not at the next one.
+                cut_short = !is_last;
                 break;
             }
         }
@@ -80,11 +86,11 @@ impl<M: LightningModule + 'static> Run<'_, M> {
         // Resumed after the epoch's last batch had run (a checkpoint from its `on_train_batch_end`): the
         // epoch-interval schedulers stepped on that batch, before the checkpoint was taken.
         let resumed_at_end = start > 0 && batch_idx == start && !skipped && total.is_none_or(|n| start >= n);
-        if !epoch_schedulers_stepped && !resumed_at_end {
+        if !epoch_schedulers_stepped && !resumed_at_end && !cut_short {
             // "The learning rate scheduler will still be stepped at the end of epoch" (on_train_batch_start).
             self.step_schedulers(Interval::Epoch, epoch + 1)?;
         }
-        Ok(())
+        Ok(!cut_short)
     }
 
     /// How many training batches an epoch runs.

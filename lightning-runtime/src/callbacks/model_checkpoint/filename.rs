@@ -84,7 +84,8 @@ impl Template {
                             "the field name `{name}` contains `[`, `]` or `!`, which metric names cannot hold here"
                         )));
                     }
-                    let spec = Spec::parse(spec).map_err(|problem| bad(format!("in the field `{{{field}}}`: {problem}")))?;
+                    let spec =
+                        Spec::parse(spec).map_err(|problem| bad(format!("in the field `{{{field}}}`: {problem}")))?;
                     if auto_insert && !text.ends_with(&format!("{name}=")) {
                         text.push_str(name);
                         text.push('=');
@@ -327,15 +328,20 @@ fn general(a: f64, precision: usize, alternate: bool, repr_like: bool) -> String
     let mut text = if (-4..limit).contains(&exponent) {
         let decimals = (p as i32 - 1 - exponent) as usize;
         let text = format!("{a:.decimals$}");
-        if alternate {
-            text
-        } else {
-            strip_zeros(&text)
+        match (alternate, text.contains('.')) {
+            (true, true) => text,
+            // Python's alternate form always shows the point.
+            (true, false) => text + ".",
+            (false, _) => strip_zeros(&text),
         }
     } else {
         let text = format!("{a:.prec$e}", prec = p - 1);
         let (mantissa, exponent) = split_exponent(&text);
-        let mantissa = if alternate { mantissa.to_string() } else { strip_zeros(mantissa) };
+        let mantissa = match (alternate, mantissa.contains('.')) {
+            (true, true) => mantissa.to_string(),
+            (true, false) => format!("{mantissa}."),
+            (false, _) => strip_zeros(mantissa),
+        };
         format!("{mantissa}e{}", python_exponent(exponent))
     };
     if repr_like && !text.contains(['.', 'e']) {
@@ -347,7 +353,13 @@ fn general(a: f64, precision: usize, alternate: bool, repr_like: bool) -> String
 /// Python's `repr(float)`: the shortest digits that read back the same, fixed between 1e-4 and 1e16.
 fn repr(a: f64) -> String {
     let shortest = format!("{a:e}");
-    let (mantissa, exponent) = split_exponent(&shortest);
+    // Rust's shortest digits can end on the other side of an exact tie than Python's (which rounds half to
+    // even, as Rust's fixed-precision formatting does): take the correctly rounded digits of that length when
+    // they read back the same.
+    let length = split_exponent(&shortest).0.chars().filter(char::is_ascii_digit).count();
+    let rounded = format!("{a:.prec$e}", prec = length.saturating_sub(1));
+    let chosen = if rounded.parse::<f64>() == Ok(a) { rounded } else { shortest };
+    let (mantissa, exponent) = split_exponent(&chosen);
     let digits: String = mantissa.chars().filter(char::is_ascii_digit).collect();
     if (-4..16).contains(&exponent) {
         let mut out = String::new();
