@@ -5,7 +5,7 @@ setup:
 	@scripts/setup-torch.sh
 
 example: setup
-	cargo run --example quickstart
+	cargo run --example digits
 
 test: setup
 	cargo test --workspace --all-targets

@@ -46,7 +46,7 @@ if [ -n "${LIBTORCH:-}" ]; then
         die "LIBTORCH=$LIBTORCH holds torch $found, but this project is built on tch 0.24, which needs torch $TORCH_VERSION" \
             "unset LIBTORCH to use the torch $TORCH_VERSION this script installs under your cache directory"
     fi
-    say "using LIBTORCH=$LIBTORCH${found:+ (torch $found)}"
+    say "using LIBTORCH=$LIBTORCH${found:+ (torch $found)}; the Python packages of the examples and tests are not installed"
     exit 0
 fi
 
@@ -88,3 +88,10 @@ torch_dir=$(ls -d "$env_dir"/lib/python3*/site-packages/torch 2>/dev/null | head
     || die "$env_dir holds no torch/lib/libtorch_cpu.so" "delete $env_dir and run this script again"
 ln -sfn "$torch_dir" "$repo/.libtorch"
 say "torch $TORCH_VERSION ready: .libtorch -> $torch_dir"
+
+# The digits example trains on the UCI handwritten digits that scikit-learn's wheel carries (1,797 8x8 images).
+digits="$(dirname "$torch_dir")/sklearn/datasets/data/digits.csv.gz"
+if [ -f "$digits" ]; then
+    mkdir -p "$repo/data"
+    cp "$digits" "$repo/data/digits.csv.gz"
+fi

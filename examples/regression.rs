@@ -1,7 +1,7 @@
 //! A regression fitted with the Trainer: a `#[lightning_module]`, a shuffled DataLoader, validation, a cosine
 //! learning-rate schedule, and a callback that prints each epoch's losses as they fall.
 //!
-//! Run with `make example` (or `cargo run --example quickstart` once set up).
+//! Run with `cargo run --example regression` (after `make setup`).
 
 use lightning::prelude::*;
 use lightning::{AnyModule, CallbackResult, DataLoader, Trainer};
