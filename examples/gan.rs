@@ -157,7 +157,7 @@ fn main() -> lightning::Result<()> {
     let train = DataLoader::new(real).batch_size(256).shuffle(true).seed(0).build()?;
     let mut gan = Gan::new();
     let mut trainer = Trainer::new()
-        .max_epochs(60)
+        .max_epochs(30)
         .seed(0)
         .enable_progress_bar(false)
         .enable_model_summary(false)

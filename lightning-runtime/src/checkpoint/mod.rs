@@ -64,6 +64,27 @@ pub(crate) struct Meta {
 /// A checkpoint, in memory. `on_save_checkpoint` adds the module's own entries to it; `on_load_checkpoint`
 /// reads them back (before the weights are loaded).
 ///
+/// # The file
+///
+/// One safetensors file (`.ckpt`). Its tensors are the model's variables, named `model.<variable>`, and the
+/// optimizers' state, `optimizer.<i>.<parameter>.<slot>` (SGD's momentum buffer; Adam's two moments). Its header
+/// metadata holds `format: lightning-rs` and, under `lightning-rs`, a JSON document:
+///
+/// | key | what |
+/// |---|---|
+/// | `format_version` | the format ([`FORMAT_VERSION`]); newer files are refused with a message |
+/// | `progress` | `epoch`, `global_step`, `batches_done` in the epoch, `epoch_finished` |
+/// | `seed` | the seed the run's randomness is drawn from, per batch |
+/// | `optimizers` | per optimizer: its rule and settings, learning rate, step count, parameter shapes |
+/// | `schedulers` | every LR scheduler: schedule, interval, frequency, base rate, steps taken |
+/// | `callbacks` | each callback's `state_dict`, by its `state_key` |
+/// | `metrics` | the training epoch's partial sums, so a resumed epoch reports the same means |
+/// | `hparams` | the module's hyper-parameters (`#[lightning_module(hparams = field)]`) |
+/// | `extra` | the module's own entries from `on_save_checkpoint` |
+///
+/// Any safetensors reader opens it; `head -c 4096 file.ckpt` shows the JSON. Files are written to a temporary
+/// file in the same folder, synced, and renamed over the old one, so a crash leaves the old file or the new one.
+///
 /// ```
 /// use lightning_runtime::Checkpoint;
 /// let mut ckpt = Checkpoint::default();
