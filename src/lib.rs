@@ -73,6 +73,92 @@
 //! # Ok::<(), lightning::Error>(())
 //! ```
 //!
+//! ## Callbacks
+//!
+//! A [`Callback`] sees every hook, before the module does. The runtime ships [`ModelCheckpoint`],
+//! [`EarlyStopping`], [`LearningRateMonitor`], [`OnExceptionCheckpoint`], [`ProgressBar`] and [`ModelSummary`];
+//! your own implements only the hooks it needs, and can stop the run or save a checkpoint through the context:
+//!
+//! ```
+//! use lightning::{AnyModule, Callback, CallbackResult, Ctx};
+//!
+//! /// Stops once the training loss is small enough.
+//! struct GoodEnough(f64);
+//!
+//! impl Callback for GoodEnough {
+//!     fn monitors(&self) -> bool {
+//!         true // run after the epoch's metrics are reduced
+//!     }
+//!     fn on_train_epoch_end(&mut self, ctx: &mut Ctx, _module: &mut dyn AnyModule) -> CallbackResult {
+//!         if ctx.callback_metrics().get("train_loss").is_some_and(|loss| *loss < self.0) {
+//!             ctx.request_stop();
+//!         }
+//!         Ok(())
+//!     }
+//! }
+//! ```
+//!
+//! ## Checkpoints
+//!
+//! `ModelCheckpoint` keeps the best checkpoints by a monitored metric (and `last.ckpt`); `Trainer::fit_from`
+//! resumes a run exactly where a checkpoint left it; [`LoadFromCheckpoint`] loads weights into a fresh module for
+//! inference or fine-tuning. The file format is described on [`Checkpoint`].
+//!
+//! ```no_run
+//! # use lightning::prelude::*;
+//! # struct Model { vs: nn::VarStore }
+//! # #[lightning_module(batch = Tensor)]
+//! # impl Model {
+//! #     fn training_step(&mut self, b: &Tensor) -> Tensor { b.sum(Kind::Float) }
+//! #     fn validation_step(&mut self, b: &Tensor, ctx: &mut Ctx) { ctx.log("val_loss", b.sum(Kind::Float)); }
+//! #     fn configure_optimizers(&mut self) -> Optimizer { Optimizer::sgd(&self.vs, 0.1) }
+//! # }
+//! # fn new_model() -> Model { Model { vs: nn::VarStore::new(Device::Cpu) } }
+//! # fn data() -> Loader<Tensor> { Loader::from(vec![Tensor::ones([2], (Kind::Float, Device::Cpu))]) }
+//! use lightning::{LoadFromCheckpoint, ModelCheckpoint, Trainer};
+//!
+//! let checkpoint = ModelCheckpoint::new("checkpoints").monitor("val_loss").save_top_k(3).save_last(true);
+//! let best = checkpoint.handle();
+//! let mut trainer = Trainer::new().max_epochs(20).callback(checkpoint);
+//! trainer.fit(&mut new_model(), data(), data())?;
+//!
+//! // Later: go on for 10 more epochs, exactly as if the run had never stopped...
+//! Trainer::new().max_epochs(30).fit_from(&mut new_model(), data(), data(), "checkpoints/last.ckpt")?;
+//! // ...or use the best weights.
+//! let model = new_model().load_from_checkpoint(best.best_model_path().unwrap())?;
+//! # Ok::<(), lightning::Error>(())
+//! ```
+//!
+//! ## Logging
+//!
+//! `ctx.log(name, value)` works in every hook where Lightning allows `self.log`, with its options as methods
+//! (`.prog_bar(true)`, `.on_step(..)`, `.on_epoch(..)`, `.batch_size(..)`). Values stay on the device until a
+//! logger, the progress bar or a callback reads them; epoch values are means weighted by batch size. The loggers
+//! ([`loggers::CsvLogger`], [`loggers::TensorBoardLogger`], or any [`Logger`]) write into versioned folders:
+//!
+//! ```no_run
+//! use lightning::loggers::{CsvLogger, TensorBoardLogger};
+//! use lightning::Trainer;
+//! let trainer = Trainer::new()
+//!     .max_epochs(10)
+//!     .logger(CsvLogger::new("logs", "my_run")?)          // logs/my_run/version_0/metrics.csv
+//!     .logger(TensorBoardLogger::new("logs", "my_run")?); // ...and TensorBoard event files beside it
+//! # Ok::<(), lightning::Error>(())
+//! ```
+//!
+//! ## Devices
+//!
+//! The Trainer runs on CUDA device 0 when there is one and on the CPU otherwise (`Accelerator::Auto`); name one
+//! with `.accelerator(Accelerator::Cpu)` or `Accelerator::Cuda(i)`. Build the model's `VarStore` on the CPU: the
+//! Trainer moves it after `configure_model`, and moves every batch with `transfer_batch_to_device` (by default,
+//! every tensor of the batch). `ctx.device()` tells a hook where it runs. CUDA needs the binary linked against
+//! `libtorch_cuda`, which the build helper below takes care of.
+//!
+//! ## Coming from PyTorch Lightning
+//!
+//! [`guide::coming_from_lightning`] maps each Lightning concept, `Trainer` argument and hook (including the 1.x
+//! names) to its place here.
+//!
 //! ## Building
 //!
 //! tch needs libtorch: in this repository `make setup` installs it. A crate of your own that depends on
