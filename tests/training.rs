@@ -82,12 +82,14 @@ fn regression_loaders(shuffle_seed: u64) -> (Pairs, Pairs) {
     (train, val)
 }
 
-/// Torch's generator is process-wide and every fit re-seeds it: runs whose results are compared bit for bit
-/// must not interleave with other tests' runs in this binary.
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+/// Torch's generator is process-wide and every fit re-seeds it: the tests of this binary run one at a time, so
+/// that runs compared bit for bit never interleave with another test's draws.
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 fn fit_regression(accelerator: Accelerator, seed: u64) -> (Vec<f64>, Trainer, Regression) {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let logger = MemoryLogger::default();
     let mut module = Regression::new(seed as i64);
     let (train, val) = regression_loaders(seed);
@@ -99,6 +101,7 @@ fn fit_regression(accelerator: Accelerator, seed: u64) -> (Vec<f64>, Trainer, Re
 
 #[test]
 fn regression_loss_falls_below_a_bound() {
+    let _serial = serial();
     for accelerator in accelerators() {
         let (epoch_losses, trainer, _) = fit_regression(accelerator, 3);
         assert_eq!(epoch_losses.len(), 15);
@@ -113,6 +116,7 @@ fn regression_loss_falls_below_a_bound() {
 
 #[test]
 fn the_same_seed_gives_identical_losses() {
+    let _serial = serial();
     for accelerator in accelerators() {
         same_seed_same_losses(accelerator);
     }
@@ -176,6 +180,7 @@ impl Classifier {
 
 #[test]
 fn classification_loss_falls_and_validation_accuracy_is_high() {
+    let _serial = serial();
     for accelerator in accelerators() {
         classification(accelerator);
     }
@@ -202,6 +207,7 @@ fn classification(accelerator: Accelerator) {
 
 #[test]
 fn max_steps_stops_mid_epoch_and_min_epochs_outlasts_a_stop_request() {
+    let _serial = serial();
     let (train, _) = regression_loaders(1);
     let mut module = Regression::new(1);
     let mut trainer = Trainer::new().max_steps(20).accelerator(Accelerator::Cpu).limit_val_batches(0);
@@ -229,6 +235,7 @@ fn max_steps_stops_mid_epoch_and_min_epochs_outlasts_a_stop_request() {
 
 #[test]
 fn batch_limits_fast_dev_run_and_validation_intervals() {
+    let _serial = serial();
     let counting = MemoryLogger::default();
     let (train, val) = regression_loaders(1);
     let mut module = Regression::new(1);
@@ -257,6 +264,7 @@ fn batch_limits_fast_dev_run_and_validation_intervals() {
 
 #[test]
 fn any_iterator_of_batches_can_be_the_data() {
+    let _serial = serial();
     let (x, y) = regression_data(64, 3);
     let train = Loader::from_fn(move |_epoch| {
         let (x, y) = (x.shallow_clone(), y.shallow_clone());
@@ -307,6 +315,7 @@ impl TwoOptimizers {
 
 #[test]
 fn manual_optimization_steps_both_optimizers() {
+    let _serial = serial();
     for accelerator in accelerators() {
         manual_optimization(accelerator);
     }
@@ -359,6 +368,7 @@ impl ClipProbe {
 
 #[test]
 fn gradient_clipping_by_norm_and_by_value() {
+    let _serial = serial();
     for algorithm in [GradClipAlgorithm::Norm, GradClipAlgorithm::Value] {
         let vs = nn::VarStore::new(Device::Cpu);
         let linear = nn::linear(vs.root(), 8, 1, Default::default());

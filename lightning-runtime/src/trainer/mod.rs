@@ -242,7 +242,9 @@ impl Trainer {
         fast_dev_run: usize => fast_dev_run = Some
     );
     option!(
-        /// Seeds torch's generator at the start of every entry point, so runs repeat exactly.
+        /// Seeds torch's generator at the start of every entry point (and, from the seed, before every training
+        /// batch), so runs repeat exactly. Torch's generator is process-wide: runs in concurrent threads of one
+        /// process draw from it in turn and do not repeat.
         seed: u64 => seed = Some
     );
     option!(
