@@ -77,7 +77,8 @@ impl Gan {
 
         // Discriminator: real samples are 1, generated ones 0. `detach` keeps this loss from reaching the
         // generator, whose step comes next.
-        let d_loss = bce(&self.discriminator.forward(real), 1.0) + bce(&self.discriminator.forward(&fake.detach()), 0.0);
+        let d_loss =
+            bce(&self.discriminator.forward(real), 1.0) + bce(&self.discriminator.forward(&fake.detach()), 0.0);
         ctx.optimizers()[1].zero_grad()?;
         ctx.manual_backward(&d_loss)?;
         ctx.optimizers()[1].step()?;
@@ -185,10 +186,7 @@ fn main() -> lightning::Result<()> {
     println!("\n{} optimizer steps (two per batch)", trainer.global_step());
     println!("            target          real data       generated");
     for (d, axis) in ["x", "y"].iter().enumerate() {
-        println!(
-            "mean {axis}   {:6.3}          {:6.3}          {:6.3}",
-            TARGET_MEAN[d], real_mean[d], fake_mean[d]
-        );
+        println!("mean {axis}   {:6.3}          {:6.3}          {:6.3}", TARGET_MEAN[d], real_mean[d], fake_mean[d]);
     }
     for (d, axis) in ["x", "y"].iter().enumerate() {
         println!("std  {axis}   {:6.3}          {:6.3}          {:6.3}", TARGET_STD[d], real_std[d], fake_std[d]);
@@ -202,5 +200,10 @@ fn main() -> lightning::Result<()> {
         })
         .fold(0.0, f64::max);
     println!("largest error: {:.1}% of the target's standard deviation", worst * 100.0);
+    // A GAN can fail quietly (mode collapse, a runaway discriminator): say so with the exit status.
+    if worst > 0.2 {
+        eprintln!("the generator did not learn the target distribution");
+        std::process::exit(1);
+    }
     Ok(())
 }

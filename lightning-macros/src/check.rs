@@ -65,7 +65,9 @@ pub fn signature(cx: &mut Ctxt, hook: &'static Hook, sig: &Signature) -> Option<
     let params = params(cx, hook, sig);
     let ret = return_type(cx, hook, sig);
     match (qualifiers_ok && receiver_ok, params, ret) {
-        (true, Some(params), Some(ret)) => Some(HookFn { hook, ident: sig.ident.clone(), params, ret }),
+        (true, Some(params), Some(ret)) => {
+            Some(HookFn { hook, ident: sig.ident.clone(), params, ret, allows_deprecated: false })
+        }
         _ => None,
     }
 }

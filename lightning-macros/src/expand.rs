@@ -60,6 +60,8 @@ pub fn expand(args: &Args, module: &Module) -> TokenStream {
             #(#shims)*
         }
 
+        // A module defining every hook leaves `..EMPTY` nothing to fill.
+        #[allow(clippy::needless_update)]
         impl #impl_generics #p::LightningModule for #self_ty #where_clause {
             type Batch = #batch;
             type Prediction = #prediction;
@@ -159,7 +161,10 @@ fn shim(p: &TokenStream, hook_fn: &HookFn) -> TokenStream {
         // type>" lands on that type.
         at(name, param.ty.span())
     });
-    let deprecation = hook.deprecated.map(|_| quote_spanned!(user.span()=> let () = #p::CONFIGURE_SHARDED_MODEL;));
+    let deprecation = hook
+        .deprecated
+        .filter(|_| !hook_fn.allows_deprecated)
+        .map(|_| quote_spanned!(user.span()=> let () = #p::CONFIGURE_SHARDED_MODEL;));
     let out = quote!(__lightning_out);
     let unwrap = hook_fn.ret.is_result.then(|| {
         quote! {

@@ -25,6 +25,16 @@ pub struct HookFn {
     /// The user's parameters after the receiver, in order.
     pub params: Vec<UserParam>,
     pub ret: RetShape,
+    /// The method (or its block) says `#[allow(deprecated)]`: no deprecation warning for it.
+    pub allows_deprecated: bool,
+}
+
+/// Whether `attrs` hold an `#[allow(..)]` naming `deprecated`.
+fn allows_deprecated(attrs: &[syn::Attribute]) -> bool {
+    attrs.iter().any(|attr| {
+        attr.path().is_ident("allow")
+            && attr.meta.require_list().is_ok_and(|list| list.tokens.to_string().contains("deprecated"))
+    })
 }
 
 /// Where a user's parameter goes in the hook's catalogue signature.
@@ -54,6 +64,7 @@ pub struct RetShape {
 impl Module {
     pub fn from_impl(cx: &mut Ctxt, mut item: ItemImpl) -> Module {
         check::inherent_impl(cx, &item);
+        let block_allows_deprecated = allows_deprecated(&item.attrs);
         let mut hooks = Vec::new();
         let mut seen = HashSet::new();
         let mut kept = Vec::with_capacity(item.items.len());
@@ -70,7 +81,8 @@ impl Module {
                         check::duplicate(cx, &method.sig.ident);
                         continue;
                     }
-                    if let Some(hook_fn) = check::signature(cx, hook, &method.sig) {
+                    if let Some(mut hook_fn) = check::signature(cx, hook, &method.sig) {
+                        hook_fn.allows_deprecated = block_allows_deprecated || allows_deprecated(&method.attrs);
                         hooks.push(hook_fn);
                     }
                 }
