@@ -392,3 +392,37 @@ fn gradient_clipping_by_norm_and_by_value() {
         }
     }
 }
+
+/// Sleeps after every batch, so that a time limit comes round mid-epoch.
+struct Slow;
+
+impl Callback for Slow {
+    fn on_train_batch_end(
+        &mut self,
+        _: &mut Ctx,
+        _: &mut dyn lightning::AnyModule,
+        _: &StepOutput,
+        _: &dyn std::any::Any,
+        _: usize,
+    ) -> lightning::CallbackResult {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        Ok(())
+    }
+}
+
+#[test]
+fn max_time_stops_at_the_next_batch_boundary() {
+    let _serial = serial();
+    let (train, _) = regression_loaders(1);
+    let mut module = Regression::new(1);
+    let mut trainer = Trainer::new()
+        .max_epochs(1000)
+        .max_time(std::time::Duration::from_millis(50))
+        .accelerator(Accelerator::Cpu)
+        .limit_val_batches(0)
+        .callback(Slow);
+    trainer.fit(&mut module, train, None).unwrap();
+    // Each batch takes at least 20 ms, so the limit ends the run within the first epoch of 16 batches.
+    assert!((1..16).contains(&trainer.global_step()), "stopped after {} steps", trainer.global_step());
+    assert_eq!(trainer.current_epoch(), 1);
+}
