@@ -1,0 +1,402 @@
+//! The benchmark harness: the same model, data, optimizer and step count trained four ways — a hand-written tch
+//! loop (the floor), our Trainer with its defaults on, our Trainer with everything optional off, and PyTorch
+//! Lightning (defaults on, and extras off, through `benches/lightning_bench.py` in the managed Python
+//! environment) — printing the median per-step time of several repetitions and each one's ratio to the floor.
+//! Then the data path: batches that cost about 1 ms of CPU work to prepare, in-line versus on two worker threads.
+//!
+//! ```text
+//! cargo run --release --example bench                 # CPU, and CUDA too when there is one
+//! cargo run --release --example bench -- --json       # the same, as JSON
+//! cargo run --example bench -- --smoke                # a few steps of everything (what CI runs)
+//! ```
+//!
+//! Options: `--device cpu|cuda|all` (default all available), `--reps N`, `--no-lightning`.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Instant;
+
+use lightning::loggers::CsvLogger;
+use lightning::prelude::*;
+use lightning::{Accelerator, DataLoader, ModelCheckpoint, NonFinite, Trainer};
+use serde::Serialize;
+use tch::nn::OptimizerConfig;
+
+/// One model's shape and the steps it trains for.
+#[derive(Clone, Debug, Serialize)]
+struct Workload {
+    model: &'static str,
+    inputs: i64,
+    width: i64,
+    depth: i64,
+    batch: i64,
+    steps: usize,
+}
+
+#[derive(Clone, Debug, Serialize)]
+struct Measurement {
+    framework: String,
+    model: String,
+    setting: String,
+    device: String,
+    steps: usize,
+    per_step_ms: Vec<f64>,
+    median_ms: f64,
+    ratio_to_floor: Option<f64>,
+    note: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct DataPath {
+    prepare_ms: f64,
+    step_ms: f64,
+    inline_steps_per_s: f64,
+    workers_steps_per_s: f64,
+    speedup: f64,
+}
+
+#[derive(Debug, Serialize)]
+struct Report {
+    machine: String,
+    results: Vec<Measurement>,
+    data_path: Option<DataPath>,
+}
+
+fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let n = sorted.len();
+    if n % 2 == 1 {
+        sorted[n / 2]
+    } else {
+        (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0
+    }
+}
+
+fn sync(device: Device) {
+    if let Device::Cuda(i) = device {
+        tch::Cuda::synchronize(i as i64);
+    }
+}
+
+/// The network: `depth` hidden layers of `width` with ReLU, then one output.
+fn network(vs: &nn::VarStore, w: &Workload) -> nn::Sequential {
+    let root = vs.root();
+    let mut net = nn::seq();
+    let mut inputs = w.inputs;
+    for i in 0..w.depth {
+        net = net.add(nn::linear(&root / format!("l{i}"), inputs, w.width, Default::default())).add_fn(|x| x.relu());
+        inputs = w.width;
+    }
+    net.add(nn::linear(&root / "out", inputs, 1, Default::default()))
+}
+
+/// Fixed data, as the Python side makes it: x ~ U[0, 1), y = the mean of x's features; 100 batches.
+fn data(w: &Workload) -> (Tensor, Tensor) {
+    tch::manual_seed(0);
+    let x = Tensor::rand([w.batch * 100, w.inputs], (Kind::Float, Device::Cpu));
+    let y = x.mean_dim(-1, true, Kind::Float);
+    (x, y)
+}
+
+/// The floor: the loop a tch user writes by hand, with tch's own Adam.
+fn hand_written(w: &Workload, device: Device, steps: usize) -> lightning::Result<f64> {
+    let (x, y) = data(w);
+    let batches: Vec<(Tensor, Tensor)> =
+        (0..100).map(|i| (x.narrow(0, i * w.batch, w.batch), y.narrow(0, i * w.batch, w.batch))).collect();
+    let vs = nn::VarStore::new(device);
+    let net = network(&vs, w);
+    let mut opt = nn::Adam::default().build(&vs, 1e-3)?;
+    let run = |opt: &mut nn::Optimizer, steps: usize| -> lightning::Result<()> {
+        for (bx, by) in batches.iter().cycle().take(steps) {
+            let (bx, by) = (bx.f_to_device(device)?, by.f_to_device(device)?);
+            let loss = net.forward(&bx).f_mse_loss(&by, Reduction::Mean)?;
+            opt.zero_grad();
+            loss.f_backward()?;
+            opt.step();
+        }
+        Ok(())
+    };
+    run(&mut opt, 50)?;
+    sync(device);
+    let start = Instant::now();
+    run(&mut opt, steps)?;
+    sync(device);
+    Ok(start.elapsed().as_secs_f64() * 1e3 / steps as f64)
+}
+
+struct Bench {
+    vs: nn::VarStore,
+    net: nn::Sequential,
+    log: bool,
+}
+
+#[lightning_module]
+impl Bench {
+    fn training_step(&mut self, (x, y): &(Tensor, Tensor), _batch_idx: usize, ctx: &mut Ctx) -> Tensor {
+        let loss = self.net.forward(x).mse_loss(y, Reduction::Mean);
+        if self.log {
+            ctx.log("loss", &loss);
+        }
+        loss
+    }
+
+    fn configure_optimizers(&mut self) -> Optimizer {
+        Optimizer::adam(&self.vs, 1e-3)
+    }
+}
+
+/// Our Trainer: `defaults` = the loss logged every step, a CSV logger, progress reporting, the model summary, a
+/// checkpoint at the end of each epoch; otherwise everything optional off.
+fn trainer_run(w: &Workload, device: Device, steps: usize, defaults: bool) -> lightning::Result<f64> {
+    let accelerator = match device {
+        Device::Cuda(i) => Accelerator::Cuda(i),
+        _ => Accelerator::Cpu,
+    };
+    let scratch = tempfile::tempdir()?;
+    let run = |steps: usize, timed: bool| -> lightning::Result<f64> {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let net = network(&vs, w);
+        let mut module = Bench { vs, net, log: defaults };
+        let loader = DataLoader::new(data(w)).batch_size(w.batch as usize).build()?;
+        let mut trainer = Trainer::new().max_steps(steps).accelerator(accelerator);
+        trainer = if defaults {
+            trainer
+                .logger(CsvLogger::new(scratch.path(), "bench")?)
+                .callback(ModelCheckpoint::new(scratch.path().join("checkpoints")))
+        } else {
+            trainer.enable_progress_bar(false).enable_model_summary(false).nonfinite_loss(NonFinite::Off)
+        };
+        let start = Instant::now();
+        trainer.fit(&mut module, loader, None)?;
+        sync(device);
+        let _ = timed;
+        Ok(start.elapsed().as_secs_f64() * 1e3 / steps as f64)
+    };
+    run(50, false)?;
+    run(steps, true)
+}
+
+fn python() -> Option<PathBuf> {
+    if let Some(python) = std::env::var_os("LIGHTNING_BENCH_PYTHON") {
+        return Some(PathBuf::from(python));
+    }
+    let python = lightning_build::managed_env_dir()?.join("bin").join("python");
+    python.exists().then_some(python)
+}
+
+/// PyTorch Lightning (or the raw PyTorch loop) through `benches/lightning_bench.py`.
+fn lightning_run(w: &Workload, device: Device, steps: usize, reps: usize, setting: &str) -> Result<Vec<f64>, String> {
+    let python = python().ok_or("no managed Python environment: run `make setup`")?;
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/lightning_bench.py");
+    let device_name = if device == Device::Cpu { "cpu" } else { "cuda" };
+    let output = Command::new(python)
+        .arg(script)
+        .args(["--model", w.model, "--setting", setting, "--device", device_name])
+        .args(["--steps", &steps.to_string(), "--reps", &reps.to_string()])
+        .args(["--width", &w.width.to_string(), "--depth", &w.depth.to_string(), "--batch", &w.batch.to_string()])
+        .args(["--batches", "100"])
+        .output()
+        .map_err(|e| format!("cannot run python: {e}"))?;
+    if !output.status.success() {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let last = stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").to_string();
+        return Err(format!("lightning_bench.py failed: {last}"));
+    }
+    let parsed: serde_json::Value =
+        serde_json::from_slice(&output.stdout).map_err(|e| format!("lightning_bench.py printed no JSON: {e}"))?;
+    parsed["per_step_ms"]
+        .as_array()
+        .map(|values| values.iter().filter_map(serde_json::Value::as_f64).collect())
+        .ok_or_else(|| "lightning_bench.py printed no per_step_ms".to_string())
+}
+
+/// The data path: batches costing about `prepare_ms` of CPU work, a step costing about the same, in-line versus
+/// prepared ahead on two worker threads. Steps per second of each, and the ratio.
+fn data_path(smoke: bool) -> lightning::Result<DataPath> {
+    // One intra-op thread: the training thread takes one core, the workers the other.
+    let threads = tch::get_num_threads();
+    tch::set_num_threads(1);
+    let batches = if smoke { 8 } else { 200 };
+    let x = Tensor::rand([batches * 32, 256], (Kind::Float, Device::Cpu));
+    let work = Tensor::rand([256, 256], (Kind::Float, Device::Cpu)) / 256.0;
+    let rounds = calibrate(|| drop(x.narrow(0, 0, 32).matmul(&work)), 1.0);
+    // Tensors are `Send` but not `Sync`: the workers share the weight through a mutex, held only to take a handle.
+    let shared = std::sync::Arc::new(std::sync::Mutex::new(work));
+    let prepare = move |batch: Tensor| -> lightning::Result<Tensor> {
+        let work = shared.lock().map_err(|_| lightning::Error::Config("poisoned".into()))?.shallow_clone();
+        let mut b = batch;
+        for _ in 0..rounds {
+            b = b.f_matmul(&work)?;
+        }
+        Ok(b)
+    };
+    let w = Workload { model: "data", inputs: 256, width: 1024, depth: 1, batch: 32, steps: batches as usize };
+    let vs = nn::VarStore::new(Device::Cpu);
+    let net = network(&vs, &w);
+    let step_rounds = calibrate(|| drop(net.forward(&x.narrow(0, 0, 32))), 1.0);
+    let prepare_ms = time_ms(|| drop(prepare(x.narrow(0, 0, 32))));
+    let step_ms = time_ms(|| {
+        for _ in 0..step_rounds {
+            drop(net.forward(&x.narrow(0, 0, 32)));
+        }
+    });
+    let mut throughput = [0.0; 2];
+    for (slot, workers) in [(0, 0), (1, 2)] {
+        let mut loader =
+            DataLoader::new(x.shallow_clone()).batch_size(32).workers(workers).map(prepare.clone()).build()?;
+        let start = Instant::now();
+        let mut n = 0;
+        for batch in loader.batches(0) {
+            let batch = batch?;
+            for _ in 0..step_rounds {
+                drop(net.forward(&batch));
+            }
+            n += 1;
+        }
+        throughput[slot] = n as f64 / start.elapsed().as_secs_f64();
+    }
+    tch::set_num_threads(threads);
+    Ok(DataPath {
+        prepare_ms,
+        step_ms,
+        inline_steps_per_s: throughput[0],
+        workers_steps_per_s: throughput[1],
+        speedup: throughput[1] / throughput[0],
+    })
+}
+
+fn time_ms(f: impl Fn()) -> f64 {
+    f();
+    let runs = 20;
+    let start = Instant::now();
+    for _ in 0..runs {
+        f();
+    }
+    start.elapsed().as_secs_f64() * 1e3 / runs as f64
+}
+
+/// How many repetitions of `f` take about `target_ms`.
+fn calibrate(f: impl Fn(), target_ms: f64) -> usize {
+    let once = time_ms(&f).max(1e-3);
+    ((target_ms / once).round() as usize).max(1)
+}
+
+fn main() -> lightning::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let flag = |name: &str| args.iter().any(|a| a == name);
+    let value = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();
+    let (json, smoke, with_lightning) = (flag("--json"), flag("--smoke"), !flag("--no-lightning"));
+    let reps: usize = value("--reps").and_then(|v| v.parse().ok()).unwrap_or(if smoke { 1 } else { 5 });
+    let mut devices = vec![Device::Cpu];
+    match value("--device").as_deref() {
+        Some("cpu") => {}
+        Some("cuda") => devices = vec![Device::Cuda(0)],
+        _ if tch::Cuda::is_available() => devices.push(Device::Cuda(0)),
+        _ => {}
+    }
+    let mut results = Vec::new();
+    for &device in &devices {
+        let cuda = device != Device::Cpu;
+        let workloads = [
+            Workload { model: "mlp", inputs: 32, width: 64, depth: 1, batch: 64, steps: if smoke { 20 } else { 2000 } },
+            if cuda {
+                Workload {
+                    model: "wide",
+                    inputs: 2048,
+                    width: 2048,
+                    depth: 4,
+                    batch: 1024,
+                    steps: if smoke { 5 } else { 300 },
+                }
+            } else {
+                Workload {
+                    model: "wide",
+                    inputs: 512,
+                    width: 512,
+                    depth: 4,
+                    batch: 256,
+                    steps: if smoke { 5 } else { 100 },
+                }
+            },
+        ];
+        for w in &workloads {
+            let device_name = format!("{device:?}");
+            let mut add = |framework: &str, setting: &str, per_step: Result<Vec<f64>, String>| {
+                let (per_step_ms, note) = match per_step {
+                    Ok(values) => (values, None),
+                    Err(why) => (Vec::new(), Some(why)),
+                };
+                let median_ms = if per_step_ms.is_empty() { f64::NAN } else { median(&per_step_ms) };
+                results.push(Measurement {
+                    framework: framework.into(),
+                    model: w.model.into(),
+                    setting: setting.into(),
+                    device: device_name.clone(),
+                    steps: w.steps,
+                    per_step_ms,
+                    median_ms,
+                    ratio_to_floor: None,
+                    note,
+                });
+            };
+            let repeat = |f: &dyn Fn() -> lightning::Result<f64>| -> Result<Vec<f64>, String> {
+                (0..reps).map(|_| f().map_err(|e| e.to_string())).collect()
+            };
+            add("tch", "hand-written", repeat(&|| hand_written(w, device, w.steps)));
+            add("lightning-rs", "defaults", repeat(&|| trainer_run(w, device, w.steps, true)));
+            add("lightning-rs", "minimal", repeat(&|| trainer_run(w, device, w.steps, false)));
+            if with_lightning {
+                add("pytorch", "raw loop", lightning_run(w, device, w.steps, reps, "raw"));
+                add("pytorch-lightning", "defaults", lightning_run(w, device, w.steps, reps, "defaults"));
+                add("pytorch-lightning", "minimal", lightning_run(w, device, w.steps, reps, "minimal"));
+            }
+        }
+    }
+    for i in 0..results.len() {
+        let floor = results
+            .iter()
+            .find(|r| r.framework == "tch" && r.model == results[i].model && r.device == results[i].device)
+            .map(|r| r.median_ms);
+        results[i].ratio_to_floor = floor.map(|floor| results[i].median_ms / floor);
+    }
+    let data_path = data_path(smoke).ok();
+    let report = Report { machine: machine(), results, data_path };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report).map_err(|e| lightning::Error::Config(e.to_string()))?);
+        return Ok(());
+    }
+    print_table(&report);
+    Ok(())
+}
+
+fn machine() -> String {
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let gpu = if tch::Cuda::is_available() { ", CUDA available" } else { "" };
+    format!("{cores} cores{gpu}, torch {}", lightning_build::TORCH_VERSION)
+}
+
+fn print_table(report: &Report) {
+    println!("machine: {}", report.machine);
+    println!(
+        "{:<8} {:<6} {:<18} {:<13} {:>12}  per repetition (ms/step)",
+        "device", "model", "framework", "setting", "median ms"
+    );
+    for r in &report.results {
+        let reps: Vec<String> = r.per_step_ms.iter().map(|v| format!("{v:.4}")).collect();
+        let shown = r.note.clone().unwrap_or_else(|| reps.join(" "));
+        println!("{:<8} {:<6} {:<18} {:<13} {:>12.4}  {shown}", r.device, r.model, r.framework, r.setting, r.median_ms);
+    }
+    if let Some(d) = &report.data_path {
+        println!(
+            "data path: prepare {:.2} ms/batch, step {:.2} ms; in-line {:.0} steps/s, 2 workers {:.0} steps/s: {:.2}x",
+            d.prepare_ms, d.step_ms, d.inline_steps_per_s, d.workers_steps_per_s, d.speedup
+        );
+    }
+    println!();
+    for r in &report.results {
+        if let Some(ratio) = r.ratio_to_floor.filter(|x| x.is_finite()) {
+            println!("{} {} {} {}: {:.2}x the hand-written tch loop", r.device, r.model, r.framework, r.setting, ratio);
+        }
+    }
+}
