@@ -202,20 +202,21 @@ impl Ctx {
     ///
     /// Logging in a hook where Lightning forbids it (anything during `predict`, `setup`, the `configure_*`
     /// hooks, ...) ends the run with an error naming the hook.
-    pub fn log(&mut self, name: &str, value: impl LogValue) -> LogCall<'_> {
+    pub fn log<'c>(&'c mut self, name: &'c str, value: impl LogValue) -> LogCall<'c> {
         LogCall {
             ctx: self,
-            name: Some(name.to_owned()),
+            // Borrowed: the metrics store copies the name only the first time it sees it, not every step.
+            name: Some(name),
             value: Some(value.into_logged()),
             options: LogOptions::default(),
         }
     }
 
-    pub(crate) fn record(&mut self, name: String, value: Logged, options: LogOptions) {
+    pub(crate) fn record(&mut self, name: &str, value: Logged, options: LogOptions) {
         if self.sanity_checking {
             return;
         }
-        let (on_step, on_epoch) = match self.resolve(&name, options) {
+        let (on_step, on_epoch) = match self.resolve(name, options) {
             Ok(placement) => placement,
             Err(message) => {
                 self.log_error.get_or_insert(message);
@@ -363,7 +364,7 @@ impl Ctx {
 /// A value being logged; options set on it apply when it is dropped (at the end of the `ctx.log(..)` statement).
 pub struct LogCall<'c> {
     ctx: &'c mut Ctx,
-    name: Option<String>,
+    name: Option<&'c str>,
     value: Option<Logged>,
     options: LogOptions,
 }

@@ -104,7 +104,7 @@ impl Metrics {
     #[allow(clippy::too_many_arguments)]
     pub fn record(
         &mut self,
-        name: String,
+        name: &str,
         value: Logged,
         on_step: bool,
         on_epoch: bool,
@@ -118,7 +118,7 @@ impl Metrics {
             Some(index) => index,
             None => {
                 self.entries.push(Entry {
-                    name,
+                    name: name.to_string(),
                     scope,
                     on_step,
                     on_epoch,
