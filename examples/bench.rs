@@ -154,7 +154,7 @@ fn trainer_run(w: &Workload, device: Device, steps: usize, defaults: bool) -> li
         _ => Accelerator::Cpu,
     };
     let scratch = tempfile::tempdir()?;
-    let run = |steps: usize, timed: bool| -> lightning::Result<f64> {
+    let run = |steps: usize| -> lightning::Result<f64> {
         let vs = nn::VarStore::new(Device::Cpu);
         let net = network(&vs, w);
         let mut module = Bench { vs, net, log: defaults };
@@ -170,11 +170,10 @@ fn trainer_run(w: &Workload, device: Device, steps: usize, defaults: bool) -> li
         let start = Instant::now();
         trainer.fit(&mut module, loader, None)?;
         sync(device);
-        let _ = timed;
         Ok(start.elapsed().as_secs_f64() * 1e3 / steps as f64)
     };
-    run(50, false)?;
-    run(steps, true)
+    run(50)?;
+    run(steps)
 }
 
 fn python() -> Option<PathBuf> {

@@ -39,21 +39,14 @@ impl<M: LightningModule + 'static> Run<'_, M> {
             (None, Kind::Test) => self.cfg.limit_test,
         };
         let limit = limit.resolve(loader.len(), if kind == Kind::Test { "test" } else { "val" })?;
-        self.evaluation_loop(kind, &mut loader, limit, false)?;
+        self.evaluation_loop(kind, &mut loader, limit)?;
         let metrics = self.d.ctx.metrics.snapshot();
         self.end()?;
         Ok(metrics)
     }
 
     /// One evaluation epoch over at most `limit` batches.
-    pub fn evaluation_loop(
-        &mut self,
-        kind: Kind,
-        loader: &mut Loader<M::Batch>,
-        limit: Option<usize>,
-        in_fit: bool,
-    ) -> Result<()> {
-        let _ = in_fit;
+    pub fn evaluation_loop(&mut self, kind: Kind, loader: &mut Loader<M::Batch>, limit: Option<usize>) -> Result<()> {
         let was_training = self.d.ctx.training;
         let (stage, scope) = match kind {
             Kind::Validation => (Stage::Validate, Scope::Validation),

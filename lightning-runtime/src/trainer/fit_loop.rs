@@ -51,7 +51,7 @@ impl<M: LightningModule + 'static> Run<'_, M> {
             let loader = self.val_loader(&mut val)?;
             let limit = self.cfg.limit_val.resolve(loader.len(), "val")?.map_or(sanity_steps, |n| n.min(sanity_steps));
             self.d.ctx.sanity_checking = true;
-            let checked = self.evaluation_loop(Kind::Validation, loader, Some(limit), false);
+            let checked = self.evaluation_loop(Kind::Validation, loader, Some(limit));
             self.d.ctx.sanity_checking = false;
             checked?;
             self.d.on_sanity_check_end(self.module)?;

@@ -127,7 +127,7 @@ impl<M: LightningModule + 'static> Run<'_, M> {
             None => self.cfg.limit_val,
         };
         let limit = limit.resolve(loader.len(), "val")?;
-        self.evaluation_loop(Kind::Validation, loader, limit, true)
+        self.evaluation_loop(Kind::Validation, loader, limit)
     }
 }
 
