@@ -10,7 +10,8 @@
 //! cargo run --example bench -- --smoke                # a few steps of everything (what CI runs)
 //! ```
 //!
-//! Options: `--device cpu|cuda|all` (default all available), `--reps N`, `--no-lightning`.
+//! Options: `--device cpu|cuda|all` (default all available), `--reps N`, `--no-lightning`; for profiling one variant
+//! alone (`valgrind --tool=callgrind`): `--model mlp|wide`, `--only tch|ours|defaults|minimal`, `--steps N`.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -43,6 +44,8 @@ struct Measurement {
     per_step_ms: Vec<f64>,
     median_ms: f64,
     ratio_to_floor: Option<f64>,
+    /// Our Trainer's time over the hand-written loop that steps the same optimizer (ours): the framework's cost.
+    ratio_to_same_loop: Option<f64>,
     note: Option<String>,
 }
 
@@ -99,28 +102,45 @@ fn data(w: &Workload) -> (Tensor, Tensor) {
     (x, y)
 }
 
-/// The floor: the loop a tch user writes by hand, with tch's own Adam.
-fn hand_written(w: &Workload, device: Device, steps: usize) -> lightning::Result<f64> {
+/// Which optimizer a hand-written loop steps.
+#[derive(Clone, Copy, PartialEq)]
+enum LoopOptimizer {
+    /// tch's own `nn::Adam` (libtorch's C++ Adam): the floor.
+    Tch,
+    /// This crate's `Optimizer::adam`, the one the Trainer runs: the loop minus the framework.
+    Ours,
+}
+
+/// The loop a tch user writes by hand: with tch's own Adam it is the floor; with ours, the difference to the
+/// Trainer is the framework alone.
+fn hand_written(w: &Workload, device: Device, steps: usize, optimizer: LoopOptimizer) -> lightning::Result<f64> {
     let (x, y) = data(w);
     let batches: Vec<(Tensor, Tensor)> =
         (0..100).map(|i| (x.narrow(0, i * w.batch, w.batch), y.narrow(0, i * w.batch, w.batch))).collect();
     let vs = nn::VarStore::new(device);
     let net = network(&vs, w);
-    let mut opt = nn::Adam::default().build(&vs, 1e-3)?;
-    let run = |opt: &mut nn::Optimizer, steps: usize| -> lightning::Result<()> {
+    let mut tch_adam = nn::Adam::default().build(&vs, 1e-3)?;
+    let mut our_adam = Optimizer::adam(&vs, 1e-3);
+    let mut run = |steps: usize| -> lightning::Result<()> {
         for (bx, by) in batches.iter().cycle().take(steps) {
             let (bx, by) = (bx.f_to_device(device)?, by.f_to_device(device)?);
             let loss = net.forward(&bx).f_mse_loss(&by, Reduction::Mean)?;
-            opt.zero_grad();
-            loss.f_backward()?;
-            opt.step();
+            if optimizer == LoopOptimizer::Tch {
+                tch_adam.zero_grad();
+                loss.f_backward()?;
+                tch_adam.step();
+            } else {
+                our_adam.zero_grad()?;
+                loss.f_backward()?;
+                our_adam.step()?;
+            }
         }
         Ok(())
     };
-    run(&mut opt, 50)?;
+    run(50)?;
     sync(device);
     let start = Instant::now();
-    run(&mut opt, steps)?;
+    run(steps)?;
     sync(device);
     Ok(start.elapsed().as_secs_f64() * 1e3 / steps as f64)
 }
@@ -287,6 +307,10 @@ fn main() -> lightning::Result<()> {
     let value = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();
     let (json, smoke, with_lightning) = (flag("--json"), flag("--smoke"), !flag("--no-lightning"));
     let reps: usize = value("--reps").and_then(|v| v.parse().ok()).unwrap_or(if smoke { 1 } else { 5 });
+    let (only_model, only) = (value("--model"), value("--only"));
+    let steps: Option<usize> = value("--steps").and_then(|v| v.parse().ok());
+    let with_lightning = with_lightning && only.is_none();
+    let wanted = |setting: &str| only.as_deref().is_none_or(|o| o == setting);
     let mut devices = vec![Device::Cpu];
     match value("--device").as_deref() {
         Some("cpu") => {}
@@ -319,7 +343,8 @@ fn main() -> lightning::Result<()> {
                 }
             },
         ];
-        for w in &workloads {
+        for w in workloads.iter().filter(|w| only_model.as_deref().is_none_or(|m| m == w.model)) {
+            let w = &Workload { steps: steps.unwrap_or(w.steps), ..w.clone() };
             let device_name = format!("{device:?}");
             let mut add = |framework: &str, setting: &str, per_step: Result<Vec<f64>, String>| {
                 let (per_step_ms, note) = match per_step {
@@ -336,15 +361,25 @@ fn main() -> lightning::Result<()> {
                     per_step_ms,
                     median_ms,
                     ratio_to_floor: None,
+                    ratio_to_same_loop: None,
                     note,
                 });
             };
             let repeat = |f: &dyn Fn() -> lightning::Result<f64>| -> Result<Vec<f64>, String> {
                 (0..reps).map(|_| f().map_err(|e| e.to_string())).collect()
             };
-            add("tch", "hand-written", repeat(&|| hand_written(w, device, w.steps)));
-            add("lightning-rs", "defaults", repeat(&|| trainer_run(w, device, w.steps, true)));
-            add("lightning-rs", "minimal", repeat(&|| trainer_run(w, device, w.steps, false)));
+            if wanted("tch") {
+                add("tch", "hand-written", repeat(&|| hand_written(w, device, w.steps, LoopOptimizer::Tch)));
+            }
+            if wanted("ours") {
+                add("tch", "our Adam", repeat(&|| hand_written(w, device, w.steps, LoopOptimizer::Ours)));
+            }
+            if wanted("defaults") {
+                add("lightning-rs", "defaults", repeat(&|| trainer_run(w, device, w.steps, true)));
+            }
+            if wanted("minimal") {
+                add("lightning-rs", "minimal", repeat(&|| trainer_run(w, device, w.steps, false)));
+            }
             if with_lightning {
                 add("pytorch", "raw loop", lightning_run(w, device, w.steps, reps, "raw"));
                 add("pytorch-lightning", "defaults", lightning_run(w, device, w.steps, reps, "defaults"));
@@ -355,11 +390,18 @@ fn main() -> lightning::Result<()> {
     for i in 0..results.len() {
         let floor = results
             .iter()
-            .find(|r| r.framework == "tch" && r.model == results[i].model && r.device == results[i].device)
+            .find(|r| r.setting == "hand-written" && r.model == results[i].model && r.device == results[i].device)
             .map(|r| r.median_ms);
         results[i].ratio_to_floor = floor.map(|floor| results[i].median_ms / floor);
+        let same_loop = results
+            .iter()
+            .find(|r| r.setting == "our Adam" && r.model == results[i].model && r.device == results[i].device)
+            .map(|r| r.median_ms);
+        if results[i].framework == "lightning-rs" {
+            results[i].ratio_to_same_loop = same_loop.map(|same| results[i].median_ms / same);
+        }
     }
-    let data_path = data_path(smoke).ok();
+    let data_path = if only.is_none() { data_path(smoke).ok() } else { None };
     let report = Report { machine: machine(), results, data_path };
     if json {
         println!("{}", serde_json::to_string_pretty(&report).map_err(|e| lightning::Error::Config(e.to_string()))?);
@@ -395,7 +437,14 @@ fn print_table(report: &Report) {
     println!();
     for r in &report.results {
         if let Some(ratio) = r.ratio_to_floor.filter(|x| x.is_finite()) {
-            println!("{} {} {} {}: {:.2}x the hand-written tch loop", r.device, r.model, r.framework, r.setting, ratio);
+            let same = match r.ratio_to_same_loop.filter(|x| x.is_finite()) {
+                Some(same) => format!(" ({same:.2}x the same loop with our Adam)"),
+                None => String::new(),
+            };
+            println!(
+                "{} {} {} {}: {:.2}x the hand-written tch loop{same}",
+                r.device, r.model, r.framework, r.setting, ratio
+            );
         }
     }
 }

@@ -48,6 +48,36 @@ pub fn link_libtorch() {
     println!("cargo:rustc-env=LIGHTNING_LIBTORCH_LIB={}", lib.display());
 }
 
+/// Compiles C++ sources that call libtorch directly into a static library `name` linked into the calling
+/// package, with the flags tch's own C++ wrapper is built with (C++17, the libtorch's C++ ABI, its headers).
+///
+/// For the few libtorch functions tch does not bind; `lightning-runtime` uses it for its optimizer kernels.
+/// Panics (which fails the build with the message) when no libtorch can be found.
+pub fn compile_cpp(name: &str, sources: &[&str]) {
+    println!("cargo:rerun-if-env-changed=LIBTORCH_CXX11_ABI");
+    let lib = match libtorch_lib_dir() {
+        Ok(lib) => lib,
+        Err(message) => panic!("{message}"),
+    };
+    let include = lib.parent().map(|root| root.join("include")).unwrap_or_default();
+    // PyPI's torch wheels are built with the C++11 ABI since 2.7; tch reads the same variable.
+    let abi = env::var("LIBTORCH_CXX11_ABI").unwrap_or_else(|_| "1".to_owned());
+    let mut build = cc::Build::new();
+    build
+        .cpp(true)
+        .pic(true)
+        .warnings(false)
+        .include(&include)
+        .flag("-std=c++17")
+        .flag(format!("-D_GLIBCXX_USE_CXX11_ABI={abi}"))
+        .flag("-DGLOG_USE_GLOG_EXPORT");
+    for source in sources {
+        println!("cargo:rerun-if-changed={source}");
+        build.file(source);
+    }
+    build.compile(name);
+}
+
 /// The `lib/` folder of the libtorch this build uses, resolved through symlinks.
 ///
 /// # Errors

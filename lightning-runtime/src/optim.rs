@@ -2,8 +2,9 @@
 //! tch's own `nn::Optimizer` keeps its state out of reach).
 
 use serde::{Deserialize, Serialize};
-use tch::{nn::VarStore, Tensor};
+use tch::{nn::VarStore, Device, Kind, Tensor};
 
+use crate::kernels::AdamStep;
 use crate::output::{HookOutput, StepOutput};
 use crate::Result;
 
@@ -14,6 +15,11 @@ enum Rule {
 }
 
 /// An optimizer over a list of parameters: SGD (momentum, Nesterov, weight decay), Adam or AdamW.
+///
+/// Adam and AdamW run libtorch's fused kernel (PyTorch's `fused=True`: one call updates every parameter) when
+/// the parameters are dense floating tensors on one CPU or CUDA device, and PyTorch's single-tensor update
+/// otherwise or after [`fused(false)`](Self::fused). The two compute the same update up to float rounding.
+/// `zero_grad` sets gradients to None, as PyTorch's does by default since 2.0.
 ///
 /// ```
 /// use lightning_runtime::Optimizer;
@@ -33,6 +39,17 @@ pub struct Optimizer {
     /// Per parameter: the momentum buffer (SGD) or the two moments (Adam).
     state: Vec<Vec<Tensor>>,
     steps: u64,
+    fusion: Fusion,
+}
+
+/// Whether Adam's steps go through libtorch's fused kernel; decided at the first step, when the parameters are
+/// on the device they train on.
+#[derive(Debug)]
+enum Fusion {
+    Undecided,
+    Off,
+    /// On, with the float32 step counter the kernel reads, on the parameters' device.
+    On(Tensor),
 }
 
 /// Where an optimizer's parameters come from: a `VarStore` (its trainable variables) or a list of tensors.
@@ -61,7 +78,8 @@ impl Params for Vec<Tensor> {
 
 impl Optimizer {
     fn new(rule: Rule, params: impl Params, lr: f64) -> Self {
-        Optimizer { rule, params: params.params(), lr, weight_decay: 0.0, state: Vec::new(), steps: 0 }
+        let params = params.params();
+        Optimizer { rule, params, lr, weight_decay: 0.0, state: Vec::new(), steps: 0, fusion: Fusion::Undecided }
     }
 
     /// Stochastic gradient descent.
@@ -103,6 +121,13 @@ impl Optimizer {
         self
     }
 
+    /// Whether Adam and AdamW may use libtorch's fused kernel (on by default; SGD ignores it). Off, each
+    /// parameter is updated by PyTorch's single-tensor Adam, eight kernels per parameter.
+    pub fn fused(mut self, on: bool) -> Self {
+        self.fusion = if on { Fusion::Undecided } else { Fusion::Off };
+        self
+    }
+
     /// Weight decay (L2 for SGD and Adam, decoupled for AdamW).
     pub fn weight_decay(mut self, value: f64) -> Self {
         self.weight_decay = value;
@@ -129,15 +154,10 @@ impl Optimizer {
         self.steps
     }
 
-    /// Zeroes the gradients of its parameters.
+    /// Clears the gradients of its parameters: sets them to None (PyTorch's `zero_grad(set_to_none=True)`, its
+    /// default since 2.0), so that no kernel runs and the next backward writes the gradients afresh.
     pub fn zero_grad(&mut self) -> Result<()> {
-        for param in &self.params {
-            let mut grad = param.grad();
-            if grad.defined() {
-                let _ = grad.f_detach_()?.f_zero_()?;
-            }
-        }
-        Ok(())
+        crate::kernels::set_grads_to_none(&self.params)
     }
 
     /// Clips the gradients so that their joint L2 norm is at most `max_norm`; returns the norm before.
@@ -203,6 +223,23 @@ impl Optimizer {
                 .map(|p| (0..slots).map(|_| p.f_zeros_like()).collect::<std::result::Result<Vec<_>, _>>())
                 .collect::<std::result::Result<_, _>>()?;
         }
+        if let Rule::Adam { beta1, beta2, eps, decoupled } = self.rule {
+            if matches!(self.fusion, Fusion::Undecided) {
+                self.fusion = fusion(&self.params)?;
+            }
+            if let Fusion::On(step) = &self.fusion {
+                let h = AdamStep {
+                    t: self.steps,
+                    lr: self.lr,
+                    beta1,
+                    beta2,
+                    weight_decay: self.weight_decay,
+                    eps,
+                    decoupled,
+                };
+                return crate::kernels::fused_adam(&self.params, &self.state, step, &h);
+            }
+        }
         let (lr, wd, t) = (self.lr, self.weight_decay, self.steps as i32);
         for (param, state) in self.params.iter().zip(self.state.iter_mut()) {
             let grad = param.grad();
@@ -254,6 +291,21 @@ impl Optimizer {
         }
         Ok(())
     }
+}
+
+/// `Fusion::On` when libtorch's fused Adam kernel takes `params`: dense floating tensors on one CPU or CUDA device.
+fn fusion(params: &[Tensor]) -> Result<Fusion> {
+    let Some(first) = params.first() else { return Ok(Fusion::Off) };
+    let device = first.device();
+    let fits = |p: &Tensor| {
+        p.device() == device
+            && !p.is_sparse()
+            && matches!(p.kind(), Kind::Float | Kind::Double | Kind::Half | Kind::BFloat16)
+    };
+    if !matches!(device, Device::Cpu | Device::Cuda(_)) || !params.iter().all(fits) {
+        return Ok(Fusion::Off);
+    }
+    Ok(Fusion::On(Tensor::f_zeros([], (Kind::Float, device))?))
 }
 
 /// What a checkpoint keeps of an optimizer besides its state tensors.
@@ -562,6 +614,65 @@ mod tests {
         step_on_half_square(&mut opt, &p); // p * (1 - 0.05) = 1.9, then - 0.1
         close(&values(&p), &[1.8]);
         assert_eq!(opt.steps(), 1);
+    }
+
+    /// Adam on `sum(p²) / 2` (gradient `p`), element by element in f64, as PyTorch's documentation states it.
+    fn adam_reference(start: &[f64], steps: i32, lr: f64, wd: f64, decoupled: bool) -> Vec<f64> {
+        let (b1, b2, eps) = (0.9f64, 0.999f64, 1e-8);
+        let mut out = Vec::new();
+        for &x in start {
+            let (mut p, mut m, mut v) = (x, 0.0, 0.0);
+            for t in 1..=steps {
+                let mut g = p;
+                if decoupled {
+                    p *= 1.0 - lr * wd;
+                } else {
+                    g += wd * p;
+                }
+                m = b1 * m + (1.0 - b1) * g;
+                v = b2 * v + (1.0 - b2) * g * g;
+                let (m_hat, v_hat) = (m / (1.0 - b1.powi(t)), v / (1.0 - b2.powi(t)));
+                p -= lr * m_hat / (v_hat.sqrt() + eps);
+            }
+            out.push(p);
+        }
+        out
+    }
+
+    #[test]
+    fn fused_and_single_tensor_adam_follow_the_reference_over_many_steps() {
+        let start = [2.0, -3.0, 0.5, 1e-3];
+        for (decoupled, wd) in [(false, 0.0), (false, 0.1), (true, 0.1)] {
+            let expected = adam_reference(&start, 30, 0.05, wd, decoupled);
+            for fused in [true, false] {
+                let p = param(&start.map(|x| x as f32));
+                let unused = param(&[7.0]);
+                let params = vec![p.shallow_clone(), unused.shallow_clone()];
+                let opt = if decoupled { Optimizer::adamw(params, 0.05) } else { Optimizer::adam(params, 0.05) };
+                let mut opt = opt.weight_decay(wd).fused(fused);
+                for _ in 0..30 {
+                    step_on_half_square(&mut opt, &p);
+                }
+                let got = values(&p);
+                let ok = got.iter().zip(&expected).all(|(a, b)| (a - b).abs() <= 1e-5 * (1.0 + b.abs()));
+                assert!(ok, "fused {fused}, decoupled {decoupled}, wd {wd}: {got:?} != {expected:?}");
+                // A parameter without a gradient is left alone, as PyTorch's optimizers do.
+                assert_eq!(values(&unused), [7.0]);
+            }
+        }
+    }
+
+    #[test]
+    fn zero_grad_sets_gradients_to_none() {
+        let p = param(&[1.0]);
+        let mut opt = Optimizer::sgd(vec![p.shallow_clone()], 0.1);
+        (&p * 2.0).sum(Kind::Float).backward();
+        assert!(p.grad().defined());
+        opt.zero_grad().unwrap();
+        assert!(!p.grad().defined());
+        // The next backward writes the gradient afresh rather than adding to an old one.
+        (&p * 3.0).sum(Kind::Float).backward();
+        close(&values(&p.grad()), &[3.0]);
     }
 
     #[test]

@@ -668,15 +668,9 @@ pub(crate) mod eval_hooks {
     }
 }
 
-/// Zeroes every gradient of the module's variables (Lightning's `module.zero_grad()`).
+/// Clears every gradient of the module's variables (Lightning's `module.zero_grad()`, which sets them to None).
 pub(crate) fn zero_grad<M: LightningModule>(module: &mut M) -> Result<()> {
-    for variable in module.var_store().trainable_variables() {
-        let mut grad = variable.grad();
-        if grad.defined() {
-            let _ = grad.f_detach_()?.f_zero_()?;
-        }
-    }
-    Ok(())
+    crate::kernels::set_grads_to_none(&module.var_store().trainable_variables())
 }
 
 /// Moves the module's variables to `device`.

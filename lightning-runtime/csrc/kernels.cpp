@@ -1,0 +1,85 @@
+// The few libtorch calls that tch 0.24 does not bind and the optimizers need on their hot path: setting
+// gradients to None (PyTorch's `zero_grad(set_to_none=True)`) and libtorch's fused Adam/AdamW kernels (one call
+// for every parameter instead of eight kernels each). `src/kernels.rs` is the only caller and holds the safe
+// wrappers; every function here catches C++ exceptions and returns them as a malloc'd message (NULL: success),
+// because an exception must never unwind into Rust.
+
+#include <ATen/core/Tensor.h>
+#include <ATen/core/grad_mode.h>
+#include <ATen/ops/_fused_adam.h>
+#include <ATen/ops/_fused_adamw.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <exception>
+#include <vector>
+
+namespace {
+
+char* error_message(const char* what) {
+  char* copy = strdup(what ? what : "unknown libtorch error");
+  return copy;
+}
+
+}  // namespace
+
+extern "C" {
+
+// Drops the gradient of each of the `n` tensors.
+char* lightning_set_grads_to_none(const at::Tensor* const* params, size_t n) {
+  try {
+    for (size_t i = 0; i < n; i++) {
+      params[i]->mutable_grad().reset();
+    }
+    return nullptr;
+  } catch (const std::exception& e) {
+    return error_message(e.what());
+  }
+}
+
+// One Adam (or, with `decoupled`, AdamW) step over the parameters that have a gradient, through libtorch's fused
+// kernel. `step` is a float32 scalar tensor on the parameters' device; it is set to `t` (the step being taken,
+// from 1) and read by the kernel for the bias corrections. The caller guarantees that every parameter, gradient
+// and moment is a dense floating tensor on one device, as the fused kernel requires.
+char* lightning_fused_adam(const at::Tensor* const* params, const at::Tensor* const* exp_avgs,
+                           const at::Tensor* const* exp_avg_sqs, size_t n, const at::Tensor* step, double t,
+                           double lr, double beta1, double beta2, double weight_decay, double eps, bool decoupled) {
+  try {
+    std::vector<at::Tensor> p, g, m, v, steps;
+    p.reserve(n);
+    g.reserve(n);
+    m.reserve(n);
+    v.reserve(n);
+    steps.reserve(n);
+    for (size_t i = 0; i < n; i++) {
+      const at::Tensor& grad = params[i]->grad();
+      if (!grad.defined()) {
+        continue;  // as PyTorch's optimizers do: a parameter without a gradient is left alone
+      }
+      p.push_back(*params[i]);
+      g.push_back(grad);
+      m.push_back(*exp_avgs[i]);
+      v.push_back(*exp_avg_sqs[i]);
+      steps.push_back(*step);
+    }
+    if (p.empty()) {
+      return nullptr;
+    }
+    at::NoGradGuard no_grad;  // an in-place update of leaf parameters, outside the graph
+    step->fill_(t);
+    // No AMSGrad: its list stays empty, as PyTorch passes it.
+    const std::vector<at::Tensor> no_max;
+    if (decoupled) {
+      at::_fused_adamw_(p, g, m, v, no_max, steps, lr, beta1, beta2, weight_decay, eps, false, false);
+    } else {
+      at::_fused_adam_(p, g, m, v, no_max, steps, lr, beta1, beta2, weight_decay, eps, false, false);
+    }
+    return nullptr;
+  } catch (const std::exception& e) {
+    return error_message(e.what());
+  }
+}
+
+void lightning_free_error(char* message) { free(message); }
+
+}  // extern "C"

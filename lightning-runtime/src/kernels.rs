@@ -1,0 +1,90 @@
+//! Safe wrappers over `csrc/kernels.cpp`: the libtorch calls tch 0.24 does not bind that the optimizers need on
+//! their hot path. Each takes tch tensors, hands their `at::Tensor` handles to C++ and turns a C++ exception into
+//! `Error::Torch`.
+
+use std::ffi::{c_char, c_void, CStr};
+
+use tch::Tensor;
+
+use crate::{Error, Result};
+
+extern "C" {
+    fn lightning_set_grads_to_none(params: *const *const c_void, n: usize) -> *mut c_char;
+    #[allow(clippy::too_many_arguments)]
+    fn lightning_fused_adam(
+        params: *const *const c_void,
+        exp_avgs: *const *const c_void,
+        exp_avg_sqs: *const *const c_void,
+        n: usize,
+        step: *const c_void,
+        t: f64,
+        lr: f64,
+        beta1: f64,
+        beta2: f64,
+        weight_decay: f64,
+        eps: f64,
+        decoupled: bool,
+    ) -> *mut c_char;
+    fn lightning_free_error(message: *mut c_char);
+}
+
+fn handles(tensors: &[Tensor]) -> Vec<*const c_void> {
+    tensors.iter().map(|t| t.as_ptr() as *const c_void).collect()
+}
+
+/// Turns the C++ side's answer (NULL, or a message it allocated) into a `Result`.
+fn check(message: *mut c_char) -> Result<()> {
+    if message.is_null() {
+        return Ok(());
+    }
+    // SAFETY: a non-null answer is a NUL-terminated string from `strdup`, freed here exactly once.
+    let text = unsafe { CStr::from_ptr(message) }.to_string_lossy().into_owned();
+    unsafe { lightning_free_error(message) };
+    Err(Error::Torch(tch::TchError::Torch(text)))
+}
+
+/// Drops the gradients of `params` (PyTorch's `zero_grad(set_to_none=True)`): no kernel, and the next backward
+/// writes fresh gradients instead of adding to zeros.
+pub(crate) fn set_grads_to_none(params: &[Tensor]) -> Result<()> {
+    let handles = handles(params);
+    // SAFETY: `handles` points at `params.len()` live tensors for the duration of the call.
+    check(unsafe { lightning_set_grads_to_none(handles.as_ptr(), handles.len()) })
+}
+
+/// Adam's hyper-parameters for one fused step.
+pub(crate) struct AdamStep {
+    pub t: u64,
+    pub lr: f64,
+    pub beta1: f64,
+    pub beta2: f64,
+    pub weight_decay: f64,
+    pub eps: f64,
+    pub decoupled: bool,
+}
+
+/// One Adam/AdamW step over the parameters that have gradients, by libtorch's fused kernel. `state` is parallel
+/// to `params`: each parameter's two moments; `step` is a float32 scalar on their device. The caller checks that
+/// the fused kernel takes the tensors (the optimizer's `fusion`).
+pub(crate) fn fused_adam(params: &[Tensor], state: &[Vec<Tensor>], step: &Tensor, h: &AdamStep) -> Result<()> {
+    assert!(params.len() == state.len() && state.iter().all(|slots| slots.len() == 2));
+    let p = handles(params);
+    let m: Vec<*const c_void> = state.iter().map(|s| s[0].as_ptr() as *const c_void).collect();
+    let v: Vec<*const c_void> = state.iter().map(|s| s[1].as_ptr() as *const c_void).collect();
+    // SAFETY: three arrays of `p.len()` live tensors and one live scalar tensor, for the duration of the call.
+    check(unsafe {
+        lightning_fused_adam(
+            p.as_ptr(),
+            m.as_ptr(),
+            v.as_ptr(),
+            p.len(),
+            step.as_ptr() as *const c_void,
+            h.t as f64,
+            h.lr,
+            h.beta1,
+            h.beta2,
+            h.weight_decay,
+            h.eps,
+            h.decoupled,
+        )
+    })
+}
