@@ -365,20 +365,31 @@ fn main() -> lightning::Result<()> {
                     note,
                 });
             };
-            let repeat = |f: &dyn Fn() -> lightning::Result<f64>| -> Result<Vec<f64>, String> {
-                (0..reps).map(|_| f().map_err(|e| e.to_string())).collect()
-            };
-            if wanted("tch") {
-                add("tch", "hand-written", repeat(&|| hand_written(w, device, w.steps, LoopOptimizer::Tch)));
+            // The Rust variants take turns, one repetition each per round, so that a change in the machine's
+            // load (it is shared and noisy) falls on all of them alike rather than on whichever ran then.
+            type Variant<'a> = (&'static str, &'static str, Box<dyn Fn() -> lightning::Result<f64> + 'a>);
+            let variants: Vec<Variant> = vec![
+                ("tch", "hand-written", Box::new(|| hand_written(w, device, w.steps, LoopOptimizer::Tch))),
+                ("tch", "our Adam", Box::new(|| hand_written(w, device, w.steps, LoopOptimizer::Ours))),
+                ("lightning-rs", "defaults", Box::new(|| trainer_run(w, device, w.steps, true))),
+                ("lightning-rs", "minimal", Box::new(|| trainer_run(w, device, w.steps, false))),
+            ];
+            let keys = ["tch", "ours", "defaults", "minimal"];
+            let variants: Vec<Variant> =
+                variants.into_iter().zip(keys).filter(|(_, key)| wanted(key)).map(|(v, _)| v).collect();
+            let mut times: Vec<Result<Vec<f64>, String>> = variants.iter().map(|_| Ok(Vec::new())).collect();
+            for _ in 0..reps {
+                for ((_, _, run), slot) in variants.iter().zip(times.iter_mut()) {
+                    if let Ok(values) = slot {
+                        match run() {
+                            Ok(ms) => values.push(ms),
+                            Err(e) => *slot = Err(e.to_string()),
+                        }
+                    }
+                }
             }
-            if wanted("ours") {
-                add("tch", "our Adam", repeat(&|| hand_written(w, device, w.steps, LoopOptimizer::Ours)));
-            }
-            if wanted("defaults") {
-                add("lightning-rs", "defaults", repeat(&|| trainer_run(w, device, w.steps, true)));
-            }
-            if wanted("minimal") {
-                add("lightning-rs", "minimal", repeat(&|| trainer_run(w, device, w.steps, false)));
+            for ((framework, setting, _), per_step) in variants.iter().zip(times) {
+                add(framework, setting, per_step);
             }
             if with_lightning {
                 add("pytorch", "raw loop", lightning_run(w, device, w.steps, reps, "raw"));

@@ -289,20 +289,31 @@ fn a_failed_write_leaves_the_previous_checkpoint_whole() {
         assert_eq!(std::fs::read(&good).unwrap(), bytes, "the previous checkpoint is untouched");
         assert_eq!(partial_files(dir.path()), Vec::<String>::new(), "no temporary file is left behind");
     };
-    let fit_saving = |saver: SaveReplacing| {
+    let fit_saving_with = |saver: SaveReplacing, background: bool| {
         let mut module = Net::mlp(0.0, Opt::AdamStepLr);
-        let result = cpu().max_epochs(1).callback(saver).fit(&mut module, train_loader(1), val_loader());
+        let mut trainer = cpu().max_epochs(1).callback(saver).async_checkpointing(background);
+        let result = trainer.fit(&mut module, train_loader(1), val_loader());
         (message(result), module.steps_run)
     };
+    let fit_saving = |saver: SaveReplacing| fit_saving_with(saver, true);
 
-    // A destination whose parent is a file; the old checkpoint it would replace stays.
+    // A destination whose parent is a file; the old checkpoint it would replace stays. Written in the
+    // background, the failure comes out when the stage ends (no later save here); written synchronously, the
+    // run stops at the failed save.
     let file = dir.path().join("a-file");
     std::fs::write(&file, b"not a folder").unwrap();
     let target = file.join("last.ckpt");
-    let (error, steps) = fit_saving(SaveReplacing { step: 2, path: target.clone(), old: vec![good.clone()] });
-    assert!(error.starts_with(&format!("checkpoint {}: cannot be written: ", target.display())), "{error}");
-    assert_eq!(steps, 2, "the run stops at the failed save");
-    intact();
+    for background in [true, false] {
+        let saver = SaveReplacing { step: 2, path: target.clone(), old: vec![good.clone()] };
+        let (error, steps) = fit_saving_with(saver, background);
+        assert!(error.starts_with(&format!("checkpoint {}: cannot be written: ", target.display())), "{error}");
+        if background {
+            assert!(steps > 2, "the background write does not hold the run up: {steps} steps");
+        } else {
+            assert_eq!(steps, 2, "the run stops at the failed save");
+        }
+        intact();
+    }
 
     // A destination that is a folder: the temporary file is written, the rename fails, and it is removed.
     let folder = dir.path().join("folder.ckpt");

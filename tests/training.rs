@@ -426,3 +426,71 @@ fn max_time_stops_at_the_next_batch_boundary() {
     assert!((1..16).contains(&trainer.global_step()), "stopped after {} steps", trainer.global_step());
     assert_eq!(trainer.current_epoch(), 1);
 }
+
+/// Records where each training batch's `x` lives; with `scale_in_place`, also doubles the batch in place in
+/// `on_after_batch_transfer`, a hook that takes batches by value.
+struct BatchProbe {
+    vs: nn::VarStore,
+    linear: nn::Linear,
+    pointers: Vec<usize>,
+}
+
+#[lightning_module]
+impl BatchProbe {
+    fn training_step(&mut self, (x, y): &(Tensor, Tensor)) -> Tensor {
+        self.pointers.push(x.data_ptr() as usize);
+        self.linear.forward(x).mse_loss(y, Reduction::Mean)
+    }
+
+    fn configure_optimizers(&mut self) -> Optimizer {
+        Optimizer::adam(&self.vs, 1e-3)
+    }
+}
+
+struct InPlaceProbe {
+    vs: nn::VarStore,
+    linear: nn::Linear,
+}
+
+#[lightning_module]
+impl InPlaceProbe {
+    fn on_after_batch_transfer(&mut self, (mut x, y): (Tensor, Tensor), _dataloader_idx: usize) -> (Tensor, Tensor) {
+        let _ = x.f_mul_scalar_(2.0).unwrap();
+        (x, y)
+    }
+
+    fn training_step(&mut self, (x, y): &(Tensor, Tensor)) -> Tensor {
+        self.linear.forward(x).mse_loss(y, Reduction::Mean)
+    }
+
+    fn configure_optimizers(&mut self) -> Optimizer {
+        Optimizer::adam(&self.vs, 1e-3)
+    }
+}
+
+#[test]
+fn batches_share_the_datasets_memory_only_when_no_hook_can_write_into_them() {
+    let _serial = serial();
+    let x = Tensor::rand([32, 4], (Kind::Float, Device::Cpu));
+    let y = Tensor::rand([32, 1], (Kind::Float, Device::Cpu));
+    let original = x.copy();
+    let loader = || DataLoader::new((x.shallow_clone(), y.shallow_clone())).batch_size(8).build().unwrap();
+    let quiet = || Trainer::new().accelerator(Accelerator::Cpu).max_epochs(2).enable_progress_bar(false);
+
+    // No by-value batch hook and no `map`: unshuffled batches are views into the dataset, no copy.
+    let vs = nn::VarStore::new(Device::Cpu);
+    let linear = nn::linear(vs.root() / "l", 4, 1, Default::default());
+    let mut probe = BatchProbe { vs, linear, pointers: Vec::new() };
+    quiet().fit(&mut probe, loader(), None).unwrap();
+    let base = x.data_ptr() as usize;
+    let row_bytes = 4 * 4;
+    let expected: Vec<usize> = (0..2).flat_map(|_| (0..4).map(move |b| base + b * 8 * row_bytes)).collect();
+    assert_eq!(probe.pointers, expected, "each batch is a view of its rows");
+
+    // A hook that takes batches by value and writes into them in place: it gets copies, the data stays.
+    let vs = nn::VarStore::new(Device::Cpu);
+    let linear = nn::linear(vs.root() / "l", 4, 1, Default::default());
+    let mut writer = InPlaceProbe { vs, linear };
+    quiet().fit(&mut writer, loader(), None).unwrap();
+    assert!(x.equal(&original), "the dataset is unchanged");
+}

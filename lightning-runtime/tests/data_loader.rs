@@ -264,7 +264,10 @@ fn indices_out_of_range_are_errors_not_panics() {
     let data = (arange(5), arange(5));
     assert!(data.get_batch(&[0, 5]).is_err());
     assert!(data.get_batch(&[-7]).is_err());
+    // A run of consecutive indices (copied from a narrowed view) that runs past the end.
+    assert!(data.get_batch(&[3, 4, 5]).is_err());
     assert_eq!(values(&data.get_batch(&[4, 1]).unwrap().0), [4, 1]);
+    assert_eq!(values(&data.get_batch(&[1, 2, 3]).unwrap().1), [1, 2, 3]);
 }
 
 /// Each batch of epoch 0 over 0..20 in batches of 2, with a `map` that fails as `fail` says on batch 3.

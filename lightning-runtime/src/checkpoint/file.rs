@@ -5,7 +5,7 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fs::{self, File};
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use safetensors::tensor::{Dtype, SafeTensors, View};
 use tch::{Device, Kind, Tensor};
@@ -86,19 +86,42 @@ fn to_bytes(path: &Path, name: &str, tensor: &Tensor) -> Result<Bytes> {
     Ok(Bytes { dtype, shape, data })
 }
 
-pub(super) fn write(checkpoint: &Checkpoint, path: &Path) -> Result<()> {
+/// A checkpoint turned into CPU bytes, ready to be written to `path`: the snapshot a background writer takes,
+/// holding no tensor, so that training can go on changing the weights while it is written.
+pub(crate) struct Encoded {
+    path: PathBuf,
+    json: String,
+    tensors: Vec<(String, Bytes)>,
+}
+
+pub(super) fn encode(checkpoint: &Checkpoint, path: &Path) -> Result<Encoded> {
     let mut meta = checkpoint.meta.clone();
     meta.format_version = FORMAT_VERSION;
     let json = serde_json::to_string(&meta).map_err(|e| problem(path, format!("metadata cannot be written: {e}")))?;
     let tensors = checkpoint
         .tensors
         .iter()
-        .map(|(name, tensor)| Ok((name.as_str(), to_bytes(path, name, tensor)?)))
+        .map(|(name, tensor)| Ok((name.clone(), to_bytes(path, name, tensor)?)))
         .collect::<Result<Vec<_>>>()?;
-    let header = HashMap::from([(META_KEY.to_string(), json), ("format".to_string(), "lightning-rs".to_string())]);
-    let bytes = safetensors::serialize(tensors.iter().map(|(name, bytes)| (*name, bytes)), Some(header))
-        .map_err(|e| problem(path, format!("cannot be serialized: {e}")))?;
-    write_atomically(path, &bytes).map_err(|e| problem(path, format!("cannot be written: {e}")))
+    Ok(Encoded { path: path.to_path_buf(), json, tensors })
+}
+
+impl Encoded {
+    /// Where it is to be written.
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Serializes and writes it atomically (see [`Checkpoint::write`]).
+    pub(crate) fn write(self) -> Result<()> {
+        let path = self.path.as_path();
+        let header =
+            HashMap::from([(META_KEY.to_string(), self.json), ("format".to_string(), "lightning-rs".to_string())]);
+        let bytes =
+            safetensors::serialize(self.tensors.iter().map(|(name, bytes)| (name.as_str(), bytes)), Some(header))
+                .map_err(|e| problem(path, format!("cannot be serialized: {e}")))?;
+        write_atomically(path, &bytes).map_err(|e| problem(path, format!("cannot be written: {e}")))
+    }
 }
 
 /// Writes `bytes` to a temporary file beside `path`, syncs it, renames it over `path`, and syncs the folder so

@@ -8,6 +8,7 @@
 //! any safetensors reader; `head -c 4096 file.ckpt` shows the JSON.
 
 mod file;
+pub(crate) use file::Encoded;
 mod restore;
 
 use std::collections::BTreeMap;
@@ -160,6 +161,11 @@ impl Checkpoint {
     /// Writes the checkpoint atomically: to a temporary file in the same folder, synced, then renamed over
     /// `path`. A crash at any moment leaves the old file or the new one whole, never a torn one.
     pub fn write(&self, path: impl AsRef<Path>) -> Result<()> {
-        file::write(self, path.as_ref())
+        self.encode(path.as_ref())?.write()
+    }
+
+    /// The checkpoint as CPU bytes bound for `path`, to be written later (by the trainer's background writer).
+    pub(crate) fn encode(&self, path: &Path) -> Result<file::Encoded> {
+        file::encode(self, path)
     }
 }

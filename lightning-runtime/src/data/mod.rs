@@ -148,6 +148,12 @@ pub trait BatchSource<B>: Send {
     fn is_empty(&self) -> bool {
         self.len() == Some(0)
     }
+
+    /// The trainer says, before it draws an epoch, whether the batches may share memory with the source's
+    /// data: `true` when no hook of the module takes batches by value (the batch-transfer hooks), so that
+    /// nothing can write into them. A source that copies its batches only to protect its data may then skip
+    /// the copy, as [`DataLoader`]'s does. The default ignores it.
+    fn allow_shared_batches(&mut self, _allowed: bool) {}
 }
 
 impl<B: Batch + Send> BatchSource<B> for Vec<B> {
@@ -174,6 +180,11 @@ impl<B> Loader<B> {
     /// The number of batches per epoch, if known.
     pub fn len(&self) -> Option<usize> {
         self.source.len()
+    }
+
+    /// See [`BatchSource::allow_shared_batches`].
+    pub(crate) fn allow_shared_batches(&mut self, allowed: bool) {
+        self.source.allow_shared_batches(allowed);
     }
 
     /// Whether it yields nothing.

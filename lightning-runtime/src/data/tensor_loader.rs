@@ -54,7 +54,19 @@ pub trait Dataset: Send + 'static {
     }
 
     /// The samples at `indices`, in that order. An index out of range is an `Err`, not a panic.
+    ///
+    /// The batch must not share memory with the dataset (the tensor impls copy the rows, as PyTorch's collate
+    /// does), so that a transform or hook that writes into it in place cannot change the data.
     fn get_batch(&self, indices: &[i64]) -> Result<Self::Batch>;
+
+    /// The samples at `indices`, allowed to share memory with the dataset. A [`DataLoader`] asks for this
+    /// instead of [`get_batch`](Dataset::get_batch) when nothing can write into its batches: it has no
+    /// [`map`](DataLoader::map) and no hook of the module takes batches by value. The tensor impls then return
+    /// a run of consecutive rows (every batch of an unshuffled loader) as a view, with no copy. Defaults to
+    /// `get_batch`.
+    fn get_batch_shared(&self, indices: &[i64]) -> Result<Self::Batch> {
+        self.get_batch(indices)
+    }
 
     /// Another handle on the same data, for a worker thread; for tensors, `shallow_clone` (nothing is copied).
     fn share(&self) -> Self
@@ -68,21 +80,32 @@ pub trait Dataset: Send + 'static {
     }
 }
 
-/// Rows `index` of `data`. Batches are copies (like PyTorch's collate), not views, so that an in-place
-/// transform in [`DataLoader::map`] cannot write into the dataset.
-fn rows(data: &Tensor, index: &Tensor) -> Result<Tensor> {
-    if index.device() == data.device() {
-        Ok(data.f_index_select(0, index)?)
-    } else {
-        Ok(data.f_index_select(0, &index.f_to_device(data.device())?)?)
+/// The rows of one batch: a run of consecutive indices (every batch of an unshuffled loader), or any list.
+enum Rows {
+    Run { start: i64, len: i64, copy: bool },
+    Listed(Tensor),
+}
+
+/// Rows `rows` of `data`: a copy (see [`Dataset::get_batch`]), or for a run that may be shared, a view. A
+/// copied run is one `narrow_copy`, half the instructions of an `index_select` (no index tensor, no gather).
+fn rows(data: &Tensor, rows: &Rows) -> Result<Tensor> {
+    match rows {
+        Rows::Run { start, len, copy: true } => Ok(data.f_narrow_copy(0, *start, *len)?),
+        Rows::Run { start, len, copy: false } => Ok(data.f_narrow(0, *start, *len)?),
+        Rows::Listed(index) if index.device() == data.device() => Ok(data.f_index_select(0, index)?),
+        Rows::Listed(index) => Ok(data.f_index_select(0, &index.f_to_device(data.device())?)?),
     }
 }
 
 /// Runs the indexing without autograd: a batch with a graph back into the dataset tensor would keep that
 /// graph alive, and would have worker threads touch the dataset's autograd state at the same time.
-fn select<T>(indices: &[i64], f: impl FnOnce(&Tensor) -> Result<T>) -> Result<T> {
-    let index = Tensor::f_from_slice(indices)?;
-    tch::no_grad(|| f(&index))
+fn select<T>(indices: &[i64], copy: bool, f: impl FnOnce(&Rows) -> Result<T>) -> Result<T> {
+    let consecutive = indices.windows(2).all(|w| w[1] == w[0] + 1);
+    let rows = match indices.first() {
+        Some(&start) if consecutive && start >= 0 => Rows::Run { start, len: indices.len() as i64, copy },
+        _ => Rows::Listed(Tensor::f_from_slice(indices)?),
+    };
+    tch::no_grad(|| f(&rows))
 }
 
 /// The length along dim 0, if the tensor has one.
@@ -131,7 +154,11 @@ impl Dataset for Tensor {
     }
 
     fn get_batch(&self, indices: &[i64]) -> Result<Tensor> {
-        select(indices, |index| rows(self, index))
+        select(indices, true, |r| rows(self, r))
+    }
+
+    fn get_batch_shared(&self, indices: &[i64]) -> Result<Tensor> {
+        select(indices, false, |r| rows(self, r))
     }
 
     fn share(&self) -> Self {
@@ -151,7 +178,11 @@ impl Dataset for (Tensor, Tensor) {
     }
 
     fn get_batch(&self, indices: &[i64]) -> Result<Self::Batch> {
-        select(indices, |index| Ok((rows(&self.0, index)?, rows(&self.1, index)?)))
+        select(indices, true, |r| Ok((rows(&self.0, r)?, rows(&self.1, r)?)))
+    }
+
+    fn get_batch_shared(&self, indices: &[i64]) -> Result<Self::Batch> {
+        select(indices, false, |r| Ok((rows(&self.0, r)?, rows(&self.1, r)?)))
     }
 
     fn share(&self) -> Self {
@@ -171,7 +202,11 @@ impl Dataset for (Tensor, Tensor, Tensor) {
     }
 
     fn get_batch(&self, indices: &[i64]) -> Result<Self::Batch> {
-        select(indices, |index| Ok((rows(&self.0, index)?, rows(&self.1, index)?, rows(&self.2, index)?)))
+        select(indices, true, |r| Ok((rows(&self.0, r)?, rows(&self.1, r)?, rows(&self.2, r)?)))
+    }
+
+    fn get_batch_shared(&self, indices: &[i64]) -> Result<Self::Batch> {
+        select(indices, false, |r| Ok((rows(&self.0, r)?, rows(&self.1, r)?, rows(&self.2, r)?)))
     }
 
     fn share(&self) -> Self {
@@ -448,6 +483,7 @@ impl<D: Dataset> DataLoader<D> {
             workers: self.workers,
             prefetch: self.prefetch,
             map: self.map,
+            shared: false,
         }))
     }
 }
@@ -459,6 +495,8 @@ struct Source<D: Dataset> {
     workers: usize,
     prefetch: usize,
     map: Option<Arc<MapFn<D::Batch>>>,
+    /// Whether batches may share memory with the dataset (the trainer's say; see `get_batch_shared`).
+    shared: bool,
 }
 
 /// The batches of one epoch, as sample indices.
@@ -503,10 +541,18 @@ fn panicked(hook: &'static str, payload: &(dyn Any + Send), epoch: &Epoch, batch
 /// Batch `batch` of `epoch`, indexed and transformed. Panics become errors here, so that a panicking
 /// transform ends the epoch with an `Err` whether it ran in line or on a worker (whose panic would otherwise
 /// only show as a closed channel).
-fn prepare<D: Dataset>(dataset: &D, map: Option<&MapFn<D::Batch>>, epoch: &Epoch, batch: usize) -> Result<D::Batch> {
+fn prepare<D: Dataset>(
+    dataset: &D,
+    map: Option<&MapFn<D::Batch>>,
+    shared: bool,
+    epoch: &Epoch,
+    batch: usize,
+) -> Result<D::Batch> {
     let indices = epoch.indices(batch);
-    let out = catch_unwind(AssertUnwindSafe(|| dataset.get_batch(indices)))
-        .map_err(|p| panicked("Dataset::get_batch", &*p, epoch, batch))??;
+    // A `map` may write into its batch in place: it gets a copy whatever the trainer allows.
+    let fetch = || if shared && map.is_none() { dataset.get_batch_shared(indices) } else { dataset.get_batch(indices) };
+    let out =
+        catch_unwind(AssertUnwindSafe(fetch)).map_err(|p| panicked("Dataset::get_batch", &*p, epoch, batch))??;
     match map {
         None => Ok(out),
         Some(f) => {
@@ -519,6 +565,7 @@ fn prepare<D: Dataset>(dataset: &D, map: Option<&MapFn<D::Batch>>, epoch: &Epoch
 struct Inline<'a, D: Dataset> {
     dataset: &'a D,
     map: Option<&'a MapFn<D::Batch>>,
+    shared: bool,
     epoch: Epoch,
     next: usize,
     failed: bool,
@@ -531,7 +578,7 @@ impl<D: Dataset> Iterator for Inline<'_, D> {
         if self.failed || self.next >= self.epoch.batches {
             return None;
         }
-        let out = prepare(self.dataset, self.map, &self.epoch, self.next);
+        let out = prepare(self.dataset, self.map, self.shared, &self.epoch, self.next);
         self.next += 1;
         self.failed = out.is_err();
         Some(out)
@@ -572,7 +619,7 @@ impl<B: Batch + Send> Workers<B> {
         for k in 0..count {
             let (tx, rx) = sync_channel(source.prefetch);
             let dataset = source.dataset.share();
-            let map = source.map.clone();
+            let (map, shared) = (source.map.clone(), source.shared);
             let epoch = Arc::clone(&epoch);
             let stop = Arc::clone(&workers.stop);
             let work = move || {
@@ -582,7 +629,7 @@ impl<B: Batch + Send> Workers<B> {
                     if stop.load(Ordering::Relaxed) {
                         return;
                     }
-                    let out = prepare(&dataset, map.as_deref(), &epoch, batch);
+                    let out = prepare(&dataset, map.as_deref(), shared, &epoch, batch);
                     let failed = out.is_err();
                     if tx.send(out).is_err() || failed {
                         return;
@@ -668,6 +715,7 @@ impl<D: Dataset> BatchSource<D::Batch> for Source<D> {
             return Box::new(Inline {
                 dataset: &self.dataset,
                 map: self.map.as_deref(),
+                shared: self.shared,
                 epoch,
                 next: 0,
                 failed: false,
@@ -681,5 +729,9 @@ impl<D: Dataset> BatchSource<D::Batch> for Source<D> {
 
     fn len(&self) -> Option<usize> {
         Some(self.config.batches(self.dataset.len()))
+    }
+
+    fn allow_shared_batches(&mut self, allowed: bool) {
+        self.shared = allowed;
     }
 }

@@ -4,6 +4,7 @@
 
 use std::path::Path;
 
+use super::checkpoint_writer::write_and_replace;
 use super::dispatch::Dispatch;
 use super::entry::Run;
 use crate::checkpoint::{load_weights, Checkpoint, LoadOptions, Progress};
@@ -11,20 +12,16 @@ use crate::module::LightningModule;
 use crate::{Error, Result};
 
 impl Dispatch {
-    /// Writes each requested checkpoint, then deletes the files its request replaces.
+    /// Writes each requested checkpoint, then deletes the files its request replaces: on the background writer
+    /// when the run has one, else here.
     pub(crate) fn write_pending_checkpoints<M: LightningModule>(&mut self, module: &mut M) -> Result<()> {
         for request in std::mem::take(&mut self.ctx.pending_saves) {
             let mut checkpoint = self.capture(module);
             self.on_save_checkpoint(module, &mut checkpoint)?;
-            checkpoint.write(&request.path)?;
-            for old in request.then_remove.iter().filter(|old| **old != request.path) {
-                match std::fs::remove_file(old) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(e) => {
-                        return Err(Error::Checkpoint { path: old.clone(), problem: format!("cannot be removed: {e}") })
-                    }
-                }
+            let encoded = checkpoint.encode(&request.path)?;
+            match &mut self.writer {
+                Some(writer) => writer.submit(encoded, request.then_remove)?,
+                None => write_and_replace(encoded, &request.then_remove)?,
             }
         }
         Ok(())

@@ -7,6 +7,7 @@ use std::any::Any;
 
 use tch::{Device, Tensor};
 
+use super::checkpoint_writer::CheckpointWriter;
 use super::Logger;
 use crate::callback::{AnyModule, Callback, CallbackResult};
 use crate::checkpoint::Checkpoint;
@@ -22,12 +23,14 @@ pub(crate) struct Dispatch {
     pub callbacks: Vec<Box<dyn Callback>>,
     pub ctx: Ctx,
     pub loggers: Vec<Box<dyn Logger>>,
+    /// Writes checkpoints behind the training thread; `None`: written synchronously.
+    pub writer: Option<CheckpointWriter>,
 }
 
 impl Dispatch {
     /// A dispatcher with no callbacks and no loggers, for hooks called outside a Trainer run.
     pub fn standalone(device: Device) -> Self {
-        Dispatch { callbacks: Vec::new(), ctx: Ctx::new(device), loggers: Vec::new() }
+        Dispatch { callbacks: Vec::new(), ctx: Ctx::new(device), loggers: Vec::new(), writer: None }
     }
 
     /// Runs `f` for every callback (skipping monitoring ones when `monitors` is `Some(false)`, or only them
@@ -666,6 +669,20 @@ pub(crate) mod eval_hooks {
             Ok(defined)
         }
     }
+}
+
+/// The batches of `loader` for `epoch`. They may share memory with the loader's data unless the module defines
+/// a hook that takes batches by value and so could write into them in place (the batch-transfer hooks).
+pub(crate) fn batches<'l, M: LightningModule>(
+    loader: &'l mut Loader<M::Batch>,
+    epoch: usize,
+) -> Box<dyn Iterator<Item = Result<M::Batch>> + 'l> {
+    let hooks = &M::HOOKS;
+    let by_value = hooks.on_before_batch_transfer.is_some()
+        || hooks.transfer_batch_to_device.is_some()
+        || hooks.on_after_batch_transfer.is_some();
+    loader.allow_shared_batches(!by_value);
+    loader.batches(epoch)
 }
 
 /// Clears every gradient of the module's variables (Lightning's `module.zero_grad()`, which sets them to None).

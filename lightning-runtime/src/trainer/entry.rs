@@ -5,6 +5,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use tch::Device;
 
+use super::checkpoint_writer::CheckpointWriter;
 use super::dispatch::{to_device, Dispatch};
 use super::{Config, State, Strategy, Trainer};
 use crate::context::{Ctx, Stage};
@@ -51,6 +52,7 @@ impl Trainer {
             callbacks: std::mem::take(&mut self.callbacks),
             ctx,
             loggers: std::mem::take(&mut self.loggers),
+            writer: self.cfg.async_checkpointing.then(CheckpointWriter::default),
         };
         let mut run = Run { module, d, cfg: &self.cfg, strategy: &*self.strategy, stage, torn_down: false };
         super::interrupt::arm();
@@ -61,6 +63,13 @@ impl Trainer {
         };
         if let Err(error) = &result {
             run.fail(error);
+        }
+        // Every checkpoint asked for is on disk before the stage returns (`on_exception`'s too).
+        if let Some(writer) = &mut run.d.writer {
+            let written = writer.finish();
+            if let (Ok(_), Err(error)) = (&result, written) {
+                result = Err(error);
+            }
         }
         for logger in &mut run.d.loggers {
             let finalized = logger.finalize();

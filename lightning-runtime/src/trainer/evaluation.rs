@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use super::dispatch::zero_grad;
+use super::dispatch::{self, zero_grad};
 use super::entry::Run;
 use super::Limit;
 use crate::context::Stage;
@@ -86,7 +86,7 @@ impl<M: LightningModule + 'static> Run<'_, M> {
         }
         let epoch = self.d.ctx.current_epoch;
         let mut ran = 0;
-        for (batch_idx, batch) in loader.batches(epoch).enumerate() {
+        for (batch_idx, batch) in dispatch::batches::<M>(loader, epoch).enumerate() {
             if limit.is_some_and(|n| batch_idx >= n) {
                 break;
             }

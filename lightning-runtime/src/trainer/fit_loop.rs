@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use super::checkpointing::ResumeAt;
-use super::dispatch::zero_grad;
+use super::dispatch::{self, zero_grad};
 use super::entry::Run;
 use super::evaluation::Kind;
 use super::Limit;
@@ -74,7 +74,7 @@ impl<M: LightningModule + 'static> Run<'_, M> {
         if let Some(limit) = self.cfg.overfit_batches {
             let n = limit.resolve(train.len(), "overfit")?.unwrap_or(usize::MAX);
             // Lightning trains and validates on the same first batches, in the same order, every epoch.
-            let batches = train.batches(0).take(n).collect::<Result<Vec<_>>>()?;
+            let batches = dispatch::batches::<M>(&mut train, 0).take(n).collect::<Result<Vec<_>>>()?;
             if validating {
                 val = Some(Loader::from(batches.iter().map(crate::Batch::share).collect::<Vec<_>>()));
             }

@@ -5,6 +5,7 @@
 //! stopping), `training_epoch.rs` (the batches of one epoch), `optimization.rs` (one automatic or manual
 //! optimization step), `evaluation.rs` (validation and test) and `prediction.rs`.
 
+mod checkpoint_writer;
 mod checkpointing;
 pub(crate) mod dispatch;
 mod entry;
@@ -130,6 +131,7 @@ pub(crate) struct Config {
     pub enable_progress_bar: bool,
     pub enable_model_summary: bool,
     pub max_time: Option<std::time::Duration>,
+    pub async_checkpointing: bool,
 }
 
 impl Default for Config {
@@ -158,6 +160,7 @@ impl Default for Config {
             enable_progress_bar: true,
             enable_model_summary: true,
             max_time: None,
+            async_checkpointing: true,
         }
     }
 }
@@ -266,6 +269,15 @@ impl Trainer {
     option!(
         /// Print the model summary when `fit` starts (default true).
         enable_model_summary: bool => enable_model_summary
+    );
+    option!(
+        /// Write checkpoints on a background thread (default true; Lightning's `AsyncCheckpointIO`). The training
+        /// thread still takes the snapshot (every tensor copied to CPU memory) and the hooks' order is unchanged;
+        /// the serializing, writing, syncing and the deletion of replaced files happen behind it, one file at a
+        /// time. A failed write is reported at the next save or when the stage ends (`fit` returns it), and
+        /// leaves the older files whole either way; `false` writes before the asking hook's caller goes on, so
+        /// a failure stops the run at once.
+        async_checkpointing: bool => async_checkpointing
     );
     option!(
         /// Stop `fit` at the first batch boundary after this much time (Lightning's `max_time`).

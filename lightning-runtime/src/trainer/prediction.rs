@@ -1,7 +1,7 @@
 //! The prediction loop (Lightning's `_PredictionLoop`): `predict_step` over every batch under `no_grad` and
 //! eval mode, the predictions collected in order. Lightning forbids logging here, and so does `Ctx`.
 
-use super::dispatch::zero_grad;
+use super::dispatch::{self, zero_grad};
 use super::entry::Run;
 use crate::module::LightningModule;
 use crate::{Error, Loader, Result};
@@ -43,7 +43,7 @@ where
         self.d.on_predict_start(self.module)?;
         self.d.on_predict_epoch_start(self.module)?;
         let mut predictions = Vec::with_capacity(limit.or(loader.len()).unwrap_or(0));
-        for (batch_idx, batch) in loader.batches(0).enumerate() {
+        for (batch_idx, batch) in dispatch::batches::<M>(loader, 0).enumerate() {
             if limit.is_some_and(|n| batch_idx >= n) {
                 break;
             }

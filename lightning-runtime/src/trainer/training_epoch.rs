@@ -2,6 +2,7 @@
 //! (which may end the epoch), the optimization step, scheduler steps, `on_train_batch_end`, logging, and
 //! validation within and at the end of the epoch.
 
+use super::dispatch;
 use super::entry::Run;
 use super::evaluation::Kind;
 use super::Limit;
@@ -25,7 +26,7 @@ impl<M: LightningModule + 'static> Run<'_, M> {
         let validate_this_epoch =
             val.is_some() && self.cfg.check_val_every_n_epoch.is_none_or(|n| (epoch + 1) % n == 0);
 
-        let mut batches = train.batches(epoch).skip(start).peekable();
+        let mut batches = dispatch::batches::<M>(train, epoch).skip(start).peekable();
         let mut batch_idx = start;
         let mut skipped = false;
         let mut epoch_schedulers_stepped = false;
