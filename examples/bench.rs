@@ -1,7 +1,9 @@
-//! The benchmark harness: the same model, data, optimizer and step count trained four ways — a hand-written tch
-//! loop (the floor), our Trainer with its defaults on, our Trainer with everything optional off, and PyTorch
-//! Lightning (defaults on, and extras off, through `benches/lightning_bench.py` in the managed Python
-//! environment) — printing the median per-step time of several repetitions and each one's ratio to the floor.
+//! The benchmark harness: the same model, data, optimizer and step count trained several ways — a hand-written
+//! tch loop with tch's own Adam (the floor), the same loop stepping this crate's `Optimizer` (so that the
+//! Trainer's difference to it is the framework alone), our Trainer with its defaults on, our Trainer with
+//! everything optional off, and PyTorch Lightning (defaults on, and extras off, through
+//! `benches/lightning_bench.py` in the managed Python environment) — printing the median per-step time of several
+//! repetitions and each one's ratio to the floor. The Rust variants take turns repetition by repetition.
 //! Then the data path: batches that cost about 1 ms of CPU work to prepare, in-line versus on two worker threads.
 //!
 //! ```text

@@ -310,7 +310,9 @@ impl Ctx {
     }
 
     /// Asks the Trainer to write a checkpoint of the whole run to `path` when this hook returns (atomically: a
-    /// crash leaves the previous file at `path` whole).
+    /// crash leaves the previous file at `path` whole). The state is captured when the hook returns; the file
+    /// is written behind the training thread unless [`Trainer::async_checkpointing`](crate::Trainer) is off,
+    /// and is on disk when the stage (`fit`, `validate`, ...) returns.
     pub fn save_checkpoint(&mut self, path: impl Into<std::path::PathBuf>) {
         self.pending_saves.push(SaveRequest { path: path.into(), then_remove: Vec::new() });
     }

@@ -225,6 +225,9 @@ type MapFn<B> = dyn Fn(B) -> Result<B> + Send + Sync;
 ///
 /// The built loader yields `len()` batches per epoch: `ceil(n / batch_size)`, or `floor` with
 /// [`drop_last`](DataLoader::drop_last). Batches stay where the dataset's tensors are (the Trainer moves them).
+/// A batch is a copy of its rows (PyTorch's collate copies too), so that writing into it cannot change the
+/// data; under a Trainer whose module has no hook that takes batches by value, and with no
+/// [`map`](DataLoader::map), a run of consecutive rows is handed out as a view instead, with no copy.
 ///
 /// ```
 /// use lightning_runtime::tch::{Device, Kind, Tensor};
