@@ -241,7 +241,15 @@ fn data_path(smoke: bool) -> lightning::Result<DataPath> {
     let batches = if smoke { 8 } else { 200 };
     let x = Tensor::rand([batches * 32, 256], (Kind::Float, Device::Cpu));
     let work = Tensor::rand([256, 256], (Kind::Float, Device::Cpu)) / 256.0;
-    let rounds = calibrate(|| drop(x.narrow(0, 0, 32).matmul(&work)), 1.0);
+    let rounds = calibrate(
+        |n| {
+            let mut b = x.narrow(0, 0, 32);
+            for _ in 0..n {
+                b = b.matmul(&work);
+            }
+        },
+        1.0,
+    );
     // Tensors are `Send` but not `Sync`: the workers share the weight through a mutex, held only to take a handle.
     let shared = std::sync::Arc::new(std::sync::Mutex::new(work));
     let prepare = move |batch: Tensor| -> lightning::Result<Tensor> {
@@ -255,15 +263,23 @@ fn data_path(smoke: bool) -> lightning::Result<DataPath> {
     let w = Workload { model: "data", inputs: 256, width: 1024, depth: 1, batch: 32, steps: batches as usize };
     let vs = nn::VarStore::new(Device::Cpu);
     let net = network(&vs, &w);
-    let step_rounds = calibrate(|| drop(net.forward(&x.narrow(0, 0, 32))), 1.0);
+    let step_rounds = calibrate(
+        |n| {
+            for _ in 0..n {
+                drop(net.forward(&x.narrow(0, 0, 32)));
+            }
+        },
+        1.0,
+    );
     let prepare_ms = time_ms(|| drop(prepare(x.narrow(0, 0, 32))));
     let step_ms = time_ms(|| {
         for _ in 0..step_rounds {
             drop(net.forward(&x.narrow(0, 0, 32)));
         }
     });
-    let mut throughput = [0.0; 2];
-    for (slot, workers) in [(0, 0), (1, 2)] {
+    // In-line and workers take turns, three rounds; the median of each (the machine is shared and noisy).
+    let mut rounds_of: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
+    for (slot, workers) in [(0, 0), (1, 2)].into_iter().cycle().take(if smoke { 2 } else { 6 }) {
         let mut loader =
             DataLoader::new(x.shallow_clone()).batch_size(32).workers(workers).map(prepare.clone()).build()?;
         let start = Instant::now();
@@ -275,8 +291,9 @@ fn data_path(smoke: bool) -> lightning::Result<DataPath> {
             }
             n += 1;
         }
-        throughput[slot] = n as f64 / start.elapsed().as_secs_f64();
+        rounds_of[slot].push(n as f64 / start.elapsed().as_secs_f64());
     }
+    let throughput = [median(&rounds_of[0]), median(&rounds_of[1])];
     tch::set_num_threads(threads);
     Ok(DataPath {
         prepare_ms,
@@ -297,10 +314,13 @@ fn time_ms(f: impl Fn()) -> f64 {
     start.elapsed().as_secs_f64() * 1e3 / runs as f64
 }
 
-/// How many repetitions of `f` take about `target_ms`.
-fn calibrate(f: impl Fn(), target_ms: f64) -> usize {
-    let once = time_ms(&f).max(1e-3);
-    ((target_ms / once).round() as usize).max(1)
+/// How many rounds `n` make `f(n)` take about `target_ms`: estimated from one round, then corrected by timing
+/// that many in a row (one round alone runs colder than a chain of them).
+fn calibrate(f: impl Fn(usize), target_ms: f64) -> usize {
+    let once = time_ms(|| f(1)).max(1e-3);
+    let guess = ((target_ms / once).round() as usize).max(1);
+    let chained = time_ms(|| f(guess)).max(1e-3);
+    ((guess as f64 * target_ms / chained).round() as usize).max(1)
 }
 
 fn main() -> lightning::Result<()> {

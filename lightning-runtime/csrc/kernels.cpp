@@ -9,6 +9,8 @@
 #include <ATen/ops/_fused_adam.h>
 #include <ATen/ops/_fused_adamw.h>
 
+#include <dlfcn.h>
+
 #include <cstdlib>
 #include <cstring>
 #include <exception>
@@ -78,6 +80,21 @@ char* lightning_fused_adam(const at::Tensor* const* params, const at::Tensor* co
   } catch (const std::exception& e) {
     return error_message(e.what());
   }
+}
+
+// Makes the calling thread run libtorch's operators on one thread: what PyTorch's DataLoader workers do
+// (`torch.set_num_threads(1)` in each worker process). Only this thread's OpenMP setting changes, unlike
+// `at::set_num_threads`, which also changes the process-wide default that threads started later inherit.
+// OpenMP is looked up at run time, in the runtime libtorch already loaded, so that no second OpenMP
+// runtime is linked; without one there is nothing to do. Returns whether it was found.
+bool lightning_one_thread_here() {
+  using SetThreads = void (*)(int);
+  auto set_threads = reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "omp_set_num_threads"));
+  if (set_threads == nullptr) {
+    return false;
+  }
+  set_threads(1);
+  return true;
 }
 
 void lightning_free_error(char* message) { free(message); }

@@ -26,6 +26,15 @@ extern "C" {
         decoupled: bool,
     ) -> *mut c_char;
     fn lightning_free_error(message: *mut c_char);
+    fn lightning_one_thread_here() -> bool;
+}
+
+/// Runs libtorch's operators on the calling thread with one intra-op thread (its OpenMP setting only): for
+/// worker threads, which run beside the training thread and would otherwise each start a team of OpenMP
+/// threads and oversubscribe the cores. Whether OpenMP was found.
+pub(crate) fn one_thread_here() -> bool {
+    // SAFETY: no arguments; looks a symbol up and calls it with 1.
+    unsafe { lightning_one_thread_here() }
 }
 
 fn handles(tensors: &[Tensor]) -> Vec<*const c_void> {

@@ -626,6 +626,9 @@ impl<B: Batch + Send> Workers<B> {
             let epoch = Arc::clone(&epoch);
             let stop = Arc::clone(&workers.stop);
             let work = move || {
+                // One intra-op thread per worker, as PyTorch's workers have: the training thread keeps the
+                // cores' thread pool, and two workers with teams of their own would oversubscribe them.
+                crate::kernels::one_thread_here();
                 for batch in (k..epoch.batches).step_by(count) {
                     // The flag spares starting a batch nobody will take; a worker blocked in `send` is
                     // released by the receiver's drop instead.
