@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::thread::{self, JoinHandle};
 
+use super::entry::panic_message;
 use crate::checkpoint::Encoded;
 use crate::{Error, Result};
 
@@ -75,12 +76,7 @@ impl CheckpointWriter {
         match joined {
             Ok(()) => written,
             Err(payload) => {
-                let why = payload
-                    .downcast_ref::<&str>()
-                    .map(|s| s.to_string())
-                    .or_else(|| payload.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "a panic without a message".into());
-                written.and(Err(Error::Panic { hook: "checkpoint writer", message: why }))
+                written.and(Err(Error::Panic { hook: "checkpoint writer", message: panic_message(payload) }))
             }
         }
     }
