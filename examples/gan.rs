@@ -102,7 +102,7 @@ impl Gan {
             let scheduler = &mut ctx.lr_schedulers()[i];
             scheduler.step();
             // A scheduler computes the rate; handing it to its optimizer is also up to the module here.
-            let (optimizer, lr) = (scheduler.optimizer, scheduler.lr());
+            let (optimizer, lr) = (scheduler.optimizer_index(), scheduler.lr());
             ctx.optimizers()[optimizer].set_lr(lr);
         }
     }

@@ -39,6 +39,17 @@ char* lightning_set_grads_to_none(const at::Tensor* const* params, size_t n) {
   }
 }
 
+// Sets the gradient of `param` to `grad` (a checkpoint's accumulated gradient, already on the parameter's
+// device and of its dtype and shape: the caller checks).
+char* lightning_set_grad(const at::Tensor* param, const at::Tensor* grad) {
+  try {
+    param->mutable_grad() = *grad;
+    return nullptr;
+  } catch (const std::exception& e) {
+    return error_message(e.what());
+  }
+}
+
 // One Adam (or, with `decoupled`, AdamW) step over the parameters that have a gradient, through libtorch's fused
 // kernel. `step` is a float32 scalar tensor on the parameters' device; it is set to `t` (the step being taken,
 // from 1) and read by the kernel for the bias corrections. The caller guarantees that every parameter, gradient

@@ -85,6 +85,14 @@ pub trait Callback: Send {
         false
     }
 
+    /// Whether it writes checkpoints (Lightning's `Checkpoint` callbacks: `ModelCheckpoint`,
+    /// `OnExceptionCheckpoint`). Such callbacks run after every other callback, keeping their order among
+    /// themselves, as Lightning orders them: the other callbacks' state they save is then the state after the hook
+    /// that saves.
+    fn saves_checkpoints(&self) -> bool {
+        false
+    }
+
     /// The callback's state, saved in checkpoints under its `name` (`None`: nothing to save).
     fn state_dict(&self) -> Option<serde_json::Value> {
         None

@@ -58,6 +58,12 @@ impl HookInfo {
     pub const fn callback_only(name: &'static str) -> Self {
         HookInfo { name, log: LogRule::Never }
     }
+
+    /// Code of the runtime's own that is not a hook (a loader fetching a batch, the Trainer itself): named in
+    /// panic reports, no logging.
+    pub(crate) const fn runtime(name: &'static str) -> Self {
+        HookInfo { name, log: LogRule::Never }
+    }
 }
 
 /// The context every hook may take as its last parameter (`ctx: &mut Ctx`): logging, the Trainer's counters,
@@ -88,6 +94,8 @@ pub struct Ctx {
     /// Training batches of the current epoch already run, and whether the epoch has ended (for checkpoints).
     pub(crate) batches_done: usize,
     pub(crate) epoch_finished: bool,
+    /// Whether the parameters hold gradients of an accumulation window no optimizer step has used yet.
+    pub(crate) accumulating: bool,
     /// The seed the run's randomness is drawn from.
     pub(crate) seed: u64,
     pub(crate) pending_saves: Vec<SaveRequest>,
@@ -182,6 +190,7 @@ impl Ctx {
             should_stop: false,
             batches_done: 0,
             epoch_finished: false,
+            accumulating: false,
             seed: 0,
             pending_saves: Vec::new(),
             total_batches: None,
@@ -284,7 +293,7 @@ impl Ctx {
         self.stage
     }
 
-    /// The hook that is running.
+    /// The hook that is running (the innermost one, when a hook calls another).
     pub fn hook(&self) -> &'static str {
         self.hook.name
     }

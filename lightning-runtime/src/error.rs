@@ -29,10 +29,10 @@ pub enum Error {
         /// What it returned.
         source: HookError,
     },
-    /// A hook (or a callback) panicked.
-    #[error("`{hook}` panicked: {message}")]
+    /// A hook (or a callback, a loader, the runtime's own code) panicked.
+    #[error("{} panicked: {message}", quoted(hook))]
     Panic {
-        /// The hook that was running.
+        /// The hook that was running (`on_train_batch_start`), or the runtime's part (`the training loader`).
         hook: &'static str,
         /// The panic's message.
         message: String,
@@ -63,9 +63,11 @@ pub enum Error {
     /// A file could not be read or written.
     #[error("{0}")]
     Io(#[from] std::io::Error),
-    /// The run was stopped by Ctrl-C (SIGINT) at a batch boundary.
-    #[error("interrupted by Ctrl-C at epoch {epoch}, global step {global_step}")]
+    /// The run was stopped by Ctrl-C (SIGINT) or SIGTERM at a batch boundary.
+    #[error("interrupted by {signal} at epoch {epoch}, global step {global_step}")]
     Interrupted {
+        /// The signal: `Ctrl-C (SIGINT)` or `SIGTERM`.
+        signal: &'static str,
         /// The epoch it stopped in.
         epoch: usize,
         /// The optimizer steps taken.
@@ -77,4 +79,13 @@ pub enum Error {
     /// The Trainer, the module and the data do not fit together.
     #[error("misconfiguration: {0}")]
     Config(String),
+}
+
+/// A hook's name in backticks; a description of the runtime's own code (it has spaces) as it is.
+fn quoted(name: &str) -> String {
+    if name.contains(' ') {
+        name.to_string()
+    } else {
+        format!("`{name}`")
+    }
 }

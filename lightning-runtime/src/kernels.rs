@@ -10,6 +10,7 @@ use crate::{Error, Result};
 
 extern "C" {
     fn lightning_set_grads_to_none(params: *const *const c_void, n: usize) -> *mut c_char;
+    fn lightning_set_grad(param: *const c_void, grad: *const c_void) -> *mut c_char;
     #[allow(clippy::too_many_arguments)]
     fn lightning_fused_adam(
         params: *const *const c_void,
@@ -58,6 +59,12 @@ pub(crate) fn set_grads_to_none(params: &[Tensor]) -> Result<()> {
     let handles = handles(params);
     // SAFETY: `handles` points at `params.len()` live tensors for the duration of the call.
     check(unsafe { lightning_set_grads_to_none(handles.as_ptr(), handles.len()) })
+}
+
+/// Sets the gradient of `param` to `grad` (which the caller has put on `param`'s device, dtype and shape).
+pub(crate) fn set_grad(param: &Tensor, grad: &Tensor) -> Result<()> {
+    // SAFETY: two live tensors for the duration of the call.
+    check(unsafe { lightning_set_grad(param.as_ptr() as *const c_void, grad.as_ptr() as *const c_void) })
 }
 
 /// Adam's hyper-parameters for one fused step.

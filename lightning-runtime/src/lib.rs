@@ -7,6 +7,7 @@ mod checkpoint;
 mod context;
 mod data;
 mod error;
+mod json_float;
 mod kernels;
 pub mod loggers;
 mod metrics;

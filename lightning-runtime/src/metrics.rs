@@ -83,13 +83,16 @@ fn add(sum: Logged, value: Logged) -> Logged {
 
 /// A training metric's partial epoch, as a checkpoint keeps it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct MetricState {
     name: String,
     on_step: bool,
     on_epoch: bool,
     prog_bar: bool,
     logger: bool,
+    #[serde(with = "crate::json_float")]
     epoch_sum: f64,
+    #[serde(with = "crate::json_float")]
     epoch_weight: f64,
 }
 

@@ -9,9 +9,24 @@ use crate::output::{HookOutput, StepOutput};
 use crate::Result;
 
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 enum Rule {
-    Sgd { momentum: f64, dampening: f64, nesterov: bool },
-    Adam { beta1: f64, beta2: f64, eps: f64, decoupled: bool },
+    Sgd {
+        #[serde(with = "crate::json_float")]
+        momentum: f64,
+        #[serde(with = "crate::json_float")]
+        dampening: f64,
+        nesterov: bool,
+    },
+    Adam {
+        #[serde(with = "crate::json_float")]
+        beta1: f64,
+        #[serde(with = "crate::json_float")]
+        beta2: f64,
+        #[serde(with = "crate::json_float")]
+        eps: f64,
+        decoupled: bool,
+    },
 }
 
 /// An optimizer over a list of parameters: SGD (momentum, Nesterov, weight decay), Adam or AdamW.
@@ -152,6 +167,35 @@ impl Optimizer {
     /// The number of steps taken.
     pub fn steps(&self) -> u64 {
         self.steps
+    }
+
+    /// What is wrong with its settings, PyTorch's checks: a learning rate, weight decay or momentum that is
+    /// negative or not a number, betas outside `[0, 1)`, a negative epsilon. The Trainer refuses such an
+    /// optimizer when `fit` starts, and when a checkpoint brings one back.
+    pub fn check(&self) -> std::result::Result<(), String> {
+        let at_least_zero = |what: &str, value: f64| {
+            if value.is_finite() && value >= 0.0 {
+                Ok(())
+            } else {
+                Err(format!("{what} = {value}: it must be a finite number, 0 or more"))
+            }
+        };
+        at_least_zero("learning rate", self.lr)?;
+        at_least_zero("weight_decay", self.weight_decay)?;
+        match self.rule {
+            Rule::Sgd { momentum, dampening, .. } => {
+                at_least_zero("momentum", momentum)?;
+                at_least_zero("dampening", dampening)
+            }
+            Rule::Adam { beta1, beta2, eps, .. } => {
+                for (index, beta) in [beta1, beta2].into_iter().enumerate() {
+                    if !(0.0..1.0).contains(&beta) {
+                        return Err(format!("beta{} = {beta}: it must be within [0, 1)", index + 1));
+                    }
+                }
+                at_least_zero("eps", eps)
+            }
+        }
     }
 
     /// Clears the gradients of its parameters: sets them to None (PyTorch's `zero_grad(set_to_none=True)`, its
@@ -310,9 +354,12 @@ fn fusion(params: &[Tensor]) -> Result<Fusion> {
 
 /// What a checkpoint keeps of an optimizer besides its state tensors.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct OptimizerState {
     rule: Rule,
+    #[serde(with = "crate::json_float")]
     lr: f64,
+    #[serde(with = "crate::json_float")]
     weight_decay: f64,
     steps: u64,
     /// The shape of each parameter, to check that the checkpoint fits the optimizer it is loaded into.
@@ -371,8 +418,14 @@ impl Optimizer {
             }
             restored.push(slots);
         }
+        let kept = (self.rule, self.lr, self.weight_decay);
+        (self.rule, self.lr, self.weight_decay) = (state.rule, state.lr, state.weight_decay);
+        if let Err(problem) = self.check() {
+            (self.rule, self.lr, self.weight_decay) = kept;
+            return Err(format!("optimizer {index} has an invalid setting: {problem}"));
+        }
         self.state = if state.slots == 0 { Vec::new() } else { restored };
-        (self.rule, self.lr, self.weight_decay, self.steps) = (state.rule, state.lr, state.weight_decay, state.steps);
+        self.steps = state.steps;
         Ok(())
     }
 }
@@ -398,10 +451,23 @@ pub enum Interval {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 enum Schedule {
-    Step { step_size: usize, gamma: f64 },
-    Cosine { t_max: usize, eta_min: f64 },
-    LinearWarmup { warmup: usize, start_factor: f64 },
+    Step {
+        step_size: usize,
+        #[serde(with = "crate::json_float")]
+        gamma: f64,
+    },
+    Cosine {
+        t_max: usize,
+        #[serde(with = "crate::json_float")]
+        eta_min: f64,
+    },
+    LinearWarmup {
+        warmup: usize,
+        #[serde(with = "crate::json_float")]
+        start_factor: f64,
+    },
 }
 
 /// A learning-rate schedule for one optimizer: step decay, cosine annealing or linear warm-up.
@@ -415,14 +481,16 @@ enum Schedule {
 /// assert_eq!(s.lr(), 0.5);
 /// ```
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct LrScheduler {
     schedule: Schedule,
     /// When it steps.
-    pub interval: Interval,
+    pub(crate) interval: Interval,
     /// It steps every `frequency` intervals.
-    pub frequency: usize,
+    pub(crate) frequency: usize,
     /// The optimizer it drives (its index in `Optimizers`).
-    pub optimizer: usize,
+    pub(crate) optimizer: usize,
+    #[serde(with = "crate::json_float")]
     base_lr: f64,
     steps: usize,
 }
@@ -432,19 +500,71 @@ impl LrScheduler {
         LrScheduler { schedule, interval: Interval::Epoch, frequency: 1, optimizer: 0, base_lr: 0.0, steps: 0 }
     }
 
-    /// Multiplies the learning rate by `gamma` every `step_size` steps (PyTorch's `StepLR`).
+    /// Multiplies the learning rate by `gamma` every `step_size` steps (PyTorch's `StepLR`). `step_size` must
+    /// be at least 1 and `gamma` finite and not negative: the Trainer refuses it when `fit` starts otherwise.
     pub fn step_lr(step_size: usize, gamma: f64) -> Self {
-        Self::new(Schedule::Step { step_size: step_size.max(1), gamma })
+        Self::new(Schedule::Step { step_size, gamma })
     }
 
-    /// Cosine annealing from the base rate down to `eta_min` over `t_max` steps (`CosineAnnealingLR`).
+    /// Cosine annealing from the base rate down to `eta_min` over `t_max` steps (`CosineAnnealingLR`); `t_max`
+    /// at least 1, `eta_min` finite and not negative.
     pub fn cosine(t_max: usize, eta_min: f64) -> Self {
-        Self::new(Schedule::Cosine { t_max: t_max.max(1), eta_min })
+        Self::new(Schedule::Cosine { t_max, eta_min })
     }
 
-    /// Linear warm-up from `start_factor` times the base rate to the base rate over `warmup` steps.
+    /// Linear warm-up from `start_factor` times the base rate to the base rate over `warmup` steps (at least 1;
+    /// `start_factor` within `(0, 1]`, as PyTorch's `LinearLR` requires).
     pub fn linear_warmup(warmup: usize, start_factor: f64) -> Self {
-        Self::new(Schedule::LinearWarmup { warmup: warmup.max(1), start_factor })
+        Self::new(Schedule::LinearWarmup { warmup, start_factor })
+    }
+
+    /// What is wrong with its settings: a step count of 0 (which would divide by zero), a factor that is not a
+    /// finite number or is out of range. The Trainer refuses such a scheduler when `fit` starts, and when a
+    /// checkpoint brings one back.
+    pub fn check(&self) -> std::result::Result<(), String> {
+        let count = |what: &str, value: usize| {
+            if value == 0 {
+                Err(format!("{what} = 0: it must be at least 1"))
+            } else {
+                Ok(())
+            }
+        };
+        let at_least_zero = |what: &str, value: f64| {
+            if value.is_finite() && value >= 0.0 {
+                Ok(())
+            } else {
+                Err(format!("{what} = {value}: it must be a finite number, 0 or more"))
+            }
+        };
+        count("frequency", self.frequency)?;
+        match self.schedule {
+            Schedule::Step { step_size, gamma } => {
+                count("step_size", step_size)?;
+                at_least_zero("gamma", gamma)
+            }
+            Schedule::Cosine { t_max, eta_min } => {
+                count("T_max", t_max)?;
+                at_least_zero("eta_min", eta_min)
+            }
+            Schedule::LinearWarmup { warmup, start_factor } => {
+                count("warmup", warmup)?;
+                if start_factor > 0.0 && start_factor <= 1.0 {
+                    Ok(())
+                } else {
+                    Err(format!("start_factor = {start_factor}: it must be within (0, 1]"))
+                }
+            }
+        }
+    }
+
+    /// When it steps: every `frequency` (the second) epochs or optimizer steps (the first).
+    pub fn stepping(&self) -> (Interval, usize) {
+        (self.interval, self.frequency)
+    }
+
+    /// The index of the optimizer it drives.
+    pub fn optimizer_index(&self) -> usize {
+        self.optimizer
     }
 
     /// Steps it every `interval`.
@@ -453,9 +573,9 @@ impl LrScheduler {
         self
     }
 
-    /// Steps it every `frequency` intervals.
+    /// Steps it every `frequency` intervals (at least 1).
     pub fn frequency(mut self, frequency: usize) -> Self {
-        self.frequency = frequency.max(1);
+        self.frequency = frequency;
         self
     }
 
@@ -480,16 +600,19 @@ impl LrScheduler {
         self.steps
     }
 
-    /// The learning rate for the current step.
+    /// The learning rate for the current step. (A schedule [`check`](Self::check) refuses counts as 1 here
+    /// rather than dividing by zero.)
     pub fn lr(&self) -> f64 {
         let (base, t) = (self.base_lr, self.steps);
         match self.schedule {
-            Schedule::Step { step_size, gamma } => base * gamma.powi((t / step_size) as i32),
+            Schedule::Step { step_size, gamma } => base * gamma.powi((t / step_size.max(1)) as i32),
             Schedule::Cosine { t_max, eta_min } => {
+                let t_max = t_max.max(1);
                 let t = t.min(t_max) as f64;
                 eta_min + (base - eta_min) * (1.0 + (std::f64::consts::PI * t / t_max as f64).cos()) / 2.0
             }
             Schedule::LinearWarmup { warmup, start_factor } => {
+                let warmup = warmup.max(1);
                 let progress = t.min(warmup) as f64 / warmup as f64;
                 base * (start_factor + (1.0 - start_factor) * progress)
             }

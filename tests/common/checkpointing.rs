@@ -257,14 +257,17 @@ pub fn join_safetensors(header: &serde_json::Value, data: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Rewrites the `lightning-rs` metadata JSON of the checkpoint at `path` in place (not atomically: a test tool).
+/// Rewrites the `lightning-rs` metadata JSON of the checkpoint at `path` in place, with its checksum, as a tool
+/// that knows the format would (not atomically: a test tool).
 pub fn edit_metadata(path: &Path, edit: impl FnOnce(&mut serde_json::Value)) {
     let bytes = std::fs::read(path).unwrap();
     let (mut header, data) = split_safetensors(&bytes);
     let entry = &mut header["__metadata__"]["lightning-rs"];
     let mut meta: serde_json::Value = serde_json::from_str(entry.as_str().unwrap()).unwrap();
     edit(&mut meta);
-    *entry = serde_json::Value::String(meta.to_string());
+    let json = meta.to_string();
+    header["__metadata__"]["lightning-rs.crc32c"] = format!("{:08x}", crc32c::crc32c(json.as_bytes())).into();
+    header["__metadata__"]["lightning-rs"] = serde_json::Value::String(json);
     std::fs::write(path, join_safetensors(&header, &data)).unwrap();
 }
 

@@ -30,6 +30,7 @@ pub struct EarlyStopping {
 /// What a checkpoint keeps, so a resumed run keeps counting patience.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 struct State {
+    #[serde(with = "crate::json_float::option")]
     best: Option<f64>,
     wait: usize,
     stopped_epoch: Option<usize>,

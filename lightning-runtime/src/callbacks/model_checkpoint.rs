@@ -761,46 +761,8 @@ impl Value {
     }
 }
 
-/// A score in JSON: a number when finite, else `"inf"`, `"-inf"` or `"nan"` (JSON has no such numbers, and
-/// serde_json would write them as `null`).
-#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
-#[serde(untagged)]
-enum JsonScore {
-    Number(f64),
-    Text(NonFinite),
-}
-
-#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
-enum NonFinite {
-    #[serde(rename = "inf")]
-    Inf,
-    #[serde(rename = "-inf")]
-    NegInf,
-    #[serde(rename = "nan")]
-    NaN,
-}
-
-impl From<f64> for JsonScore {
-    fn from(v: f64) -> Self {
-        match v {
-            v if v.is_nan() => JsonScore::Text(NonFinite::NaN),
-            f64::INFINITY => JsonScore::Text(NonFinite::Inf),
-            f64::NEG_INFINITY => JsonScore::Text(NonFinite::NegInf),
-            v => JsonScore::Number(v),
-        }
-    }
-}
-
-impl From<JsonScore> for f64 {
-    fn from(v: JsonScore) -> Self {
-        match v {
-            JsonScore::Number(v) => v,
-            JsonScore::Text(NonFinite::Inf) => f64::INFINITY,
-            JsonScore::Text(NonFinite::NegInf) => f64::NEG_INFINITY,
-            JsonScore::Text(NonFinite::NaN) => f64::NAN,
-        }
-    }
-}
+/// A score in JSON, NaN and infinities included (see `json_float`).
+type JsonScore = crate::json_float::JsonF64;
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 struct KeptCheckpoint {
@@ -860,6 +822,10 @@ fn py_timedelta(d: Duration) -> String {
 }
 
 impl Callback for ModelCheckpoint {
+    fn saves_checkpoints(&self) -> bool {
+        true
+    }
+
     /// Lightning's `state_key`: the class name and the settings that tell two checkpoint callbacks apart
     /// (`ModelCheckpoint{'monitor': 'val_loss', 'mode': 'min', 'every_n_train_steps': 0, 'every_n_epochs': 1,
     /// 'train_time_interval': None}`), so that several can run in one Trainer and each gets its own state back.

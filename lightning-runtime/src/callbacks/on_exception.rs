@@ -32,6 +32,10 @@ impl OnExceptionCheckpoint {
 }
 
 impl Callback for OnExceptionCheckpoint {
+    fn saves_checkpoints(&self) -> bool {
+        true
+    }
+
     fn on_exception(&mut self, ctx: &mut Ctx, _module: &mut dyn AnyModule, error: &Error) -> CallbackResult {
         // Only `fit` has training state to resume; a failing checkpoint itself must not loop back here.
         if ctx.stage() == Some(crate::Stage::Fit) && !matches!(error, Error::Checkpoint { .. }) {

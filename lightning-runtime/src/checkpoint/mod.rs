@@ -26,11 +26,13 @@ use crate::{Error, Result};
 pub(crate) use restore::load_weights;
 pub use restore::{LoadFromCheckpoint, LoadOptions};
 
-/// The version of the checkpoint format this build writes; it reads this version and older ones.
-pub const FORMAT_VERSION: u32 = 1;
+/// The version of the checkpoint format this build writes; it reads this version and format 1 (which had no
+/// checksums). Format 2 added the checksums and the accumulated gradients.
+pub const FORMAT_VERSION: u32 = 2;
 
 /// Where training stood when the checkpoint was written.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct Progress {
     /// The epoch being trained (or just finished, when `epoch_finished`).
     pub epoch: usize,
@@ -41,11 +43,11 @@ pub(crate) struct Progress {
     pub epoch_finished: bool,
 }
 
-/// Everything besides the tensors, as the JSON in the file's header.
+/// Everything besides the tensors, as the JSON in the file's header. Every key is required and no other is
+/// accepted: a damaged key is an error, never a default.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct Meta {
-    /// Absent in a file means the first format.
-    #[serde(default)]
     pub format_version: u32,
     pub progress: Progress,
     /// The seed the run draws its randomness from (see `Trainer::seed`).
@@ -60,6 +62,21 @@ pub(crate) struct Meta {
     pub hparams: Option<Value>,
     /// The module's own entries.
     pub extra: Map<String, Value>,
+    /// Every tensor of the file with its dtype, shape and checksum (format 2 on; set when the file is written,
+    /// checked and dropped when it is read).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tensors: Option<BTreeMap<String, TensorRecord>>,
+}
+
+/// What the metadata says of one tensor of the file.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct TensorRecord {
+    /// safetensors' name of its dtype (`F32`, `I64`, ...).
+    pub dtype: String,
+    pub shape: Vec<usize>,
+    /// CRC32C (Castagnoli) of its bytes.
+    pub crc32c: u32,
 }
 
 /// A checkpoint, in memory. `on_save_checkpoint` adds the module's own entries to it; `on_load_checkpoint`
@@ -67,9 +84,11 @@ pub(crate) struct Meta {
 ///
 /// # The file
 ///
-/// One safetensors file (`.ckpt`). Its tensors are the model's variables, named `model.<variable>`, and the
-/// optimizers' state, `optimizer.<i>.<parameter>.<slot>` (SGD's momentum buffer; Adam's two moments). Its header
-/// metadata holds `format: lightning-rs` and, under `lightning-rs`, a JSON document:
+/// One safetensors file (`.ckpt`). Its tensors are the model's variables, named `model.<variable>`, the
+/// optimizers' state, `optimizer.<i>.<parameter>.<slot>` (SGD's momentum buffer; Adam's two moments), and, when
+/// it was taken inside a gradient-accumulation window, the gradients accumulated so far, `grad.<variable>`. Its
+/// header metadata holds `format: lightning-rs`, under `lightning-rs` a JSON document, and under
+/// `lightning-rs.crc32c` the CRC32C of that document's text:
 ///
 /// | key | what |
 /// |---|---|
@@ -82,9 +101,14 @@ pub(crate) struct Meta {
 /// | `metrics` | the training epoch's partial sums, so a resumed epoch reports the same means |
 /// | `hparams` | the module's hyper-parameters (`#[lightning_module(hparams = field)]`) |
 /// | `extra` | the module's own entries from `on_save_checkpoint` |
+/// | `tensors` | each tensor's dtype, shape and CRC32C |
 ///
-/// Any safetensors reader opens it; `head -c 4096 file.ckpt` shows the JSON. Files are written to a temporary
-/// file in the same folder, synced, and renamed over the old one, so a crash leaves the old file or the new one.
+/// Floats that are not finite (a NaN loss in the epoch's sums) are written as the text `"nan"`, `"inf"` or
+/// `"-inf"`. Reading checks the metadata's checksum, then every key (a missing or unknown one is an error), then
+/// each tensor's dtype, shape and checksum: a damaged file is an error naming the file and the tensor, never a
+/// silently different run. Any safetensors reader opens it; `head -c 4096 file.ckpt` shows the JSON. Files are
+/// written to a temporary file in the same folder, synced, read back and checked, and only then renamed over the
+/// old one, so a crash leaves the old file or the new one, and a file that would not read back replaces nothing.
 ///
 /// ```
 /// use lightning_runtime::Checkpoint;

@@ -34,6 +34,18 @@ impl Dispatch {
         let mut variables: Vec<_> = module.var_store().variables().into_iter().collect();
         variables.sort_by(|a, b| a.0.cmp(&b.0));
         checkpoint.tensors = variables.into_iter().map(|(name, t)| (format!("model.{name}"), t)).collect();
+        if ctx.accumulating {
+            // The gradients accumulated so far in the open window, so that a resumed run steps on the same sum.
+            let mut grads: Vec<_> = module
+                .var_store()
+                .variables()
+                .into_iter()
+                .map(|(name, t)| (format!("grad.{name}"), t.grad()))
+                .filter(|(_, g)| g.defined())
+                .collect();
+            grads.sort_by(|a, b| a.0.cmp(&b.0));
+            checkpoint.tensors.extend(grads);
+        }
         for (index, optimizer) in ctx.optimizers.iter().enumerate() {
             let (state, tensors) = optimizer.export(index);
             checkpoint.meta.optimizers.push(state);
@@ -92,12 +104,27 @@ impl<M: LightningModule> Run<'_, M> {
                 ctx.schedulers.len()
             )));
         }
+        for (index, scheduler) in meta.schedulers.iter().enumerate() {
+            scheduler.check().map_err(|problem| fail(format!("LR scheduler {index} has an invalid setting: {problem}")))?;
+            if scheduler.optimizer >= ctx.optimizers.len() {
+                return Err(fail(format!(
+                    "LR scheduler {index} drives optimizer {}, but there are {}",
+                    scheduler.optimizer,
+                    ctx.optimizers.len()
+                )));
+            }
+            let lr = scheduler.lr();
+            if !(lr.is_finite() && lr >= 0.0) {
+                return Err(fail(format!("LR scheduler {index} sets the learning rate to {lr}")));
+            }
+        }
         ctx.schedulers = meta.schedulers.clone();
         for scheduler in &ctx.schedulers {
             if let Some(optimizer) = ctx.optimizers.get_mut(scheduler.optimizer) {
                 optimizer.set_lr(scheduler.lr());
             }
         }
+        ctx.accumulating = restore_grads(path, checkpoint, self.module.var_store())?;
         let progress = &meta.progress;
         ctx.global_step = progress.global_step;
         ctx.seed = meta.seed;
@@ -110,4 +137,30 @@ impl<M: LightningModule> Run<'_, M> {
             Ok(ResumeAt { batches_done: progress.batches_done })
         }
     }
+}
+
+/// Gives the variables the gradients a checkpoint taken inside an accumulation window saved (`grad.<name>`);
+/// whether there were any.
+fn restore_grads(path: &Path, checkpoint: &Checkpoint, vs: &tch::nn::VarStore) -> Result<bool> {
+    let variables = vs.variables();
+    let mut any = false;
+    for (name, grad) in &checkpoint.tensors {
+        let Some(variable) = name.strip_prefix("grad.") else { continue };
+        let fail = |problem: String| Error::Checkpoint { path: path.to_path_buf(), problem };
+        let param = variables
+            .get(variable)
+            .ok_or_else(|| fail(format!("holds the gradient of `{variable}`, which the model does not have")))?;
+        if grad.size() != param.size() || grad.kind() != param.kind() {
+            return Err(fail(format!(
+                "the gradient of `{variable}` is {:?} {:?}, but the variable is {:?} {:?}",
+                grad.kind(),
+                grad.size(),
+                param.kind(),
+                param.size()
+            )));
+        }
+        crate::kernels::set_grad(param, &grad.f_to_device(param.device())?)?;
+        any = true;
+    }
+    Ok(any)
 }

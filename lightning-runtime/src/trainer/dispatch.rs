@@ -25,12 +25,33 @@ pub(crate) struct Dispatch {
     pub loggers: Vec<Box<dyn Logger>>,
     /// Writes checkpoints behind the training thread; `None`: written synchronously.
     pub writer: Option<CheckpointWriter>,
+    /// While set, checkpoints hooks ask for wait (see `on_train_epoch_end`).
+    saves_deferred: bool,
 }
 
 impl Dispatch {
     /// A dispatcher with no callbacks and no loggers, for hooks called outside a Trainer run.
     pub fn standalone(device: Device) -> Self {
-        Dispatch { callbacks: Vec::new(), ctx: Ctx::new(device), loggers: Vec::new(), writer: None }
+        Dispatch::new(Vec::new(), Ctx::new(device), Vec::new(), None)
+    }
+
+    pub fn new(
+        callbacks: Vec<Box<dyn Callback>>,
+        ctx: Ctx,
+        loggers: Vec<Box<dyn Logger>>,
+        writer: Option<CheckpointWriter>,
+    ) -> Self {
+        Dispatch { callbacks, ctx, loggers, writer, saves_deferred: false }
+    }
+
+    /// Runs `f` with `section` recorded as what is running (a loader fetching a batch, say), so that a panic in it
+    /// is reported under its name; the previous one is restored after.
+    #[inline]
+    pub fn section<R>(&mut self, section: HookInfo, f: impl FnOnce() -> R) -> R {
+        let outer = std::mem::replace(&mut self.ctx.hook, section);
+        let value = f();
+        self.ctx.hook = outer;
+        value
     }
 
     /// Runs `f` for every callback (skipping monitoring ones when `monitors` is `Some(false)`, or only them
@@ -42,6 +63,7 @@ impl Dispatch {
         monitors: Option<bool>,
         mut f: impl FnMut(&mut dyn Callback, &mut Ctx, &mut dyn AnyModule) -> CallbackResult,
     ) -> Result<()> {
+        let outer = self.ctx.hook;
         for callback in self.callbacks.iter_mut() {
             if monitors.is_some_and(|wanted| callback.monitors() != wanted) {
                 continue;
@@ -53,6 +75,9 @@ impl Dispatch {
                 source,
             })?;
             take_log_error(&mut self.ctx)?;
+            // Restored after each call (not left set on error or panic, which report the hook themselves), so that
+            // a hook called from inside another one leaves the outer one recorded.
+            self.ctx.hook = outer;
         }
         Ok(())
     }
@@ -80,17 +105,19 @@ impl Dispatch {
         call: impl FnOnce(F, &mut M, &mut Ctx) -> std::result::Result<R, HookError>,
     ) -> Result<Option<R>> {
         let Some(f) = pointer else { return Ok(None) };
-        self.ctx.hook = hook;
+        let outer = std::mem::replace(&mut self.ctx.hook, hook);
         let value = call(f, module, &mut self.ctx).map_err(|source| Error::Hook { hook: hook.name, source })?;
         take_log_error(&mut self.ctx)?;
+        self.ctx.hook = outer;
         self.flush_saves(module)?;
         Ok(Some(value))
     }
 
-    /// Writes the checkpoints hooks asked for (`ctx.save_checkpoint`), once the asking hook has returned.
+    /// Writes the checkpoints hooks asked for (`ctx.save_checkpoint`), once the asking hook has returned on every
+    /// callback (or on the module).
     #[inline]
     fn flush_saves<M: LightningModule>(&mut self, module: &mut M) -> Result<()> {
-        if self.ctx.pending_saves.is_empty() {
+        if self.ctx.pending_saves.is_empty() || self.saves_deferred {
             return Ok(());
         }
         self.write_pending_checkpoints(module)
@@ -193,17 +220,26 @@ impl Dispatch {
 
     /// `on_train_epoch_end`: non-monitoring callbacks, the module, then (once the epoch's metrics are
     /// reduced by `between`) the monitoring callbacks, as Lightning 2.x orders them.
+    ///
+    /// A checkpoint asked for anywhere in it is taken when all of it has run: the epoch has ended for every
+    /// callback (early stopping's patience, the checkpoint callbacks' top-k) and for the module, so a run resumed
+    /// from it starts the next epoch exactly as the uninterrupted run does, whoever asked. (Lightning takes it
+    /// at once, with the state of the callbacks that have not run yet one epoch behind.)
     pub fn on_train_epoch_end<M: LightningModule + 'static>(
         &mut self,
         module: &mut M,
         between: impl FnOnce(&mut Self) -> Result<()>,
     ) -> Result<()> {
         let hook = info::on_train_epoch_end;
-        self.each_callback_where(hook, module, Some(false), |cb, ctx, m| cb.on_train_epoch_end(ctx, m))?;
-        self.flush_saves(module)?;
-        self.module(hook, module, M::HOOKS.on_train_epoch_end, |f, m, ctx| f(m, ctx))?;
-        between(self)?;
-        self.each_callback_where(hook, module, Some(true), |cb, ctx, m| cb.on_train_epoch_end(ctx, m))?;
+        self.saves_deferred = true;
+        let ran = (|| {
+            self.each_callback_where(hook, module, Some(false), |cb, ctx, m| cb.on_train_epoch_end(ctx, m))?;
+            self.module(hook, module, M::HOOKS.on_train_epoch_end, |f, m, ctx| f(m, ctx))?;
+            between(self)?;
+            self.each_callback_where(hook, module, Some(true), |cb, ctx, m| cb.on_train_epoch_end(ctx, m))
+        })();
+        self.saves_deferred = false;
+        ran?;
         self.flush_saves(module)
     }
 
@@ -258,18 +294,19 @@ impl Dispatch {
         Ok(())
     }
 
+    /// The module's `configure_callbacks`, then Lightning's callback order: the checkpointing callbacks after
+    /// every other, so that the state of the others they save is the one after the hook that saves.
     pub fn configure_callbacks<M: LightningModule>(&mut self, module: &mut M) -> Result<()> {
-        let Some(added) =
-            self.module(info::configure_callbacks, module, M::HOOKS.configure_callbacks, |f, m, ctx| f(m, ctx))?
-        else {
-            return Ok(());
-        };
+        let added =
+            self.module(info::configure_callbacks, module, M::HOOKS.configure_callbacks, |f, m, ctx| f(m, ctx))?;
         // A callback the module configures replaces the Trainer's callback of the same type.
-        for callback in added {
+        for callback in added.into_iter().flatten() {
             let name = callback.name();
             self.callbacks.retain(|existing| existing.name() != name);
             self.callbacks.push(callback);
         }
+        // Stable: the order among the checkpointing callbacks, and among the others, is kept.
+        self.callbacks.sort_by_key(|callback| callback.saves_checkpoints());
         Ok(())
     }
 
@@ -454,7 +491,7 @@ impl Dispatch {
         }
     }
 
-    /// `optimizer_step` (default: run the closure, then step).
+    /// `optimizer_step` (default: run the closure, then step). The caller records it as the running hook.
     pub fn optimizer_step<M: LightningModule>(
         module: &mut M,
         epoch: usize,
@@ -496,11 +533,20 @@ impl Dispatch {
             }
         };
         let lr = scheduler.lr();
-        if let Some(optimizer) = self.ctx.optimizers.get_mut(scheduler.optimizer) {
+        let optimizer = scheduler.optimizer;
+        self.ctx.schedulers[index] = scheduler;
+        result?;
+        // A rate that is not a finite number, 0 or more, would turn the weights to NaN and the error would blame
+        // the loss: it is named here instead.
+        if !(lr.is_finite() && lr >= 0.0) {
+            return Err(Error::Config(format!(
+                "LR scheduler {index} set the learning rate of optimizer {optimizer} to {lr}: it must be a finite number, 0 or more"
+            )));
+        }
+        if let Some(optimizer) = self.ctx.optimizers.get_mut(optimizer) {
             optimizer.set_lr(lr);
         }
-        self.ctx.schedulers[index] = scheduler;
-        result
+        Ok(())
     }
 
     /// `on_validation_model_zero_grad` (default: zero the module's gradients).

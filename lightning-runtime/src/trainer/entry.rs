@@ -7,8 +7,8 @@ use tch::Device;
 
 use super::checkpoint_writer::CheckpointWriter;
 use super::dispatch::{to_device, Dispatch};
-use super::{Config, State, Strategy, Trainer};
-use crate::context::{Ctx, Stage};
+use super::{Config, Limit, State, Strategy, Trainer};
+use crate::context::{Ctx, HookInfo, Stage};
 use crate::module::LightningModule;
 use crate::{Batch, Error, Result};
 
@@ -48,14 +48,15 @@ impl Trainer {
         ctx.stage = Some(stage);
         ctx.fast_dev_run = self.cfg.fast_dev_run.is_some();
         self.add_default_callbacks(stage);
-        let d = Dispatch {
-            callbacks: std::mem::take(&mut self.callbacks),
+        ctx.hook = HookInfo::runtime("the Trainer");
+        let d = Dispatch::new(
+            std::mem::take(&mut self.callbacks),
             ctx,
-            loggers: std::mem::take(&mut self.loggers),
-            writer: self.cfg.async_checkpointing.then(CheckpointWriter::default),
-        };
+            std::mem::take(&mut self.loggers),
+            self.cfg.async_checkpointing.then(CheckpointWriter::default),
+        );
         let mut run = Run { module, d, cfg: &self.cfg, strategy: &*self.strategy, stage, torn_down: false };
-        super::interrupt::arm();
+        let _signals = super::interrupt::arm(self.cfg.handle_interrupts);
         let outcome = catch_unwind(AssertUnwindSafe(|| body(&mut run)));
         let mut result = match outcome {
             Ok(result) => result,
@@ -120,6 +121,39 @@ impl Config {
         if self.fast_dev_run == Some(0) {
             return Err(Error::Config("fast_dev_run must be at least 1 batch".into()));
         }
+        if let Some(clip) = self.gradient_clip_val {
+            if clip.is_nan() || clip < 0.0 {
+                return Err(Error::Config(format!(
+                    "gradient_clip_val = {clip}: it must be 0 or more (0 does not clip)"
+                )));
+            }
+        }
+        match self.val_check_interval {
+            Some(Limit::Fraction(f)) if !(f > 0.0 && f <= 1.0) => {
+                return Err(Error::Config(format!(
+                    "val_check_interval = {f}: a fraction of the epoch must be within (0, 1]; pass a count of batches for an interval in batches"
+                )));
+            }
+            Some(Limit::Batches(0)) => {
+                return Err(Error::Config("val_check_interval must be at least 1 batch".into()));
+            }
+            _ => {}
+        }
+        for (what, limit) in [
+            ("limit_train_batches", self.limit_train),
+            ("limit_val_batches", self.limit_val),
+            ("limit_test_batches", self.limit_test),
+            ("limit_predict_batches", self.limit_predict),
+        ]
+        .into_iter()
+        .chain(self.overfit_batches.map(|limit| ("overfit_batches", limit)))
+        {
+            if let Limit::Fraction(f) = limit {
+                if !(0.0..=1.0).contains(&f) {
+                    return Err(Error::Config(format!("{what} = {f}: a fraction must be within [0, 1]")));
+                }
+            }
+        }
         Ok(())
     }
 }
@@ -155,11 +189,15 @@ impl<M: LightningModule + 'static> Run<'_, M> {
         }
     }
 
-    /// An error when Ctrl-C was pressed: checked at batch boundaries.
+    /// An error when Ctrl-C was pressed or SIGTERM came: checked at batch boundaries.
     #[inline]
     pub fn check_interrupt(&self) -> Result<()> {
         if super::interrupt::requested() {
-            return Err(Error::Interrupted { epoch: self.d.ctx.current_epoch, global_step: self.d.ctx.global_step });
+            return Err(Error::Interrupted {
+                signal: super::interrupt::signal_name(),
+                epoch: self.d.ctx.current_epoch,
+                global_step: self.d.ctx.global_step,
+            });
         }
         Ok(())
     }

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use super::dispatch::{self, zero_grad};
 use super::entry::Run;
 use super::Limit;
-use crate::context::Stage;
+use crate::context::{HookInfo, Stage};
 use crate::metrics::Scope;
 use crate::module::LightningModule;
 use crate::{Error, Loader, Result};
@@ -86,10 +86,16 @@ impl<M: LightningModule + 'static> Run<'_, M> {
         }
         let epoch = self.d.ctx.current_epoch;
         let mut ran = 0;
-        for (batch_idx, batch) in dispatch::batches::<M>(loader, epoch).enumerate() {
+        let section = match kind {
+            Kind::Validation => HookInfo::runtime("the validation loader"),
+            Kind::Test => HookInfo::runtime("the test loader"),
+        };
+        let mut batches = dispatch::batches::<M>(loader, epoch);
+        for batch_idx in 0.. {
             if limit.is_some_and(|n| batch_idx >= n) {
                 break;
             }
+            let Some(batch) = self.d.section(section, || batches.next()) else { break };
             let batch = self.d.transfer_batch(self.module, batch?, 0)?;
             if batch_idx == 0 {
                 self.check_batch_device(&batch, if kind == Kind::Test { "test" } else { "validation" })?;

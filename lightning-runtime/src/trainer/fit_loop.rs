@@ -9,7 +9,7 @@ use super::entry::Run;
 use super::evaluation::Kind;
 use super::Limit;
 use crate::checkpoint::Checkpoint;
-use crate::context::Stage;
+use crate::context::{HookInfo, Stage};
 use crate::metrics::Scope;
 use crate::module::LightningModule;
 use crate::optim::Interval;
@@ -41,7 +41,10 @@ impl<M: LightningModule + 'static> Run<'_, M> {
             }
         }
         self.d.on_fit_start(self.module)?;
-        zero_grad(self.module)?;
+        if !self.d.ctx.accumulating {
+            // (A checkpoint taken inside an accumulation window brought back its gradients: they stay.)
+            zero_grad(self.module)?;
+        }
 
         let validating = self.validating();
         let mut val = val;
@@ -71,10 +74,27 @@ impl<M: LightningModule + 'static> Run<'_, M> {
         if validating && val.as_ref().is_some_and(Loader::is_empty) {
             return Err(Error::Config("the validation loader has no batches".into()));
         }
+        if let (true, Some(Limit::Batches(every)), Some(_)) =
+            (validating, self.cfg.val_check_interval, self.cfg.check_val_every_n_epoch)
+        {
+            // Lightning raises too: validation would never run within an epoch.
+            if let Some(total) = self.train_limit().resolve(train.len(), "train")? {
+                if every > total {
+                    return Err(Error::Config(format!(
+                        "val_check_interval = {every} batches, but an epoch trains {total}: it must be at most the \
+                         epoch's batches (or set `check_val_every_n_epoch(None)` to count batches across epochs, \
+                         or `limit_val_batches(0)` to not validate)"
+                    )));
+                }
+            }
+        }
         if let Some(limit) = self.cfg.overfit_batches {
             let n = limit.resolve(train.len(), "overfit")?.unwrap_or(usize::MAX);
             // Lightning trains and validates on the same first batches, in the same order, every epoch.
-            let batches = dispatch::batches::<M>(&mut train, 0).take(n).collect::<Result<Vec<_>>>()?;
+            let mut source = dispatch::batches::<M>(&mut train, 0).take(n);
+            let batches =
+                self.d.section(HookInfo::runtime("the training loader"), || source.by_ref().collect::<Result<Vec<_>>>())?;
+            drop(source);
             if validating {
                 val = Some(Loader::from(batches.iter().map(crate::Batch::share).collect::<Vec<_>>()));
             }
@@ -156,7 +176,15 @@ impl<M: LightningModule + 'static> Run<'_, M> {
                 optimizers.len()
             )));
         }
-        for scheduler in &mut schedulers {
+        for (index, optimizer) in optimizers.iter().enumerate() {
+            optimizer.check().map_err(|problem| {
+                Error::Config(format!("optimizer {index} from `configure_optimizers`: {problem}"))
+            })?;
+        }
+        for (index, scheduler) in schedulers.iter_mut().enumerate() {
+            scheduler.check().map_err(|problem| {
+                Error::Config(format!("LR scheduler {index} from `configure_optimizers`: {problem}"))
+            })?;
             let optimizer = optimizers.get(scheduler.optimizer).ok_or_else(|| {
                 Error::Config(format!(
                     "an LR scheduler drives optimizer {}, but there are {} optimizers",

@@ -132,6 +132,7 @@ pub(crate) struct Config {
     pub enable_model_summary: bool,
     pub max_time: Option<std::time::Duration>,
     pub async_checkpointing: bool,
+    pub handle_interrupts: bool,
 }
 
 impl Default for Config {
@@ -161,6 +162,7 @@ impl Default for Config {
             enable_model_summary: true,
             max_time: None,
             async_checkpointing: true,
+            handle_interrupts: true,
         }
     }
 }
@@ -278,6 +280,15 @@ impl Trainer {
         /// leaves the older files whole either way; `false` writes before the asking hook's caller goes on, so
         /// a failure stops the run at once.
         async_checkpointing: bool => async_checkpointing
+    );
+    option!(
+        /// Whether a run handles Ctrl-C (SIGINT) and SIGTERM (default true): the first one stops the run at the
+        /// next batch boundary with [`Error::Interrupted`](crate::Error::Interrupted), after `on_exception` (an
+        /// [`OnExceptionCheckpoint`](crate::OnExceptionCheckpoint) leaves a checkpoint to resume from) and the
+        /// teardown hooks; a second one exits the process at once with the shell's code (130, 143). The handlers
+        /// are installed when an entry point starts and the previous ones put back when it returns. `false`
+        /// leaves the process's own handling alone, for programs that handle these signals themselves.
+        handle_interrupts: bool => handle_interrupts
     );
     option!(
         /// Stop `fit` at the first batch boundary after this much time (Lightning's `max_time`).

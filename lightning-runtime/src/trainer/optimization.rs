@@ -3,12 +3,14 @@
 //! batches `on_before_optimizer_step` and clipping; batches inside an accumulation window run the closure
 //! without stepping. Manual: `training_step` steps the optimizers itself through `ctx.optimizers()`.
 
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
+
 use tch::Tensor;
 
 use super::dispatch::Dispatch;
 use super::entry::Run;
 use super::NonFinite;
-use crate::module::LightningModule;
+use crate::module::{hook_info as info, LightningModule};
 use crate::optim::{Optimizer, OptimizerClosure};
 use crate::output::StepOutput;
 use crate::{Error, Result};
@@ -20,9 +22,14 @@ impl<M: LightningModule + 'static> Run<'_, M> {
         // Lightning also steps on the epoch's last batch when the window is not full.
         let stepping = (batch_idx + 1) % accumulate == 0 || is_last;
         let mut optimizers = std::mem::take(&mut self.d.ctx.optimizers);
-        let result = self.run_closure(&mut optimizers[0], batch, batch_idx, stepping);
+        // The optimizers go back into the context even when a hook panics, so that what runs after the panic
+        // (`on_exception`, an `OnExceptionCheckpoint`) sees them and a checkpoint it writes can be resumed.
+        let result = catch_unwind(AssertUnwindSafe(|| self.run_closure(&mut optimizers[0], batch, batch_idx, stepping)));
         self.d.ctx.optimizers = optimizers;
-        result
+        // Inside an accumulation window the parameters hold gradients no optimizer step has used yet: validation
+        // must leave them be, and a checkpoint must save them.
+        self.d.ctx.accumulating = !stepping;
+        result.unwrap_or_else(|payload| resume_unwind(payload))
     }
 
     fn run_closure(
@@ -37,18 +44,25 @@ impl<M: LightningModule + 'static> Run<'_, M> {
         let clip = (cfg.gradient_clip_val, cfg.gradient_clip_algorithm);
         let epoch = self.d.ctx.current_epoch;
         let steps_before = optimizer.steps();
+        // `optimizer_step` is the hook running while the closure's hooks are not: recorded here, since the closure
+        // holds the context while it runs.
+        let outer = std::mem::replace(&mut self.d.ctx.hook, info::optimizer_step);
         let d: &mut Dispatch = &mut self.d;
         let mut output: StepOutput = None;
         let mut body = |module: &mut M, optimizer: &mut Optimizer| -> Result<StepOutput> {
-            let Some(loss) = d.training_step(module, batch, batch_idx)? else { return Ok(None) };
-            if !check_loss(&loss, cfg.nonfinite, d, batch_idx)? {
-                return Ok(None);
-            }
-            let loss = if accumulate > 1 { loss.f_div_scalar(accumulate as f64)? } else { loss };
+            let loss = d.training_step(module, batch, batch_idx)?;
+            let loss = match loss {
+                Some(loss) if check_loss(&loss, cfg.nonfinite, d, batch_idx)? => Some(loss),
+                _ => None,
+            };
+            // The window's first batch clears the gradients even when its step is skipped (Lightning's closure
+            // zeroes before it looks at the loss): else the next batches would add to the last window's.
             if batch_idx % accumulate == 0 {
                 d.on_before_zero_grad(module, optimizer)?;
                 d.optimizer_zero_grad(module, batch_idx, optimizer)?;
             }
+            let Some(loss) = loss else { return Ok(None) };
+            let loss = if accumulate > 1 { loss.f_div_scalar(accumulate as f64)? } else { loss };
             d.backward(module, &loss)?;
             if stepping {
                 d.before_optimizer_step(module, optimizer, clip)?;
@@ -62,6 +76,7 @@ impl<M: LightningModule + 'static> Run<'_, M> {
         } else {
             closure.run(self.module, optimizer)?;
         }
+        self.d.ctx.hook = outer;
         self.d.ctx.global_step += (optimizer.steps() - steps_before) as usize;
         Ok(output)
     }

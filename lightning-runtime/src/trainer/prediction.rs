@@ -3,6 +3,7 @@
 
 use super::dispatch::{self, zero_grad};
 use super::entry::Run;
+use crate::context::HookInfo;
 use crate::module::LightningModule;
 use crate::{Error, Loader, Result};
 
@@ -43,10 +44,12 @@ where
         self.d.on_predict_start(self.module)?;
         self.d.on_predict_epoch_start(self.module)?;
         let mut predictions = Vec::with_capacity(limit.or(loader.len()).unwrap_or(0));
-        for (batch_idx, batch) in dispatch::batches::<M>(loader, 0).enumerate() {
+        let mut batches = dispatch::batches::<M>(loader, 0);
+        for batch_idx in 0.. {
             if limit.is_some_and(|n| batch_idx >= n) {
                 break;
             }
+            let Some(batch) = self.d.section(HookInfo::runtime("the predict loader"), || batches.next()) else { break };
             let batch = self.d.transfer_batch(self.module, batch?, 0)?;
             if batch_idx == 0 {
                 self.check_batch_device(&batch, "prediction")?;

@@ -6,6 +6,7 @@ use super::dispatch;
 use super::entry::Run;
 use super::evaluation::Kind;
 use super::Limit;
+use crate::context::HookInfo;
 use crate::module::LightningModule;
 use crate::optim::Interval;
 use crate::output::BatchControl;
@@ -32,7 +33,7 @@ impl<M: LightningModule + 'static> Run<'_, M> {
         let mut epoch_schedulers_stepped = false;
         let mut cut_short = false;
         while total.is_none_or(|n| batch_idx < n) {
-            let Some(batch) = batches.next() else { break };
+            let Some(batch) = self.d.section(TRAINING_LOADER, || batches.next()) else { break };
             // Randomness (dropout, noise) is drawn from a generator seeded for this very batch, so a run resumed
             // from a checkpoint draws exactly what the uninterrupted run would have.
             tch::manual_seed(batch_seed(self.d.ctx.seed, epoch, batch_idx));
@@ -122,7 +123,11 @@ impl<M: LightningModule + 'static> Run<'_, M> {
     /// A validation run inside `fit`: `on_validation_model_zero_grad`, then the validation loop.
     fn validate_in_fit(&mut self, val: &mut Option<Loader<M::Batch>>) -> Result<()> {
         let Some(loader) = val.as_mut() else { return Ok(()) };
-        self.d.on_validation_model_zero_grad(self.module)?;
+        // Lightning frees the gradients before validating, unless an accumulation window is open: those
+        // gradients are the next optimizer step's (Lightning's PR #18710).
+        if !self.d.ctx.accumulating {
+            self.d.on_validation_model_zero_grad(self.module)?;
+        }
         let limit = match self.cfg.fast_dev_run {
             Some(n) => Limit::Batches(n),
             None => self.cfg.limit_val,
@@ -131,6 +136,9 @@ impl<M: LightningModule + 'static> Run<'_, M> {
         self.evaluation_loop(Kind::Validation, loader, limit)
     }
 }
+
+/// What runs while the training loader makes a batch.
+const TRAINING_LOADER: HookInfo = HookInfo::runtime("the training loader");
 
 /// The seed of one training batch's randomness: SplitMix64 over the run's seed, the epoch and the batch.
 fn batch_seed(seed: u64, epoch: usize, batch_idx: usize) -> i64 {
