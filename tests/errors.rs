@@ -239,3 +239,27 @@ fn a_batch_left_on_the_wrong_device_is_an_error() {
     let error = message(Trainer::new().max_epochs(1).accelerator(Accelerator::Cuda(0)).fit(&mut module, data(2), None));
     assert!(error.contains("a training batch has a tensor on Cpu but the module runs on Cuda(0)"), "{error}");
 }
+
+#[test]
+fn a_panic_in_a_loader_names_the_loader_not_the_last_hook() {
+    let panicking = Loader::from_fn(|_epoch| {
+        (0..4usize).map(|i| {
+            assert!(i < 2, "the data file ends early at batch {i}");
+            regression_batches(i + 1).pop().unwrap()
+        })
+    });
+    let log = Log::default();
+    let mut module = Faulty::new(Fault::None);
+    let mut trainer = cpu().max_epochs(1).callback(RecordingCallback(log.clone()));
+    match trainer.fit(&mut module, panicking, None) {
+        Err(error @ Error::Panic { .. }) => {
+            let Error::Panic { hook, message } = &error else { unreachable!() };
+            assert_eq!(*hook, "the training loader");
+            assert!(message.contains("the data file ends early at batch 2"), "{message}");
+            assert!(error.to_string().starts_with("the training loader panicked: "), "{error}");
+        }
+        other => panic!("expected a panic error, got {other:?}"),
+    }
+    // The hooks around it ran and returned: none of them is blamed.
+    assert!(log.lock().unwrap().iter().any(|call| call == "Callback.on_train_batch_end"));
+}

@@ -1,5 +1,6 @@
-//! Ctrl-C, for real: a child process trains, gets SIGINT, stops at a batch boundary with the end hooks run and a
-//! checkpoint left that resumes; a second SIGINT exits at once.
+//! Ctrl-C and SIGTERM, for real: a child process trains, gets SIGINT (or SIGTERM), stops at a batch boundary with
+//! the end hooks run and a checkpoint left that resumes; a second one exits at once. Between runs, and with
+//! `handle_interrupts(false)`, the process's own handling is left alone.
 
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, Command, Stdio};
@@ -10,6 +11,9 @@ use lightning::{Accelerator, AnyModule, CallbackResult, Checkpoint, Error, OnExc
 
 const DIR_VAR: &str = "LIGHTNING_INTERRUPT_TEST_DIR";
 const SLOW_VAR: &str = "LIGHTNING_INTERRUPT_TEST_SLOW_MS";
+/// `handled` (the default), `unhandled` (`handle_interrupts(false)`) or `after` (a short run, then SIGINT to
+/// itself once it has returned).
+const MODE_VAR: &str = "LIGHTNING_INTERRUPT_TEST_MODE";
 
 struct Line {
     vs: nn::VarStore,
@@ -80,8 +84,21 @@ impl Callback for Pace {
 fn child_trains_until_interrupted() {
     let Ok(dir) = std::env::var(DIR_VAR) else { return };
     let sleep = Duration::from_millis(std::env::var(SLOW_VAR).ok().and_then(|v| v.parse().ok()).unwrap_or(5));
+    let mode = std::env::var(MODE_VAR).unwrap_or_default();
     let mut module = line();
+    if mode == "after" {
+        let mut trainer = Trainer::new().max_epochs(1).accelerator(Accelerator::Cpu).enable_progress_bar(false);
+        trainer.fit(&mut module, data(), None).unwrap();
+        println!("started");
+        // The run has returned: Ctrl-C is the process's again, and ends it.
+        let me = std::process::id().to_string();
+        Command::new("kill").args(["-INT", &me]).status().unwrap();
+        std::thread::sleep(Duration::from_secs(30));
+        println!("still alive");
+        return;
+    }
     let mut trainer = Trainer::new()
+        .handle_interrupts(mode != "unhandled")
         .max_epochs(100_000)
         .accelerator(Accelerator::Cpu)
         .seed(3)
@@ -105,10 +122,15 @@ impl Drop for Reap {
 }
 
 fn spawn_child(dir: &std::path::Path, slow_ms: u64) -> (Reap, BufReader<std::process::ChildStdout>) {
+    spawn_child_in(dir, slow_ms, "handled")
+}
+
+fn spawn_child_in(dir: &std::path::Path, slow_ms: u64, mode: &str) -> (Reap, BufReader<std::process::ChildStdout>) {
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args(["--exact", "child_trains_until_interrupted", "--include-ignored", "--nocapture", "--test-threads", "1"])
         .env(DIR_VAR, dir)
         .env(SLOW_VAR, slow_ms.to_string())
+        .env(MODE_VAR, mode)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -127,8 +149,18 @@ fn spawn_child(dir: &std::path::Path, slow_ms: u64) -> (Reap, BufReader<std::pro
 }
 
 fn sigint(child: &Child) {
-    let status = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    signal(child, "-INT");
+}
+
+fn signal(child: &Child, which: &str) {
+    let status = Command::new("kill").args([which, &child.id().to_string()]).status().unwrap();
     assert!(status.success());
+}
+
+/// The signal that ended the process, if one did.
+fn killed_by(status: std::process::ExitStatus) -> Option<i32> {
+    use std::os::unix::process::ExitStatusExt;
+    status.signal()
 }
 
 fn wait(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
@@ -181,4 +213,43 @@ fn a_second_ctrl_c_exits_at_once() {
     sigint(&child.0);
     let status = wait(&mut child.0, Duration::from_secs(20));
     assert_eq!(status.code(), Some(130), "exited with the code of SIGINT");
+}
+
+#[test]
+fn sigterm_stops_like_ctrl_c_and_leaves_a_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, mut stdout) = spawn_child(dir.path(), 5);
+    std::thread::sleep(Duration::from_millis(100));
+    signal(&child.0, "-TERM");
+    let status = wait(&mut child.0, Duration::from_secs(60));
+    let mut rest = String::new();
+    stdout.read_to_string(&mut rest).unwrap();
+    assert!(status.success(), "the child's run must end with Error::Interrupted: {rest}");
+    assert!(rest.contains("on_exception: interrupted by SIGTERM"), "{rest}");
+    assert!(rest.contains("teardown fit"), "the end hooks ran: {rest}");
+    Checkpoint::read(dir.path().join("on_exception.ckpt")).unwrap();
+}
+
+#[test]
+fn after_a_run_ctrl_c_is_the_programs_own_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, mut stdout) = spawn_child_in(dir.path(), 0, "after");
+    let status = wait(&mut child.0, Duration::from_secs(20));
+    let mut rest = String::new();
+    stdout.read_to_string(&mut rest).unwrap();
+    assert_eq!(killed_by(status), Some(2), "SIGINT ended the process at once ({status:?}): {rest}");
+    assert!(!rest.contains("still alive"), "{rest}");
+}
+
+#[test]
+fn with_handle_interrupts_off_ctrl_c_is_left_to_the_program() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, mut stdout) = spawn_child_in(dir.path(), 5, "unhandled");
+    sigint(&child.0);
+    let status = wait(&mut child.0, Duration::from_secs(20));
+    let mut rest = String::new();
+    stdout.read_to_string(&mut rest).unwrap();
+    assert_eq!(killed_by(status), Some(2), "the default action of SIGINT ended it ({status:?}): {rest}");
+    assert!(!rest.contains("on_exception"), "the run did not see the signal: {rest}");
+    assert!(!dir.path().join("on_exception.ckpt").exists());
 }

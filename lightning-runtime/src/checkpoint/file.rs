@@ -132,12 +132,12 @@ impl Encoded {
                 })
                 .collect(),
         );
-        let json =
-            serde_json::to_string(&self.meta).map_err(|e| problem(&path, format!("metadata cannot be written: {e}")))?;
+        let json = serde_json::to_string(&self.meta)
+            .map_err(|e| problem(&path, format!("metadata cannot be written: {e}")))?;
         let header = HashMap::from([
             (CRC_KEY.to_string(), format!("{:08x}", crc32c::crc32c(json.as_bytes()))),
             (META_KEY.to_string(), json),
-            ("format".to_string(), "lightning-rs".to_string()),
+            ("format".to_string(), META_KEY.to_string()),
         ]);
         let bytes =
             safetensors::serialize(self.tensors.iter().map(|(name, bytes)| (name.as_str(), bytes)), Some(header))
@@ -165,18 +165,16 @@ fn write_atomically(path: &Path, bytes: &[u8], verify: impl FnOnce(&[u8]) -> Res
     };
     fs::create_dir_all(dir).map_err(io)?;
     partial::remove_stale(dir);
-    let mut temp = tempfile::Builder::new()
-        .prefix(&partial::prefix())
-        .suffix(partial::SUFFIX)
-        .tempfile_in(dir)
-        .map_err(io)?;
+    let mut temp =
+        tempfile::Builder::new().prefix(&partial::prefix()).suffix(partial::SUFFIX).tempfile_in(dir).map_err(io)?;
     temp.write_all(bytes).map_err(io)?;
     temp.as_file().sync_all().map_err(io)?;
     let written = fs::read(temp.path()).map_err(io)?;
     verify(&written).map_err(|e| match e {
-        Error::Checkpoint { problem, .. } => {
-            self::problem(path, format!("was not written: the file would not read back ({problem}); the old file is kept"))
-        }
+        Error::Checkpoint { problem, .. } => self::problem(
+            path,
+            format!("was not written: the file would not read back ({problem}); the old file is kept"),
+        ),
         other => other,
     })?;
     temp.persist(path).map_err(|e| io(e.error))?;
@@ -265,6 +263,17 @@ fn decode<'a>(path: &Path, bytes: &'a [u8]) -> Result<(Meta, SafeTensors<'a>)> {
         problem(path, "is a safetensors file, but not a checkpoint of Lightning for Rust (no `lightning-rs` metadata)")
     })?;
     let checksum = entries.and_then(|entries| entries.get(CRC_KEY));
+    if checksum.is_some() {
+        // Format 2 on: the header's metadata is these three entries and nothing else, so that no byte of it can
+        // change without an error.
+        let entries = entries.expect("holds the checksum");
+        if entries.get("format").map(String::as_str) != Some(META_KEY) {
+            return Err(problem(path, "has a corrupt header: its `format` entry is not `lightning-rs`"));
+        }
+        if let Some(other) = entries.keys().find(|key| ![META_KEY, CRC_KEY, "format"].contains(&key.as_str())) {
+            return Err(problem(path, format!("has a corrupt header: unknown entry `{other}`")));
+        }
+    }
     if let Some(checksum) = checksum {
         let computed = format!("{:08x}", crc32c::crc32c(json.as_bytes()));
         if *checksum != computed {
@@ -291,7 +300,9 @@ fn decode<'a>(path: &Path, bytes: &'a [u8]) -> Result<(Meta, SafeTensors<'a>)> {
     if found < u64::from(FIRST_READABLE_VERSION) {
         return Err(problem(
             path,
-            format!("was written in checkpoint format {found}, older than this build reads (from {FIRST_READABLE_VERSION})"),
+            format!(
+                "was written in checkpoint format {found}, older than this build reads (from {FIRST_READABLE_VERSION})"
+            ),
         ));
     }
     let meta: Meta = serde_json::from_value(value).map_err(|e| problem(path, format!("has corrupt metadata: {e}")))?;
@@ -299,7 +310,8 @@ fn decode<'a>(path: &Path, bytes: &'a [u8]) -> Result<(Meta, SafeTensors<'a>)> {
         if checksum.is_none() {
             return Err(problem(path, format!("has corrupt metadata: no `{CRC_KEY}` entry")));
         }
-        let records = meta.tensors.as_ref().ok_or_else(|| problem(path, "has corrupt metadata: missing field `tensors`"))?;
+        let records =
+            meta.tensors.as_ref().ok_or_else(|| problem(path, "has corrupt metadata: missing field `tensors`"))?;
         verify_tensors(path, &file, records)?;
     }
     Ok((meta, file))
@@ -330,12 +342,18 @@ fn verify_tensors(path: &Path, file: &SafeTensors<'_>, records: &BTreeMap<String
         if crc != record.crc32c {
             return Err(problem(
                 path,
-                format!("is corrupt: tensor `{name}` fails its checksum (crc32c {crc:08x}, expected {:08x})", record.crc32c),
+                format!(
+                    "is corrupt: tensor `{name}` fails its checksum (crc32c {crc:08x}, expected {:08x})",
+                    record.crc32c
+                ),
             ));
         }
     }
     if let Some(missing) = records.keys().find(|name| !names.contains(&name.as_str())) {
-        return Err(problem(path, format!("is corrupt: tensor `{missing}` is listed in its metadata but not in the file")));
+        return Err(problem(
+            path,
+            format!("is corrupt: tensor `{missing}` is listed in its metadata but not in the file"),
+        ));
     }
     Ok(())
 }
@@ -384,7 +402,10 @@ mod tests {
         bytes[last] ^= 1;
         let error = write_atomically(&path, &bytes, |written| decode(&path, written).map(drop)).unwrap_err();
         let message = error.to_string();
-        assert!(message.contains("would not read back") && message.contains("`model.w` fails its checksum"), "{message}");
+        assert!(
+            message.contains("would not read back") && message.contains("`model.w` fails its checksum"),
+            "{message}"
+        );
         assert_eq!(fs::read(&path).unwrap(), good);
         let left: Vec<_> = fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(left, [std::ffi::OsString::from("a.ckpt")]);

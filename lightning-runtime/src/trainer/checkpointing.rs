@@ -105,7 +105,9 @@ impl<M: LightningModule> Run<'_, M> {
             )));
         }
         for (index, scheduler) in meta.schedulers.iter().enumerate() {
-            scheduler.check().map_err(|problem| fail(format!("LR scheduler {index} has an invalid setting: {problem}")))?;
+            scheduler
+                .check()
+                .map_err(|problem| fail(format!("LR scheduler {index} has an invalid setting: {problem}")))?;
             if scheduler.optimizer >= ctx.optimizers.len() {
                 return Err(fail(format!(
                     "LR scheduler {index} drives optimizer {}, but there are {}",

@@ -92,8 +92,9 @@ impl<M: LightningModule + 'static> Run<'_, M> {
             let n = limit.resolve(train.len(), "overfit")?.unwrap_or(usize::MAX);
             // Lightning trains and validates on the same first batches, in the same order, every epoch.
             let mut source = dispatch::batches::<M>(&mut train, 0).take(n);
-            let batches =
-                self.d.section(HookInfo::runtime("the training loader"), || source.by_ref().collect::<Result<Vec<_>>>())?;
+            let batches = self
+                .d
+                .section(HookInfo::runtime("the training loader"), || source.by_ref().collect::<Result<Vec<_>>>())?;
             drop(source);
             if validating {
                 val = Some(Loader::from(batches.iter().map(crate::Batch::share).collect::<Vec<_>>()));

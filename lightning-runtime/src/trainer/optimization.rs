@@ -24,12 +24,15 @@ impl<M: LightningModule + 'static> Run<'_, M> {
         let mut optimizers = std::mem::take(&mut self.d.ctx.optimizers);
         // The optimizers go back into the context even when a hook panics, so that what runs after the panic
         // (`on_exception`, an `OnExceptionCheckpoint`) sees them and a checkpoint it writes can be resumed.
-        let result = catch_unwind(AssertUnwindSafe(|| self.run_closure(&mut optimizers[0], batch, batch_idx, stepping)));
+        let result =
+            catch_unwind(AssertUnwindSafe(|| self.run_closure(&mut optimizers[0], batch, batch_idx, stepping)));
         self.d.ctx.optimizers = optimizers;
+        let output = result.unwrap_or_else(|payload| resume_unwind(payload))?;
         // Inside an accumulation window the parameters hold gradients no optimizer step has used yet: validation
-        // must leave them be, and a checkpoint must save them.
+        // must leave them be, and a checkpoint must save them. (Set once the batch is done: a checkpoint written
+        // after a failure in it holds the window as the batches before it left it.)
         self.d.ctx.accumulating = !stepping;
-        result.unwrap_or_else(|payload| resume_unwind(payload))
+        Ok(output)
     }
 
     fn run_closure(

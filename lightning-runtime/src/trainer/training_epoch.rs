@@ -45,7 +45,11 @@ impl<M: LightningModule + 'static> Run<'_, M> {
                 skipped = true;
                 break;
             }
-            let is_last = total.map_or_else(|| batches.peek().is_none(), |n| batch_idx + 1 == n);
+            let is_last = match total {
+                Some(n) => batch_idx + 1 == n,
+                // A loader of unknown length: the next batch is fetched now, to know.
+                None => self.d.section(TRAINING_LOADER, || batches.peek().is_none()),
+            };
             let steps_before = self.d.ctx.global_step;
             let outputs = if M::AUTOMATIC_OPTIMIZATION {
                 self.automatic_step(&batch, batch_idx, is_last)?
