@@ -4,7 +4,8 @@
 //! everything optional off, and PyTorch Lightning (defaults on, and extras off, through
 //! `benches/lightning_bench.py` in the managed Python environment) — printing the median per-step time of several
 //! repetitions and each one's ratio to the floor. The Rust variants take turns repetition by repetition.
-//! Then the data path: batches that cost about 1 ms of CPU work to prepare, in-line versus on two worker threads.
+//! Then the data path: batches that cost about 1 ms of CPU work to prepare, in-line versus on two worker threads;
+//! and what writing a checkpoint costs, with the share of its integrity checks (checksums and the read-back).
 //!
 //! ```text
 //! cargo run --release --example bench                 # CPU, and CUDA too when there is one
@@ -60,11 +61,31 @@ struct DataPath {
     speedup: f64,
 }
 
+/// What writing a checkpoint costs, and how much of it the integrity checks are: the CRC32C of every byte when
+/// the file is made, and the read-back with its CRC32C before the rename.
+#[derive(Debug, Serialize)]
+struct CheckpointCost {
+    file_mb: f64,
+    writes: usize,
+    /// Median ms per step of a run without checkpoints and of the same run writing `writes` in line.
+    plain_step_ms: f64,
+    checkpointing_step_ms: f64,
+    /// What one write adds to the run, from the two medians.
+    per_write_ms: f64,
+    /// CRC32C over the file's bytes, once (a write computes it twice: making the file and checking it).
+    crc32c_ms: f64,
+    /// Reading the just-written file back (from the page cache).
+    read_back_ms: f64,
+    /// (2 × crc32c + read-back) over the write.
+    checks_share: f64,
+}
+
 #[derive(Debug, Serialize)]
 struct Report {
     machine: String,
     results: Vec<Measurement>,
     data_path: Option<DataPath>,
+    checkpoint: Option<CheckpointCost>,
 }
 
 fn median(values: &[f64]) -> f64 {
@@ -304,6 +325,70 @@ fn data_path(smoke: bool) -> lightning::Result<DataPath> {
     })
 }
 
+/// The wide CPU model trained with everything optional off, with and without a checkpoint (weights and Adam's
+/// state, about 12 MB) written in line every few steps; the runs alternate, and the medians give the cost of one
+/// write. Then the integrity checks' part of it, timed on the file itself.
+fn checkpoint_cost(smoke: bool, reps: usize) -> lightning::Result<CheckpointCost> {
+    let w =
+        Workload { model: "wide", inputs: 512, width: 512, depth: 4, batch: 256, steps: if smoke { 4 } else { 40 } };
+    let every = if smoke { 2 } else { 4 };
+    let scratch = tempfile::tempdir()?;
+    let dir = scratch.path().join("checkpoints");
+    let run = |checkpoints: bool| -> lightning::Result<f64> {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let net = network(&vs, &w);
+        let mut module = Bench { vs, net, log: false };
+        let loader = DataLoader::new(data(&w)).batch_size(w.batch as usize).build()?;
+        let mut trainer = Trainer::new()
+            .max_steps(w.steps)
+            .accelerator(Accelerator::Cpu)
+            .enable_progress_bar(false)
+            .enable_model_summary(false)
+            .nonfinite_loss(NonFinite::Off)
+            .async_checkpointing(false);
+        if checkpoints {
+            trainer = trainer.callback(ModelCheckpoint::new(&dir).every_n_train_steps(every));
+        }
+        let start = Instant::now();
+        trainer.fit(&mut module, loader, None)?;
+        Ok(start.elapsed().as_secs_f64() * 1e3 / w.steps as f64)
+    };
+    run(true)?;
+    let (mut plain, mut checkpointing) = (Vec::new(), Vec::new());
+    for _ in 0..reps.max(3) {
+        plain.push(run(false)?);
+        checkpointing.push(run(true)?);
+    }
+    let file = std::fs::read_dir(&dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.extension().is_some_and(|e| e == "ckpt"))
+        .ok_or_else(|| lightning::Error::Config("the checkpointing run wrote no file".into()))?;
+    let bytes = std::fs::read(&file)?;
+    let crc32c_ms = median(
+        &(0..9)
+            .map(|_| {
+                time_ms(|| {
+                    std::hint::black_box(crc32c::crc32c(&bytes));
+                })
+            })
+            .collect::<Vec<_>>(),
+    );
+    let read_back_ms = median(&(0..9).map(|_| time_ms(|| drop(std::fs::read(&file)))).collect::<Vec<_>>());
+    let writes = w.steps / every;
+    let (plain_step_ms, checkpointing_step_ms) = (median(&plain), median(&checkpointing));
+    let per_write_ms = (checkpointing_step_ms - plain_step_ms) * w.steps as f64 / writes as f64;
+    Ok(CheckpointCost {
+        file_mb: bytes.len() as f64 / 1e6,
+        writes,
+        plain_step_ms,
+        checkpointing_step_ms,
+        per_write_ms,
+        crc32c_ms,
+        read_back_ms,
+        checks_share: (2.0 * crc32c_ms + read_back_ms) / per_write_ms,
+    })
+}
+
 fn time_ms(f: impl Fn()) -> f64 {
     f();
     let runs = 20;
@@ -435,7 +520,8 @@ fn main() -> lightning::Result<()> {
         }
     }
     let data_path = if only.is_none() { data_path(smoke).ok() } else { None };
-    let report = Report { machine: machine(), results, data_path };
+    let checkpoint = if only.is_none() { Some(checkpoint_cost(smoke, reps)?) } else { None };
+    let report = Report { machine: machine(), results, data_path, checkpoint };
     if json {
         println!("{}", serde_json::to_string_pretty(&report).map_err(|e| lightning::Error::Config(e.to_string()))?);
         return Ok(());
@@ -465,6 +551,21 @@ fn print_table(report: &Report) {
         println!(
             "data path: prepare {:.2} ms/batch, step {:.2} ms; in-line {:.0} steps/s, 2 workers {:.0} steps/s: {:.2}x",
             d.prepare_ms, d.step_ms, d.inline_steps_per_s, d.workers_steps_per_s, d.speedup
+        );
+    }
+    if let Some(c) = &report.checkpoint {
+        println!(
+            "checkpoint write (wide, {:.1} MB, in line): {:.2} ms each ({} writes: {:.3} vs {:.3} ms/step); \
+             integrity checks {:.2} ms of it ({:.0}%: crc32c {:.2} ms x2, read-back {:.2} ms)",
+            c.file_mb,
+            c.per_write_ms,
+            c.writes,
+            c.checkpointing_step_ms,
+            c.plain_step_ms,
+            2.0 * c.crc32c_ms + c.read_back_ms,
+            100.0 * c.checks_share,
+            c.crc32c_ms,
+            c.read_back_ms
         );
     }
     println!();
