@@ -232,8 +232,12 @@ impl Optimizer {
         Ok(())
     }
 
-    /// Clips with the given algorithm (`None` means by norm); a missing or zero value does nothing.
+    /// Clips with the given algorithm (`None` means by norm); a missing or zero value does nothing, a NaN or
+    /// negative one is an error (it would turn the gradients, then the weights, to NaN).
     pub fn clip_gradients(&mut self, value: Option<f64>, algorithm: Option<GradClipAlgorithm>) -> Result<()> {
+        if let Some(v) = value.filter(|v| v.is_nan() || *v < 0.0) {
+            return Err(crate::Error::Config(format!("gradient clipping value {v}: it must be 0 or more")));
+        }
         match (value, algorithm.unwrap_or_default()) {
             (None, _) => Ok(()),
             (Some(v), _) if v <= 0.0 => Ok(()),
@@ -251,8 +255,15 @@ impl Optimizer {
         Ok(())
     }
 
-    /// Updates the parameters from their gradients.
+    /// Updates the parameters from their gradients. A learning rate that is NaN, infinite or negative (set by
+    /// hand, by a schedule) is an error here rather than NaN weights later.
     pub fn step(&mut self) -> Result<()> {
+        if !(self.lr.is_finite() && self.lr >= 0.0) {
+            return Err(crate::Error::Config(format!(
+                "the optimizer's learning rate is {}: it must be a finite number, 0 or more",
+                self.lr
+            )));
+        }
         self.steps += 1;
         let _guard = tch::no_grad_guard();
         if self.state.is_empty() {
@@ -808,6 +819,19 @@ mod tests {
         close(&values(&p.grad()), &[0.6, 0.8]);
         opt.clip_gradients(Some(0.7), Some(GradClipAlgorithm::Value)).unwrap();
         close(&values(&p.grad()), &[0.6, 0.7]);
+    }
+
+    #[test]
+    fn a_learning_rate_or_clip_value_that_cannot_work_is_an_error_not_nan_weights() {
+        let p = param(&[1.0]);
+        let mut opt = Optimizer::sgd(vec![p.shallow_clone()], 0.1);
+        (&p * 2.0).sum(Kind::Float).backward();
+        let message = opt.clip_gradients(Some(f64::NAN), Some(GradClipAlgorithm::Value)).unwrap_err().to_string();
+        assert!(message.contains("gradient clipping value NaN"), "{message}");
+        opt.set_lr(f64::NAN);
+        assert!(opt.step().unwrap_err().to_string().contains("learning rate is NaN"));
+        assert_eq!((values(&p), opt.steps()), (vec![1.0], 0), "nothing moved");
+        assert!(opt.check().unwrap_err().contains("learning rate = NaN"));
     }
 
     #[test]
