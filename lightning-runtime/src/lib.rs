@@ -21,20 +21,21 @@ pub use callbacks::{
     EarlyStopping, LearningRateMonitor, ModelCheckpoint, ModelCheckpointHandle, ModelSummary, MonitorMode,
     OnExceptionCheckpoint, ProgressBar, SummaryRow,
 };
-pub use checkpoint::{Checkpoint, LoadFromCheckpoint, LoadOptions, FORMAT_VERSION};
+pub use checkpoint::{Checkpoint, LoadOptions, FORMAT_VERSION};
 pub use context::{Ctx, HookInfo, LogCall, LogRule, LogValue, Logged, Stage};
 pub use data::{Batch, BatchSource, DataLoader, Dataset, Loader};
 pub use error::{Error, HookError, Result};
+pub use loggers::Logger;
 pub use module::{
     assert_fit, defined_hooks, Fit, HasConfigureOptimizers, HasPredictStep, HasTestStep, HasTrainingStep,
     HasValidationStep, HookTable, LightningModule, HOOK_NAMES,
 };
-pub use optim::{
-    GradClipAlgorithm, Interval, LrScheduler, Optimizer, OptimizerClosure, OptimizerState, Optimizers, Params,
-};
+pub use optim::{GradClipAlgorithm, Interval, LrScheduler, Optimizer, OptimizerState, Optimizers, Params};
 pub use output::{BatchControl, HookOutput, StepOutput};
 pub use tch;
-pub use trainer::{Accelerator, Limit, Logger, NonFinite, SingleDevice, Strategy, Trainer};
+pub use trainer::{
+    Accelerator, Limit, LoadFromCheckpoint, NonFinite, OptimizerClosure, SingleDevice, Strategy, Trainer,
+};
 
 /// What the code `#[lightning_module]` generates names, through one path that does not change with the
 /// crate's version. Not part of the public API.

@@ -1,8 +1,10 @@
 //! The callbacks the runtime ships.
 
 mod model_checkpoint;
+mod monitor;
 
-pub use model_checkpoint::{ModelCheckpoint, ModelCheckpointHandle, MonitorMode};
+pub use model_checkpoint::{ModelCheckpoint, ModelCheckpointHandle};
+pub use monitor::MonitorMode;
 mod model_summary;
 mod progress;
 

@@ -24,7 +24,7 @@ use crate::optim::{LrScheduler, OptimizerState};
 use crate::{Error, Result};
 
 pub(crate) use restore::load_weights;
-pub use restore::{LoadFromCheckpoint, LoadOptions};
+pub use restore::LoadOptions;
 
 /// The version of the checkpoint format this build writes; it reads this version and format 1 (which had no
 /// checksums). Format 2 added the checksums and the accumulated gradients.

@@ -250,5 +250,8 @@ impl<B, T: Into<Loader<B>>> HookOutput<Loader<B>> for T {
     }
 }
 
+mod dataset;
+mod epoch;
 mod tensor_loader;
-pub use tensor_loader::{DataLoader, Dataset};
+pub use dataset::Dataset;
+pub use tensor_loader::DataLoader;

@@ -5,7 +5,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use super::version::{io_error, VersionedDir};
-use crate::trainer::Logger;
+use super::Logger;
 use crate::{Error, Result};
 
 const METRICS_FILE: &str = "metrics.csv";

@@ -29,6 +29,21 @@
 //! naming the path, or [`Error::Config`](crate::Error::Config) when a path is a file where a folder is
 //! needed: from `new`, or from the logging call that first writes, which ends the run with that error.
 
+/// Receives logged values: per step every `log_every_n_steps` steps, and each epoch's reduced values.
+pub trait Logger: Send {
+    /// Records `metrics` at optimizer step `step`.
+    fn log_metrics(&mut self, metrics: &[(String, f64)], step: usize) -> Result<()>;
+    /// Records the module's hyper-parameters (`#[lightning_module(hparams = field)]`), once at the start of `fit`.
+    fn log_hyperparams(&mut self, params: &serde_json::Value) -> Result<()> {
+        let _ = params;
+        Ok(())
+    }
+    /// Called once at the end of a run.
+    fn finalize(&mut self) -> Result<()> {
+        Ok(())
+    }
+}
+
 mod csv_logger;
 mod proto;
 mod tensorboard;

@@ -8,7 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::proto::{event, hparams, summary, tf_record, Message};
 use super::version::{io_error, VersionedDir};
-use crate::trainer::Logger;
+use super::Logger;
 use crate::Result;
 
 /// Logs to a TensorBoard event file in `save_dir/name/version_N`, as Lightning's `TensorBoardLogger` does;

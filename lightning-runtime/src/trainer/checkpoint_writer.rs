@@ -9,8 +9,8 @@ use std::path::PathBuf;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::thread::{self, JoinHandle};
 
-use super::entry::panic_message;
 use crate::checkpoint::Encoded;
+use crate::error::panic_message;
 use crate::{Error, Result};
 
 struct Job {
@@ -76,7 +76,7 @@ impl CheckpointWriter {
         match joined {
             Ok(()) => written,
             Err(payload) => {
-                written.and(Err(Error::Panic { hook: "checkpoint writer", message: panic_message(payload) }))
+                written.and(Err(Error::Panic { hook: "checkpoint writer", message: panic_message(&*payload) }))
             }
         }
     }

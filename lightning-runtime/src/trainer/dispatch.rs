@@ -8,13 +8,14 @@ use std::any::Any;
 use tch::{Device, Tensor};
 
 use super::checkpoint_writer::CheckpointWriter;
-use super::Logger;
+use super::closure::OptimizerClosure;
 use crate::callback::{AnyModule, Callback, CallbackResult};
 use crate::checkpoint::Checkpoint;
 use crate::context::{Ctx, HookInfo, Stage};
 use crate::error::HookError;
+use crate::loggers::Logger;
 use crate::module::{hook_info as info, LightningModule};
-use crate::optim::{GradClipAlgorithm, LrScheduler, Optimizer, OptimizerClosure, Optimizers};
+use crate::optim::{GradClipAlgorithm, LrScheduler, Optimizer, Optimizers};
 use crate::output::{BatchControl, StepOutput};
 use crate::{Batch, Error, Loader, Result};
 

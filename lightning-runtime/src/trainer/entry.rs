@@ -9,6 +9,7 @@ use super::checkpoint_writer::CheckpointWriter;
 use super::dispatch::{to_device, Dispatch};
 use super::{Config, Limit, State, Strategy, Trainer};
 use crate::context::{Ctx, HookInfo, Stage};
+use crate::error::panic_message;
 use crate::module::LightningModule;
 use crate::{Batch, Error, Result};
 
@@ -20,16 +21,6 @@ pub(crate) struct Run<'t, M: LightningModule> {
     pub strategy: &'t dyn Strategy,
     pub stage: Stage,
     torn_down: bool,
-}
-
-pub(crate) fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
-    if let Some(s) = payload.downcast_ref::<&str>() {
-        s.to_string()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "a panic without a message".to_string()
-    }
 }
 
 impl Trainer {
@@ -60,7 +51,7 @@ impl Trainer {
         let outcome = catch_unwind(AssertUnwindSafe(|| body(&mut run)));
         let mut result = match outcome {
             Ok(result) => result,
-            Err(payload) => Err(Error::Panic { hook: run.d.ctx.hook.name, message: panic_message(payload) }),
+            Err(payload) => Err(Error::Panic { hook: run.d.ctx.hook.name, message: panic_message(&*payload) }),
         };
         if let Err(error) = &result {
             run.fail(error);

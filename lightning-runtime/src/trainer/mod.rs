@@ -7,12 +7,14 @@
 
 mod checkpoint_writer;
 mod checkpointing;
+mod closure;
 pub(crate) mod dispatch;
 mod entry;
 mod evaluation;
 mod fit_loop;
 mod interrupt;
 mod limits;
+mod load;
 mod optimization;
 mod prediction;
 mod strategy;
@@ -22,12 +24,15 @@ use std::collections::BTreeMap;
 
 use tch::Device;
 
+pub use closure::OptimizerClosure;
 pub use limits::Limit;
+pub use load::LoadFromCheckpoint;
 pub use strategy::{SingleDevice, Strategy};
 
 use crate::callback::Callback;
 use crate::context::Stage;
 use crate::data::Loader;
+use crate::loggers::Logger;
 use crate::module::{HasConfigureOptimizers, HasPredictStep, HasTestStep, HasTrainingStep, HasValidationStep};
 use crate::optim::GradClipAlgorithm;
 use crate::Result;
@@ -73,21 +78,6 @@ pub enum NonFinite {
     Skip,
     /// Do not check (saves a device sync per step).
     Off,
-}
-
-/// Receives logged values: per step every `log_every_n_steps` steps, and each epoch's reduced values.
-pub trait Logger: Send {
-    /// Records `metrics` at optimizer step `step`.
-    fn log_metrics(&mut self, metrics: &[(String, f64)], step: usize) -> Result<()>;
-    /// Records the module's hyper-parameters (`#[lightning_module(hparams = field)]`), once at the start of `fit`.
-    fn log_hyperparams(&mut self, params: &serde_json::Value) -> Result<()> {
-        let _ = params;
-        Ok(())
-    }
-    /// Called once at the end of a run.
-    fn finalize(&mut self) -> Result<()> {
-        Ok(())
-    }
 }
 
 /// Runs a [`LightningModule`](crate::LightningModule): `fit`, `validate`, `test` and `predict`, calling the module's hooks and every

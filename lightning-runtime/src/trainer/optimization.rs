@@ -7,11 +7,12 @@ use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 
 use tch::Tensor;
 
+use super::closure::OptimizerClosure;
 use super::dispatch::Dispatch;
 use super::entry::Run;
 use super::NonFinite;
 use crate::module::{hook_info as info, LightningModule};
-use crate::optim::{Optimizer, OptimizerClosure};
+use crate::optim::Optimizer;
 use crate::output::StepOutput;
 use crate::{Error, Result};
 

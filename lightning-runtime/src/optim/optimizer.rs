@@ -1,16 +1,15 @@
-//! Optimizers and learning-rate schedulers whose state the runtime owns (so that checkpoints can save it;
-//! tch's own `nn::Optimizer` keeps its state out of reach).
+//! `Optimizer`: SGD, Adam and AdamW over a list of parameters, with the state the runtime owns (so that
+//! checkpoints can save it), libtorch's fused Adam kernel, gradient clipping and PyTorch's checks of the settings.
 
 use serde::{Deserialize, Serialize};
 use tch::{nn::VarStore, Device, Kind, Tensor};
 
 use crate::kernels::AdamStep;
-use crate::output::{HookOutput, StepOutput};
 use crate::Result;
 
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-enum Rule {
+pub(super) enum Rule {
     Sgd {
         #[serde(with = "crate::json_float")]
         momentum: f64,
@@ -47,20 +46,20 @@ enum Rule {
 /// ```
 #[derive(Debug)]
 pub struct Optimizer {
-    rule: Rule,
-    params: Vec<Tensor>,
-    lr: f64,
-    weight_decay: f64,
+    pub(super) rule: Rule,
+    pub(super) params: Vec<Tensor>,
+    pub(super) lr: f64,
+    pub(super) weight_decay: f64,
     /// Per parameter: the momentum buffer (SGD) or the two moments (Adam).
-    state: Vec<Vec<Tensor>>,
-    steps: u64,
-    fusion: Fusion,
+    pub(super) state: Vec<Vec<Tensor>>,
+    pub(super) steps: u64,
+    pub(super) fusion: Fusion,
 }
 
 /// Whether Adam's steps go through libtorch's fused kernel; decided at the first step, when the parameters are
 /// on the device they train on.
 #[derive(Debug)]
-enum Fusion {
+pub(super) enum Fusion {
     Undecided,
     Off,
     /// On, with the float32 step counter the kernel reads, on the parameters' device.
@@ -246,15 +245,6 @@ impl Optimizer {
         }
     }
 
-    /// Runs the closure (the step, zero_grad and backward) and then updates the parameters, unless the step
-    /// returned no loss. What `optimizer_step` does by default.
-    pub fn step_with<M: ?Sized>(&mut self, closure: &mut OptimizerClosure<'_, M>, module: &mut M) -> Result<()> {
-        if closure.run(module, self)?.is_some() {
-            self.step()?;
-        }
-        Ok(())
-    }
-
     /// Updates the parameters from their gradients. A learning rate that is NaN, infinite or negative (set by
     /// hand, by a schedule) is an error here rather than NaN weights later.
     pub fn step(&mut self) -> Result<()> {
@@ -363,84 +353,6 @@ fn fusion(params: &[Tensor]) -> Result<Fusion> {
     Ok(Fusion::On(Tensor::f_zeros([], (Kind::Float, device))?))
 }
 
-/// What a checkpoint keeps of an optimizer besides its state tensors.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct OptimizerState {
-    rule: Rule,
-    #[serde(with = "crate::json_float")]
-    lr: f64,
-    #[serde(with = "crate::json_float")]
-    weight_decay: f64,
-    steps: u64,
-    /// The shape of each parameter, to check that the checkpoint fits the optimizer it is loaded into.
-    shapes: Vec<Vec<i64>>,
-    /// State tensors per parameter (0 before the first step).
-    slots: usize,
-}
-
-impl Optimizer {
-    /// The optimizer's settings and counters, and its state tensors named `optimizer.<index>.<param>.<slot>`.
-    pub(crate) fn export(&self, index: usize) -> (OptimizerState, Vec<(String, Tensor)>) {
-        let state = OptimizerState {
-            rule: self.rule,
-            lr: self.lr,
-            weight_decay: self.weight_decay,
-            steps: self.steps,
-            shapes: self.params.iter().map(Tensor::size).collect(),
-            slots: self.state.first().map_or(0, Vec::len),
-        };
-        let tensors = self
-            .state
-            .iter()
-            .enumerate()
-            .flat_map(|(p, slots)| {
-                slots.iter().enumerate().map(move |(s, t)| (format!("optimizer.{index}.{p}.{s}"), t.shallow_clone()))
-            })
-            .collect();
-        (state, tensors)
-    }
-
-    /// Restores what `export` saved; says what does not fit.
-    pub(crate) fn import(
-        &mut self,
-        index: usize,
-        state: &OptimizerState,
-        tensor: impl Fn(&str) -> Option<Tensor>,
-    ) -> std::result::Result<(), String> {
-        if std::mem::discriminant(&state.rule) != std::mem::discriminant(&self.rule) {
-            return Err(format!("optimizer {index} is {:?} in the checkpoint but {:?} here", state.rule, self.rule));
-        }
-        let shapes: Vec<Vec<i64>> = self.params.iter().map(Tensor::size).collect();
-        if shapes != state.shapes {
-            return Err(format!(
-                "optimizer {index} updates parameters of shapes {shapes:?} here, but {:?} in the checkpoint",
-                state.shapes
-            ));
-        }
-        let mut restored = Vec::with_capacity(self.params.len());
-        for (p, param) in self.params.iter().enumerate() {
-            let mut slots = Vec::with_capacity(state.slots);
-            for s in 0..state.slots {
-                let name = format!("optimizer.{index}.{p}.{s}");
-                let saved = tensor(&name).ok_or_else(|| format!("the checkpoint has no `{name}`"))?;
-                let moved = saved.f_to_device(param.device()).map_err(|e| e.to_string())?;
-                slots.push(moved);
-            }
-            restored.push(slots);
-        }
-        let kept = (self.rule, self.lr, self.weight_decay);
-        (self.rule, self.lr, self.weight_decay) = (state.rule, state.lr, state.weight_decay);
-        if let Err(problem) = self.check() {
-            (self.rule, self.lr, self.weight_decay) = kept;
-            return Err(format!("optimizer {index} has an invalid setting: {problem}"));
-        }
-        self.state = if state.slots == 0 { Vec::new() } else { restored };
-        self.steps = state.steps;
-        Ok(())
-    }
-}
-
 /// How `gradient_clip_val` is applied.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum GradClipAlgorithm {
@@ -449,254 +361,6 @@ pub enum GradClipAlgorithm {
     Norm,
     /// Clamp each gradient element into `[-value, value]`.
     Value,
-}
-
-/// When a scheduler steps.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Interval {
-    /// At the end of every training epoch.
-    #[default]
-    Epoch,
-    /// After every optimizer step.
-    Step,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-enum Schedule {
-    Step {
-        step_size: usize,
-        #[serde(with = "crate::json_float")]
-        gamma: f64,
-    },
-    Cosine {
-        t_max: usize,
-        #[serde(with = "crate::json_float")]
-        eta_min: f64,
-    },
-    LinearWarmup {
-        warmup: usize,
-        #[serde(with = "crate::json_float")]
-        start_factor: f64,
-    },
-}
-
-/// A learning-rate schedule for one optimizer: step decay, cosine annealing or linear warm-up.
-///
-/// ```
-/// use lightning_runtime::LrScheduler;
-/// let mut s = LrScheduler::step_lr(2, 0.5);
-/// s.set_base_lr(1.0);
-/// s.step();
-/// s.step();
-/// assert_eq!(s.lr(), 0.5);
-/// ```
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LrScheduler {
-    schedule: Schedule,
-    /// When it steps.
-    pub(crate) interval: Interval,
-    /// It steps every `frequency` intervals.
-    pub(crate) frequency: usize,
-    /// The optimizer it drives (its index in `Optimizers`).
-    pub(crate) optimizer: usize,
-    #[serde(with = "crate::json_float")]
-    base_lr: f64,
-    steps: usize,
-}
-
-impl LrScheduler {
-    fn new(schedule: Schedule) -> Self {
-        LrScheduler { schedule, interval: Interval::Epoch, frequency: 1, optimizer: 0, base_lr: 0.0, steps: 0 }
-    }
-
-    /// Multiplies the learning rate by `gamma` every `step_size` steps (PyTorch's `StepLR`). `step_size` must
-    /// be at least 1 and `gamma` finite and not negative: the Trainer refuses it when `fit` starts otherwise.
-    pub fn step_lr(step_size: usize, gamma: f64) -> Self {
-        Self::new(Schedule::Step { step_size, gamma })
-    }
-
-    /// Cosine annealing from the base rate down to `eta_min` over `t_max` steps (`CosineAnnealingLR`); `t_max`
-    /// at least 1, `eta_min` finite and not negative.
-    pub fn cosine(t_max: usize, eta_min: f64) -> Self {
-        Self::new(Schedule::Cosine { t_max, eta_min })
-    }
-
-    /// Linear warm-up from `start_factor` times the base rate to the base rate over `warmup` steps (at least 1;
-    /// `start_factor` within `(0, 1]`, as PyTorch's `LinearLR` requires).
-    pub fn linear_warmup(warmup: usize, start_factor: f64) -> Self {
-        Self::new(Schedule::LinearWarmup { warmup, start_factor })
-    }
-
-    /// What is wrong with its settings: a step count of 0 (which would divide by zero), a factor that is not a
-    /// finite number or is out of range. The Trainer refuses such a scheduler when `fit` starts, and when a
-    /// checkpoint brings one back.
-    pub fn check(&self) -> std::result::Result<(), String> {
-        let count = |what: &str, value: usize| {
-            if value == 0 {
-                Err(format!("{what} = 0: it must be at least 1"))
-            } else {
-                Ok(())
-            }
-        };
-        let at_least_zero = |what: &str, value: f64| {
-            if value.is_finite() && value >= 0.0 {
-                Ok(())
-            } else {
-                Err(format!("{what} = {value}: it must be a finite number, 0 or more"))
-            }
-        };
-        count("frequency", self.frequency)?;
-        match self.schedule {
-            Schedule::Step { step_size, gamma } => {
-                count("step_size", step_size)?;
-                at_least_zero("gamma", gamma)
-            }
-            Schedule::Cosine { t_max, eta_min } => {
-                count("T_max", t_max)?;
-                at_least_zero("eta_min", eta_min)
-            }
-            Schedule::LinearWarmup { warmup, start_factor } => {
-                count("warmup", warmup)?;
-                if start_factor > 0.0 && start_factor <= 1.0 {
-                    Ok(())
-                } else {
-                    Err(format!("start_factor = {start_factor}: it must be within (0, 1]"))
-                }
-            }
-        }
-    }
-
-    /// When it steps: every `frequency` (the second) epochs or optimizer steps (the first).
-    pub fn stepping(&self) -> (Interval, usize) {
-        (self.interval, self.frequency)
-    }
-
-    /// The index of the optimizer it drives.
-    pub fn optimizer_index(&self) -> usize {
-        self.optimizer
-    }
-
-    /// Steps it every `interval`.
-    pub fn interval(mut self, interval: Interval) -> Self {
-        self.interval = interval;
-        self
-    }
-
-    /// Steps it every `frequency` intervals (at least 1).
-    pub fn frequency(mut self, frequency: usize) -> Self {
-        self.frequency = frequency;
-        self
-    }
-
-    /// Makes it drive the optimizer at `index`.
-    pub fn for_optimizer(mut self, index: usize) -> Self {
-        self.optimizer = index;
-        self
-    }
-
-    /// Sets the rate the schedule starts from (the runtime sets it to the optimizer's rate).
-    pub fn set_base_lr(&mut self, lr: f64) {
-        self.base_lr = lr;
-    }
-
-    /// Advances the schedule by one step.
-    pub fn step(&mut self) {
-        self.steps += 1;
-    }
-
-    /// The number of steps taken.
-    pub fn steps(&self) -> usize {
-        self.steps
-    }
-
-    /// The learning rate for the current step. (A schedule [`check`](Self::check) refuses counts as 1 here
-    /// rather than dividing by zero.)
-    pub fn lr(&self) -> f64 {
-        let (base, t) = (self.base_lr, self.steps);
-        match self.schedule {
-            Schedule::Step { step_size, gamma } => base * gamma.powi((t / step_size.max(1)) as i32),
-            Schedule::Cosine { t_max, eta_min } => {
-                let t_max = t_max.max(1);
-                let t = t.min(t_max) as f64;
-                eta_min + (base - eta_min) * (1.0 + (std::f64::consts::PI * t / t_max as f64).cos()) / 2.0
-            }
-            Schedule::LinearWarmup { warmup, start_factor } => {
-                let warmup = warmup.max(1);
-                let progress = t.min(warmup) as f64 / warmup as f64;
-                base * (start_factor + (1.0 - start_factor) * progress)
-            }
-        }
-    }
-}
-
-/// What `configure_optimizers` returns: optimizers and their schedulers.
-///
-/// Converts from an `Optimizer`, a `Vec<Optimizer>`, an `(Optimizer, LrScheduler)` pair, or a
-/// `(Vec<Optimizer>, Vec<LrScheduler>)` pair.
-#[derive(Debug, Default)]
-pub struct Optimizers {
-    /// The optimizers; more than one needs manual optimization.
-    pub optimizers: Vec<Optimizer>,
-    /// The schedulers.
-    pub schedulers: Vec<LrScheduler>,
-}
-
-impl From<Optimizer> for Optimizers {
-    fn from(optimizer: Optimizer) -> Self {
-        Optimizers { optimizers: vec![optimizer], schedulers: Vec::new() }
-    }
-}
-
-impl From<Vec<Optimizer>> for Optimizers {
-    fn from(optimizers: Vec<Optimizer>) -> Self {
-        Optimizers { optimizers, schedulers: Vec::new() }
-    }
-}
-
-impl From<(Optimizer, LrScheduler)> for Optimizers {
-    fn from((optimizer, scheduler): (Optimizer, LrScheduler)) -> Self {
-        Optimizers { optimizers: vec![optimizer], schedulers: vec![scheduler] }
-    }
-}
-
-impl From<(Vec<Optimizer>, Vec<LrScheduler>)> for Optimizers {
-    fn from((optimizers, schedulers): (Vec<Optimizer>, Vec<LrScheduler>)) -> Self {
-        Optimizers { optimizers, schedulers }
-    }
-}
-
-impl<T: Into<Optimizers>> HookOutput<Optimizers> for T {
-    #[inline]
-    fn into_output(self) -> Optimizers {
-        self.into()
-    }
-}
-
-/// The work of one optimizer step in automatic optimization: `training_step`, zero_grad and backward, with
-/// the hooks between them. `optimizer_step` must run it, through [`Optimizer::step_with`] or [`Self::run`].
-pub struct OptimizerClosure<'a, M: ?Sized> {
-    body: &'a mut dyn FnMut(&mut M, &mut Optimizer) -> Result<StepOutput>,
-    ran: bool,
-}
-
-impl<'a, M: ?Sized> OptimizerClosure<'a, M> {
-    /// Wraps the runtime's step body.
-    pub fn new(body: &'a mut dyn FnMut(&mut M, &mut Optimizer) -> Result<StepOutput>) -> Self {
-        OptimizerClosure { body, ran: false }
-    }
-
-    /// Runs the step; returns the loss it computed (`None` when the step skipped the batch).
-    pub fn run(&mut self, module: &mut M, optimizer: &mut Optimizer) -> Result<StepOutput> {
-        self.ran = true;
-        (self.body)(module, optimizer)
-    }
-
-    /// Whether it has run.
-    pub fn has_run(&self) -> bool {
-        self.ran
-    }
 }
 
 #[cfg(test)]
@@ -832,25 +496,5 @@ mod tests {
         assert!(opt.step().unwrap_err().to_string().contains("learning rate is NaN"));
         assert_eq!((values(&p), opt.steps()), (vec![1.0], 0), "nothing moved");
         assert!(opt.check().unwrap_err().contains("learning rate = NaN"));
-    }
-
-    #[test]
-    fn schedulers_follow_their_curves() {
-        let mut cosine = LrScheduler::cosine(4, 0.0);
-        cosine.set_base_lr(1.0);
-        let mut rates = vec![cosine.lr()];
-        for _ in 0..4 {
-            cosine.step();
-            rates.push(cosine.lr());
-        }
-        close(&rates, &[1.0, 0.853_553_390_593_273_8, 0.5, 0.146_446_609_406_726_24, 0.0]);
-        let mut warmup = LrScheduler::linear_warmup(2, 0.5);
-        warmup.set_base_lr(2.0);
-        let mut rates = vec![warmup.lr()];
-        for _ in 0..3 {
-            warmup.step();
-            rates.push(warmup.lr());
-        }
-        close(&rates, &[1.0, 1.5, 2.0, 2.0]);
     }
 }

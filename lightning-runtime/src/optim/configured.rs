@@ -1,0 +1,47 @@
+//! What `configure_optimizers` returns, from the shapes Lightning accepts.
+
+use super::{LrScheduler, Optimizer};
+use crate::output::HookOutput;
+
+/// What `configure_optimizers` returns: optimizers and their schedulers.
+///
+/// Converts from an `Optimizer`, a `Vec<Optimizer>`, an `(Optimizer, LrScheduler)` pair, or a
+/// `(Vec<Optimizer>, Vec<LrScheduler>)` pair.
+#[derive(Debug, Default)]
+pub struct Optimizers {
+    /// The optimizers; more than one needs manual optimization.
+    pub optimizers: Vec<Optimizer>,
+    /// The schedulers.
+    pub schedulers: Vec<LrScheduler>,
+}
+
+impl From<Optimizer> for Optimizers {
+    fn from(optimizer: Optimizer) -> Self {
+        Optimizers { optimizers: vec![optimizer], schedulers: Vec::new() }
+    }
+}
+
+impl From<Vec<Optimizer>> for Optimizers {
+    fn from(optimizers: Vec<Optimizer>) -> Self {
+        Optimizers { optimizers, schedulers: Vec::new() }
+    }
+}
+
+impl From<(Optimizer, LrScheduler)> for Optimizers {
+    fn from((optimizer, scheduler): (Optimizer, LrScheduler)) -> Self {
+        Optimizers { optimizers: vec![optimizer], schedulers: vec![scheduler] }
+    }
+}
+
+impl From<(Vec<Optimizer>, Vec<LrScheduler>)> for Optimizers {
+    fn from((optimizers, schedulers): (Vec<Optimizer>, Vec<LrScheduler>)) -> Self {
+        Optimizers { optimizers, schedulers }
+    }
+}
+
+impl<T: Into<Optimizers>> HookOutput<Optimizers> for T {
+    #[inline]
+    fn into_output(self) -> Optimizers {
+        self.into()
+    }
+}

@@ -1,0 +1,85 @@
+//! An optimizer's part of a checkpoint: its settings and counters as JSON, its state tensors by name.
+
+use serde::{Deserialize, Serialize};
+use tch::Tensor;
+
+use super::optimizer::Rule;
+use super::Optimizer;
+
+/// What a checkpoint keeps of an optimizer besides its state tensors.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OptimizerState {
+    rule: Rule,
+    #[serde(with = "crate::json_float")]
+    lr: f64,
+    #[serde(with = "crate::json_float")]
+    weight_decay: f64,
+    steps: u64,
+    /// The shape of each parameter, to check that the checkpoint fits the optimizer it is loaded into.
+    shapes: Vec<Vec<i64>>,
+    /// State tensors per parameter (0 before the first step).
+    slots: usize,
+}
+
+impl Optimizer {
+    /// The optimizer's settings and counters, and its state tensors named `optimizer.<index>.<param>.<slot>`.
+    pub(crate) fn export(&self, index: usize) -> (OptimizerState, Vec<(String, Tensor)>) {
+        let state = OptimizerState {
+            rule: self.rule,
+            lr: self.lr,
+            weight_decay: self.weight_decay,
+            steps: self.steps,
+            shapes: self.params.iter().map(Tensor::size).collect(),
+            slots: self.state.first().map_or(0, Vec::len),
+        };
+        let tensors = self
+            .state
+            .iter()
+            .enumerate()
+            .flat_map(|(p, slots)| {
+                slots.iter().enumerate().map(move |(s, t)| (format!("optimizer.{index}.{p}.{s}"), t.shallow_clone()))
+            })
+            .collect();
+        (state, tensors)
+    }
+
+    /// Restores what `export` saved; says what does not fit.
+    pub(crate) fn import(
+        &mut self,
+        index: usize,
+        state: &OptimizerState,
+        tensor: impl Fn(&str) -> Option<Tensor>,
+    ) -> std::result::Result<(), String> {
+        if std::mem::discriminant(&state.rule) != std::mem::discriminant(&self.rule) {
+            return Err(format!("optimizer {index} is {:?} in the checkpoint but {:?} here", state.rule, self.rule));
+        }
+        let shapes: Vec<Vec<i64>> = self.params.iter().map(Tensor::size).collect();
+        if shapes != state.shapes {
+            return Err(format!(
+                "optimizer {index} updates parameters of shapes {shapes:?} here, but {:?} in the checkpoint",
+                state.shapes
+            ));
+        }
+        let mut restored = Vec::with_capacity(self.params.len());
+        for (p, param) in self.params.iter().enumerate() {
+            let mut slots = Vec::with_capacity(state.slots);
+            for s in 0..state.slots {
+                let name = format!("optimizer.{index}.{p}.{s}");
+                let saved = tensor(&name).ok_or_else(|| format!("the checkpoint has no `{name}`"))?;
+                let moved = saved.f_to_device(param.device()).map_err(|e| e.to_string())?;
+                slots.push(moved);
+            }
+            restored.push(slots);
+        }
+        let kept = (self.rule, self.lr, self.weight_decay);
+        (self.rule, self.lr, self.weight_decay) = (state.rule, state.lr, state.weight_decay);
+        if let Err(problem) = self.check() {
+            (self.rule, self.lr, self.weight_decay) = kept;
+            return Err(format!("optimizer {index} has an invalid setting: {problem}"));
+        }
+        self.state = if state.slots == 0 { Vec::new() } else { restored };
+        self.steps = state.steps;
+        Ok(())
+    }
+}
