@@ -4,8 +4,8 @@
 
 use std::path::Path;
 
+use super::call::Dispatch;
 use super::checkpoint_writer::write_and_replace;
-use super::dispatch::Dispatch;
 use super::entry::Run;
 use crate::checkpoint::{load_weights, Checkpoint, LoadOptions, Progress};
 use crate::module::LightningModule;
@@ -17,7 +17,14 @@ impl Dispatch {
     pub(crate) fn write_pending_checkpoints<M: LightningModule>(&mut self, module: &mut M) -> Result<()> {
         for request in std::mem::take(&mut self.ctx.pending_saves) {
             let mut checkpoint = self.capture(module);
-            self.on_save_checkpoint(module, &mut checkpoint)?;
+            // Lightning's order: every callback's `state_dict`, their `on_save_checkpoint`, the module's.
+            for callback in &self.callbacks {
+                if let Some(state) = callback.state_dict() {
+                    checkpoint.meta.callbacks.insert(callback.state_key(), state);
+                }
+            }
+            self.on_save_checkpoint_callbacks(module, &mut checkpoint)?;
+            self.on_save_checkpoint_module(module, &mut checkpoint)?;
             let encoded = checkpoint.encode(&request.path)?;
             match &mut self.writer {
                 Some(writer) => writer.submit(encoded, request.then_remove)?,
@@ -76,15 +83,16 @@ impl<M: LightningModule> Run<'_, M> {
     /// The module's `on_load_checkpoint`, the weights (strictly), then the callbacks' `on_load_checkpoint` and
     /// state: what Lightning restores before `configure_optimizers`.
     pub(crate) fn restore_model(&mut self, path: &Path, checkpoint: &mut Checkpoint) -> Result<()> {
-        self.d.on_load_checkpoint_module(self.module, checkpoint)?;
+        self.hooks.on_load_checkpoint_module(self.module, checkpoint)?;
         load_weights(path, checkpoint, self.module.var_store_mut(), LoadOptions::default())?;
-        self.d.on_load_checkpoint_callbacks(self.module, checkpoint)
+        self.hooks.on_load_checkpoint_callbacks(self.module, checkpoint)?;
+        self.hooks.load_callback_states(checkpoint)
     }
 
     /// The optimizers' and schedulers' state, the loop's position, the seed and the epoch's partial metrics.
     pub(crate) fn restore_training(&mut self, path: &Path, checkpoint: &Checkpoint) -> Result<ResumeAt> {
         let meta = &checkpoint.meta;
-        let ctx = &mut self.d.ctx;
+        let ctx = &mut self.hooks.ctx;
         let fail = |problem: String| Error::Checkpoint { path: path.to_path_buf(), problem };
         if meta.optimizers.len() != ctx.optimizers.len() {
             return Err(fail(format!(

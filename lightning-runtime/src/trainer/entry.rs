@@ -5,8 +5,9 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use tch::Device;
 
+use super::call::Dispatch;
 use super::checkpoint_writer::CheckpointWriter;
-use super::dispatch::{to_device, Dispatch};
+use super::loops::to_device;
 use super::{Config, Limit, State, Strategy, Trainer};
 use crate::context::{Ctx, HookInfo, Stage};
 use crate::error::panic_message;
@@ -16,7 +17,8 @@ use crate::{Batch, Error, Result};
 /// One entry point's run: the module, the hooks' dispatcher and the options.
 pub(crate) struct Run<'t, M: LightningModule> {
     pub module: &'t mut M,
-    pub d: Dispatch,
+    /// Every hook is called through it.
+    pub hooks: Dispatch,
     pub cfg: &'t Config,
     pub strategy: &'t dyn Strategy,
     pub stage: Stage,
@@ -40,30 +42,30 @@ impl Trainer {
         ctx.fast_dev_run = self.cfg.fast_dev_run.is_some();
         self.add_default_callbacks(stage);
         ctx.hook = HookInfo::runtime("the Trainer");
-        let d = Dispatch::new(
+        let hooks = Dispatch::new(
             std::mem::take(&mut self.callbacks),
             ctx,
             std::mem::take(&mut self.loggers),
             self.cfg.async_checkpointing.then(CheckpointWriter::default),
         );
-        let mut run = Run { module, d, cfg: &self.cfg, strategy: &*self.strategy, stage, torn_down: false };
+        let mut run = Run { module, hooks, cfg: &self.cfg, strategy: &*self.strategy, stage, torn_down: false };
         let _signals = super::interrupt::arm(self.cfg.handle_interrupts);
         let outcome = catch_unwind(AssertUnwindSafe(|| body(&mut run)));
         let mut result = match outcome {
             Ok(result) => result,
-            Err(payload) => Err(Error::Panic { hook: run.d.ctx.hook.name, message: panic_message(&*payload) }),
+            Err(payload) => Err(Error::Panic { hook: run.hooks.ctx.hook.name, message: panic_message(&*payload) }),
         };
         if let Err(error) = &result {
             run.fail(error);
         }
         // Every checkpoint asked for is on disk before the stage returns (`on_exception`'s too).
-        if let Some(writer) = &mut run.d.writer {
+        if let Some(writer) = &mut run.hooks.writer {
             let written = writer.finish();
             if let (Ok(_), Err(error)) = (&result, written) {
                 result = Err(error);
             }
         }
-        for logger in &mut run.d.loggers {
+        for logger in &mut run.hooks.loggers {
             let finalized = logger.finalize();
             if result.is_ok() {
                 if let Err(error) = finalized {
@@ -71,15 +73,15 @@ impl Trainer {
                 }
             }
         }
-        let Run { d, .. } = run;
+        let Run { hooks, .. } = run;
         self.state = State {
-            current_epoch: d.ctx.current_epoch,
-            global_step: d.ctx.global_step,
-            callback_metrics: d.ctx.metrics.snapshot(),
+            current_epoch: hooks.ctx.current_epoch,
+            global_step: hooks.ctx.global_step,
+            callback_metrics: hooks.ctx.metrics.snapshot(),
             device: Some(device),
         };
-        self.callbacks = d.callbacks;
-        self.loggers = d.loggers;
+        self.callbacks = hooks.callbacks;
+        self.loggers = hooks.loggers;
         result
     }
 }
@@ -153,30 +155,30 @@ impl<M: LightningModule + 'static> Run<'_, M> {
     /// The hooks every entry point opens with: `configure_callbacks`, `prepare_data` (once per node),
     /// `setup`, `configure_model`, and the move to the device.
     pub fn begin(&mut self) -> Result<()> {
-        self.d.configure_callbacks(self.module)?;
+        self.hooks.configure_callbacks(self.module)?;
         if self.strategy.is_local_zero() {
-            self.d.prepare_data(self.module)?;
+            self.hooks.prepare_data(self.module)?;
         }
-        self.d.setup(self.module, self.stage)?;
-        self.d.configure_sharded_model(self.module)?;
-        self.d.configure_model(self.module)?;
-        to_device(self.module, self.d.ctx.device);
+        self.hooks.setup(self.module, self.stage)?;
+        self.hooks.configure_sharded_model(self.module)?;
+        self.hooks.configure_model(self.module)?;
+        to_device(self.module, self.hooks.ctx.device);
         Ok(())
     }
 
     /// The hooks every entry point closes with.
     pub fn end(&mut self) -> Result<()> {
         self.torn_down = true;
-        self.d.teardown(self.module, self.stage)
+        self.hooks.teardown(self.module, self.stage)
     }
 
     /// After an error or a panic: every callback's `on_exception`, then the teardown hooks, each guarded so
     /// that a second failure cannot hide the first.
     fn fail(&mut self, error: &Error) {
-        let _ = catch_unwind(AssertUnwindSafe(|| self.d.on_exception(self.module, error)));
+        let _ = catch_unwind(AssertUnwindSafe(|| self.hooks.on_exception(self.module, error)));
         if !self.torn_down {
             self.torn_down = true;
-            let _ = catch_unwind(AssertUnwindSafe(|| self.d.teardown(self.module, self.stage)));
+            let _ = catch_unwind(AssertUnwindSafe(|| self.hooks.teardown(self.module, self.stage)));
         }
     }
 
@@ -186,8 +188,8 @@ impl<M: LightningModule + 'static> Run<'_, M> {
         if super::interrupt::requested() {
             return Err(Error::Interrupted {
                 signal: super::interrupt::signal_name(),
-                epoch: self.d.ctx.current_epoch,
-                global_step: self.d.ctx.global_step,
+                epoch: self.hooks.ctx.current_epoch,
+                global_step: self.hooks.ctx.global_step,
             });
         }
         Ok(())
@@ -195,12 +197,12 @@ impl<M: LightningModule + 'static> Run<'_, M> {
 
     /// Whether `max_time` has run out.
     pub fn out_of_time(&self) -> bool {
-        self.cfg.max_time.is_some_and(|max| self.d.ctx.started.elapsed() >= max)
+        self.cfg.max_time.is_some_and(|max| self.hooks.ctx.started.elapsed() >= max)
     }
 
     /// The device the run uses.
     pub fn device(&self) -> Device {
-        self.d.ctx.device
+        self.hooks.ctx.device
     }
 
     /// A batch whose tensors are not on the module's device after the transfer hooks cannot be run.

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use super::dispatch::Dispatch;
+use super::call::Dispatch;
 use crate::checkpoint::{load_weights, Checkpoint, LoadOptions};
 use crate::module::LightningModule;
 use crate::Result;

@@ -1,33 +1,31 @@
 //! The `Trainer`: its options, and the four entry points (`fit`, `validate`, `test`, `predict`).
 //!
-//! Where things are: `dispatch.rs` is the one place through which every hook is called (callbacks first);
-//! `entry.rs` wraps each entry point (seeding, errors, panics, teardown); the loops are `fit_loop.rs` (epochs,
-//! stopping), `training_epoch.rs` (the batches of one epoch), `optimization.rs` (one automatic or manual
-//! optimization step), `evaluation.rs` (validation and test) and `prediction.rs`.
+//! Where things are: `call.rs` is the one place through which every hook is called (callbacks first, then the
+//! module), one method per hook; `loops/` holds the loops, which decide the order of hooks (one file per loop,
+//! Lightning's `loops/` layout); `entry.rs` wraps each entry point (seeding, errors, panics, teardown);
+//! `checkpointing.rs` captures and restores a run's state, `checkpoint_writer.rs` writes files behind the
+//! training thread; `interrupt.rs` handles Ctrl-C and SIGTERM; `load.rs` is `LoadFromCheckpoint`.
 
+pub(crate) mod call;
 mod checkpoint_writer;
 mod checkpointing;
-mod closure;
-pub(crate) mod dispatch;
 mod entry;
-mod evaluation;
-mod fit_loop;
 mod interrupt;
 mod limits;
 mod load;
-mod optimization;
-mod prediction;
+mod loops;
 mod strategy;
-mod training_epoch;
 
 use std::collections::BTreeMap;
 
 use tch::Device;
 
-pub use closure::OptimizerClosure;
 pub use limits::Limit;
 pub use load::LoadFromCheckpoint;
+pub use loops::OptimizerClosure;
 pub use strategy::{SingleDevice, Strategy};
+
+use loops::Evaluation;
 
 use crate::callback::Callback;
 use crate::context::Stage;
@@ -373,7 +371,7 @@ impl Trainer {
         data: impl Into<Option<Loader<M::Batch>>>,
     ) -> Result<BTreeMap<String, f64>> {
         let data = data.into();
-        self.run_stage(module, Stage::Validate, move |run| run.evaluate_stage(evaluation::Kind::Validation, data))
+        self.run_stage(module, Stage::Validate, move |run| run.evaluate_stage(Evaluation::Validation, data))
     }
 
     /// Runs one test epoch on `data` (or the module's `test_dataloader`); returns the epoch's metrics.
@@ -383,7 +381,7 @@ impl Trainer {
         data: impl Into<Option<Loader<M::Batch>>>,
     ) -> Result<BTreeMap<String, f64>> {
         let data = data.into();
-        self.run_stage(module, Stage::Test, move |run| run.evaluate_stage(evaluation::Kind::Test, data))
+        self.run_stage(module, Stage::Test, move |run| run.evaluate_stage(Evaluation::Test, data))
     }
 
     /// Runs `predict_step` over `data` (or the module's `predict_dataloader`); returns every batch's prediction.

@@ -3,16 +3,16 @@
 
 use std::path::PathBuf;
 
-use super::checkpointing::ResumeAt;
-use super::dispatch::{self, zero_grad};
-use super::entry::Run;
-use super::evaluation::Kind;
-use super::Limit;
+use super::training_epoch::TRAINING_LOADER;
+use super::{batches, zero_grad, Evaluation};
 use crate::checkpoint::Checkpoint;
-use crate::context::{HookInfo, Stage};
+use crate::context::Stage;
 use crate::metrics::Scope;
 use crate::module::LightningModule;
 use crate::optim::Interval;
+use crate::trainer::checkpointing::ResumeAt;
+use crate::trainer::entry::Run;
+use crate::trainer::Limit;
 use crate::{Error, Loader, Result};
 
 impl<M: LightningModule + 'static> Run<'_, M> {
@@ -24,7 +24,7 @@ impl<M: LightningModule + 'static> Run<'_, M> {
     ) -> Result<()> {
         self.check_fit(&train, &val)?;
         // Without a seed, the run still draws from one, so that a checkpoint can resume it exactly.
-        self.d.ctx.seed = self.cfg.seed.unwrap_or_else(random_seed);
+        self.hooks.ctx.seed = self.cfg.seed.unwrap_or_else(random_seed);
         self.begin()?;
         let mut resume = resume;
         if let Some((path, checkpoint)) = resume.as_mut() {
@@ -36,12 +36,12 @@ impl<M: LightningModule + 'static> Run<'_, M> {
             None => ResumeAt::default(),
         };
         if let Some(hparams) = self.module.hparams() {
-            for logger in &mut self.d.loggers {
+            for logger in &mut self.hooks.loggers {
                 logger.log_hyperparams(&hparams)?;
             }
         }
-        self.d.on_fit_start(self.module)?;
-        if !self.d.ctx.accumulating {
+        self.hooks.on_fit_start(self.module)?;
+        if !self.hooks.ctx.accumulating {
             // (A checkpoint taken inside an accumulation window brought back its gradients: they stay.)
             zero_grad(self.module)?;
         }
@@ -50,18 +50,18 @@ impl<M: LightningModule + 'static> Run<'_, M> {
         let mut val = val;
         let sanity_steps = if self.cfg.fast_dev_run.is_some() { 0 } else { self.cfg.num_sanity_val_steps };
         if validating && sanity_steps > 0 {
-            self.d.on_sanity_check_start(self.module)?;
+            self.hooks.on_sanity_check_start(self.module)?;
             let loader = self.val_loader(&mut val)?;
             let limit = self.cfg.limit_val.resolve(loader.len(), "val")?.map_or(sanity_steps, |n| n.min(sanity_steps));
-            self.d.ctx.sanity_checking = true;
-            let checked = self.evaluation_loop(Kind::Validation, loader, Some(limit));
-            self.d.ctx.sanity_checking = false;
+            self.hooks.ctx.sanity_checking = true;
+            let checked = self.evaluation_loop(Evaluation::Validation, loader, Some(limit));
+            self.hooks.ctx.sanity_checking = false;
             checked?;
-            self.d.on_sanity_check_end(self.module)?;
+            self.hooks.on_sanity_check_end(self.module)?;
         }
         let mut train = match train {
             Some(train) => train,
-            None => self.d.dataloader(self.module, Stage::Fit, true)?.ok_or_else(|| {
+            None => self.hooks.dataloader(self.module, Stage::Fit, true)?.ok_or_else(|| {
                 Error::Config("`fit` has no training data: pass a loader or define `train_dataloader`".into())
             })?,
         };
@@ -91,10 +91,8 @@ impl<M: LightningModule + 'static> Run<'_, M> {
         if let Some(limit) = self.cfg.overfit_batches {
             let n = limit.resolve(train.len(), "overfit")?.unwrap_or(usize::MAX);
             // Lightning trains and validates on the same first batches, in the same order, every epoch.
-            let mut source = dispatch::batches::<M>(&mut train, 0).take(n);
-            let batches = self
-                .d
-                .section(HookInfo::runtime("the training loader"), || source.by_ref().collect::<Result<Vec<_>>>())?;
+            let mut source = batches::<M>(&mut train, 0).take(n);
+            let batches = self.hooks.section(TRAINING_LOADER, || source.by_ref().collect::<Result<Vec<_>>>())?;
             drop(source);
             if validating {
                 val = Some(Loader::from(batches.iter().map(crate::Batch::share).collect::<Vec<_>>()));
@@ -102,26 +100,42 @@ impl<M: LightningModule + 'static> Run<'_, M> {
             train = Loader::from(batches);
         }
 
-        self.d.on_train_start(self.module)?;
+        self.hooks.on_train_start(self.module)?;
         while !self.done() {
             let skip = std::mem::take(&mut resume_at.batches_done);
-            self.d.ctx.metrics.scope = Scope::Train;
+            self.hooks.ctx.metrics.scope = Scope::Train;
             if skip == 0 {
-                self.d.ctx.metrics.start_epoch(Scope::Train);
+                self.hooks.ctx.metrics.start_epoch(Scope::Train);
             }
-            (self.d.ctx.batches_done, self.d.ctx.epoch_finished) = (skip, false);
-            self.d.ctx.total_batches = self.train_limit().resolve(train.len(), "train")?;
-            self.d.on_train_epoch_start(self.module)?;
-            self.d.ctx.epoch_finished = self.training_epoch(&mut train, &mut val, skip)?;
-            self.d.on_train_epoch_end(self.module, |d| {
-                let values = d.ctx.metrics.end_epoch(Scope::Train);
-                d.send_epoch_logs(values)
-            })?;
-            self.d.ctx.current_epoch += 1;
+            (self.hooks.ctx.batches_done, self.hooks.ctx.epoch_finished) = (skip, false);
+            self.hooks.ctx.total_batches = self.train_limit().resolve(train.len(), "train")?;
+            self.hooks.on_train_epoch_start(self.module)?;
+            self.hooks.ctx.epoch_finished = self.training_epoch(&mut train, &mut val, skip)?;
+            self.train_epoch_end()?;
+            self.hooks.ctx.current_epoch += 1;
         }
-        self.d.on_train_end(self.module)?;
-        self.d.on_fit_end(self.module)?;
+        self.hooks.on_train_end(self.module)?;
+        self.hooks.on_fit_end(self.module)?;
         self.end()
+    }
+
+    /// `on_train_epoch_end`, as Lightning 2.x orders it: the callbacks that do not monitor metrics, the module,
+    /// then (once the epoch's metrics are reduced and logged) the monitoring callbacks. A checkpoint asked for
+    /// anywhere in it is taken when all of it has run: the epoch has then ended for every callback (early
+    /// stopping's patience, the checkpoint callbacks' top-k) and for the module, so that a run resumed from it
+    /// starts the next epoch exactly as the uninterrupted run does, whoever asked. (Lightning takes it at once,
+    /// with the callbacks that have not run yet one epoch behind.)
+    fn train_epoch_end(&mut self) -> Result<()> {
+        self.hooks.defer_saves();
+        let ran = (|| {
+            self.hooks.on_train_epoch_end_callbacks(self.module, false)?;
+            self.hooks.on_train_epoch_end_module(self.module)?;
+            let values = self.hooks.ctx.metrics.end_epoch(Scope::Train);
+            self.hooks.send_epoch_logs(values)?;
+            self.hooks.on_train_epoch_end_callbacks(self.module, true)
+        })();
+        self.hooks.release_saves(self.module, ran.is_ok())?;
+        ran
     }
 
     /// Mistakes that would only show later, caught before any hook runs.
@@ -159,13 +173,13 @@ impl<M: LightningModule + 'static> Run<'_, M> {
     /// The validation loader, from the module's `val_dataloader` when none was passed.
     fn val_loader<'v>(&mut self, val: &'v mut Option<Loader<M::Batch>>) -> Result<&'v mut Loader<M::Batch>> {
         if val.is_none() {
-            *val = self.d.dataloader(self.module, Stage::Fit, false)?;
+            *val = self.hooks.dataloader(self.module, Stage::Fit, false)?;
         }
         val.as_mut().ok_or_else(|| Error::Config("no validation data: pass a loader or define `val_dataloader`".into()))
     }
 
     fn configure_optimizers(&mut self) -> Result<()> {
-        let configured = self.d.configure_optimizers(self.module)?;
+        let configured = self.hooks.configure_optimizers(self.module)?;
         let (optimizers, mut schedulers) = (configured.optimizers, configured.schedulers);
         if optimizers.is_empty() {
             return Err(Error::Config("`configure_optimizers` returned no optimizer".into()));
@@ -195,8 +209,8 @@ impl<M: LightningModule + 'static> Run<'_, M> {
             })?;
             scheduler.set_base_lr(optimizer.lr());
         }
-        self.d.ctx.optimizers = optimizers;
-        self.d.ctx.schedulers = schedulers;
+        self.hooks.ctx.optimizers = optimizers;
+        self.hooks.ctx.schedulers = schedulers;
         Ok(())
     }
 
@@ -205,10 +219,10 @@ impl<M: LightningModule + 'static> Run<'_, M> {
         if !M::AUTOMATIC_OPTIMIZATION {
             return Ok(());
         }
-        for index in 0..self.d.ctx.schedulers.len() {
-            let scheduler = &self.d.ctx.schedulers[index];
+        for index in 0..self.hooks.ctx.schedulers.len() {
+            let scheduler = &self.hooks.ctx.schedulers[index];
             if scheduler.interval == interval && count % scheduler.frequency == 0 {
-                self.d.lr_scheduler_step(self.module, index, None)?;
+                self.hooks.lr_scheduler_step(self.module, index, None)?;
             }
         }
         Ok(())
@@ -216,7 +230,7 @@ impl<M: LightningModule + 'static> Run<'_, M> {
 
     /// Lightning's `FitLoop.done`: a step or epoch limit reached, or a stop requested once the minimums are met.
     fn done(&self) -> bool {
-        let ctx = &self.d.ctx;
+        let ctx = &self.hooks.ctx;
         let max_epochs = if self.cfg.fast_dev_run.is_some() { Some(1) } else { self.cfg.max_epochs };
         if self.max_steps_reached() || self.out_of_time() {
             return true;
@@ -229,7 +243,7 @@ impl<M: LightningModule + 'static> Run<'_, M> {
 
     pub fn max_steps_reached(&self) -> bool {
         let max_steps = if self.cfg.fast_dev_run.is_some() { None } else { self.cfg.max_steps };
-        max_steps.is_some_and(|max| self.d.ctx.global_step >= max)
+        max_steps.is_some_and(|max| self.hooks.ctx.global_step >= max)
     }
 }
 

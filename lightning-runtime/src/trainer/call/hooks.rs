@@ -1,165 +1,19 @@
-//! The one place through which every hook is called (Lightning's `trainer/call.py`): each callback's hook
-//! first, in order, then the module's through its hook table. Each call records which hook is running (for
-//! logging rules and panic messages), wraps errors with the hook's name, and turns a forbidden `ctx.log` into
-//! an error. Absent module hooks cost one `Option` test on a constant.
+//! One method per hook: each callback's, then the module's (with its default behaviour when it does not define
+//! the hook). No method here calls two different hooks: their order is the loops'.
 
 use std::any::Any;
 
-use tch::{Device, Tensor};
+use tch::Tensor;
 
-use super::checkpoint_writer::CheckpointWriter;
-use super::closure::OptimizerClosure;
-use crate::callback::{AnyModule, Callback, CallbackResult};
+use super::Dispatch;
 use crate::checkpoint::Checkpoint;
-use crate::context::{Ctx, HookInfo, Stage};
-use crate::error::HookError;
-use crate::loggers::Logger;
+use crate::context::{HookInfo, Stage};
 use crate::module::{hook_info as info, LightningModule};
 use crate::optim::{GradClipAlgorithm, LrScheduler, Optimizer, Optimizers};
 use crate::output::{BatchControl, StepOutput};
+use crate::trainer::loops::zero_grad;
+use crate::trainer::OptimizerClosure;
 use crate::{Batch, Error, Loader, Result};
-
-/// The callbacks, the context and the loggers of one run.
-pub(crate) struct Dispatch {
-    pub callbacks: Vec<Box<dyn Callback>>,
-    pub ctx: Ctx,
-    pub loggers: Vec<Box<dyn Logger>>,
-    /// Writes checkpoints behind the training thread; `None`: written synchronously.
-    pub writer: Option<CheckpointWriter>,
-    /// While set, checkpoints hooks ask for wait (see `on_train_epoch_end`).
-    saves_deferred: bool,
-}
-
-impl Dispatch {
-    /// A dispatcher with no callbacks and no loggers, for hooks called outside a Trainer run.
-    pub fn standalone(device: Device) -> Self {
-        Dispatch::new(Vec::new(), Ctx::new(device), Vec::new(), None)
-    }
-
-    pub fn new(
-        callbacks: Vec<Box<dyn Callback>>,
-        ctx: Ctx,
-        loggers: Vec<Box<dyn Logger>>,
-        writer: Option<CheckpointWriter>,
-    ) -> Self {
-        Dispatch { callbacks, ctx, loggers, writer, saves_deferred: false }
-    }
-
-    /// Runs `f` with `section` recorded as what is running (a loader fetching a batch, say), so that a panic in it
-    /// is reported under its name; the previous one is restored after.
-    #[inline]
-    pub fn section<R>(&mut self, section: HookInfo, f: impl FnOnce() -> R) -> R {
-        let outer = std::mem::replace(&mut self.ctx.hook, section);
-        let value = f();
-        self.ctx.hook = outer;
-        value
-    }
-
-    /// Runs `f` for every callback (skipping monitoring ones when `monitors` is `Some(false)`, or only them
-    /// when `Some(true)`).
-    fn each_callback_where(
-        &mut self,
-        hook: HookInfo,
-        module: &mut dyn AnyModule,
-        monitors: Option<bool>,
-        mut f: impl FnMut(&mut dyn Callback, &mut Ctx, &mut dyn AnyModule) -> CallbackResult,
-    ) -> Result<()> {
-        let outer = self.ctx.hook;
-        for callback in self.callbacks.iter_mut() {
-            if monitors.is_some_and(|wanted| callback.monitors() != wanted) {
-                continue;
-            }
-            self.ctx.hook = hook;
-            f(callback.as_mut(), &mut self.ctx, module).map_err(|source| Error::Callback {
-                callback: callback.name(),
-                hook: hook.name,
-                source,
-            })?;
-            take_log_error(&mut self.ctx)?;
-            // Restored after each call (not left set on error or panic, which report the hook themselves), so that
-            // a hook called from inside another one leaves the outer one recorded.
-            self.ctx.hook = outer;
-        }
-        Ok(())
-    }
-
-    fn each_callback<M: LightningModule>(
-        &mut self,
-        hook: HookInfo,
-        module: &mut M,
-        f: impl FnMut(&mut dyn Callback, &mut Ctx, &mut dyn AnyModule) -> CallbackResult,
-    ) -> Result<()> {
-        if self.callbacks.is_empty() {
-            return Ok(());
-        }
-        self.each_callback_where(hook, module, None, f)?;
-        self.flush_saves(module)
-    }
-
-    /// Calls the module's hook `hook` if it defines it; `None` if it does not.
-    #[inline]
-    fn module<M: LightningModule, F: Copy, R>(
-        &mut self,
-        hook: HookInfo,
-        module: &mut M,
-        pointer: Option<F>,
-        call: impl FnOnce(F, &mut M, &mut Ctx) -> std::result::Result<R, HookError>,
-    ) -> Result<Option<R>> {
-        let Some(f) = pointer else { return Ok(None) };
-        let outer = std::mem::replace(&mut self.ctx.hook, hook);
-        let value = call(f, module, &mut self.ctx).map_err(|source| Error::Hook { hook: hook.name, source })?;
-        take_log_error(&mut self.ctx)?;
-        self.ctx.hook = outer;
-        self.flush_saves(module)?;
-        Ok(Some(value))
-    }
-
-    /// Writes the checkpoints hooks asked for (`ctx.save_checkpoint`), once the asking hook has returned on every
-    /// callback (or on the module).
-    #[inline]
-    fn flush_saves<M: LightningModule>(&mut self, module: &mut M) -> Result<()> {
-        if self.ctx.pending_saves.is_empty() || self.saves_deferred {
-            return Ok(());
-        }
-        self.write_pending_checkpoints(module)
-    }
-
-    /// The values loggers have not seen, sent now (a device sync, so only every `log_every_n_steps`).
-    pub fn flush_step_logs(&mut self) -> Result<()> {
-        if self.loggers.is_empty() || !self.ctx.metrics.has_unsent_steps() {
-            return Ok(());
-        }
-        let mut values = self.ctx.metrics.take_step_values();
-        // Lightning adds the epoch to every set of logged values.
-        values.push(("epoch".to_string(), self.ctx.current_epoch as f64));
-        let step = self.ctx.global_step;
-        for logger in &mut self.loggers {
-            logger.log_metrics(&values, step)?;
-        }
-        Ok(())
-    }
-
-    /// Sends an epoch's reduced values to the loggers.
-    pub fn send_epoch_logs(&mut self, values: Vec<(String, f64)>) -> Result<()> {
-        if values.is_empty() || self.ctx.sanity_checking {
-            return Ok(());
-        }
-        let mut values = values;
-        values.push(("epoch".to_string(), self.ctx.current_epoch as f64));
-        let step = self.ctx.global_step;
-        for logger in &mut self.loggers {
-            logger.log_metrics(&values, step)?;
-        }
-        Ok(())
-    }
-}
-
-fn take_log_error(ctx: &mut Ctx) -> Result<()> {
-    match ctx.log_error.take() {
-        Some(message) => Err(Error::Log(message)),
-        None => Ok(()),
-    }
-}
 
 /// Hooks every callback and the module share, with no arguments but the context.
 macro_rules! paired {
@@ -219,46 +73,39 @@ impl Dispatch {
     );
     callback_only!(on_sanity_check_start, on_sanity_check_end);
 
-    /// `on_train_epoch_end`: non-monitoring callbacks, the module, then (once the epoch's metrics are
-    /// reduced by `between`) the monitoring callbacks, as Lightning 2.x orders them.
-    ///
-    /// A checkpoint asked for anywhere in it is taken when all of it has run: the epoch has ended for every
-    /// callback (early stopping's patience, the checkpoint callbacks' top-k) and for the module, so a run resumed
-    /// from it starts the next epoch exactly as the uninterrupted run does, whoever asked. (Lightning takes it
-    /// at once, with the state of the callbacks that have not run yet one epoch behind.)
-    pub fn on_train_epoch_end<M: LightningModule + 'static>(
+    /// `on_train_epoch_end` of the callbacks that monitor metrics (`monitoring`), or of the others.
+    pub fn on_train_epoch_end_callbacks<M: LightningModule + 'static>(
         &mut self,
         module: &mut M,
-        between: impl FnOnce(&mut Self) -> Result<()>,
+        monitoring: bool,
     ) -> Result<()> {
         let hook = info::on_train_epoch_end;
-        self.saves_deferred = true;
-        let ran = (|| {
-            self.each_callback_where(hook, module, Some(false), |cb, ctx, m| cb.on_train_epoch_end(ctx, m))?;
-            self.module(hook, module, M::HOOKS.on_train_epoch_end, |f, m, ctx| f(m, ctx))?;
-            between(self)?;
-            self.each_callback_where(hook, module, Some(true), |cb, ctx, m| cb.on_train_epoch_end(ctx, m))
-        })();
-        self.saves_deferred = false;
-        ran?;
+        self.each_callback_where(hook, module, Some(monitoring), |cb, ctx, m| cb.on_train_epoch_end(ctx, m))?;
         self.flush_saves(module)
     }
 
-    /// Every callback's `state_dict`, then `Callback.on_save_checkpoint`, then the module's
-    /// `on_save_checkpoint`, in Lightning's order.
-    pub fn on_save_checkpoint<M: LightningModule>(
+    /// The module's `on_train_epoch_end`.
+    pub fn on_train_epoch_end_module<M: LightningModule>(&mut self, module: &mut M) -> Result<()> {
+        self.module(info::on_train_epoch_end, module, M::HOOKS.on_train_epoch_end, |f, m, ctx| f(m, ctx)).map(drop)
+    }
+
+    /// Every callback's `on_save_checkpoint`.
+    pub fn on_save_checkpoint_callbacks<M: LightningModule>(
         &mut self,
         module: &mut M,
         checkpoint: &mut Checkpoint,
     ) -> Result<()> {
-        for callback in &self.callbacks {
-            if let Some(state) = callback.state_dict() {
-                checkpoint.meta.callbacks.insert(callback.state_key(), state);
-            }
-        }
         self.each_callback_where(info::on_save_checkpoint, module, None, |cb, ctx, m| {
             cb.on_save_checkpoint(ctx, m, checkpoint)
-        })?;
+        })
+    }
+
+    /// The module's `on_save_checkpoint`.
+    pub fn on_save_checkpoint_module<M: LightningModule>(
+        &mut self,
+        module: &mut M,
+        checkpoint: &mut Checkpoint,
+    ) -> Result<()> {
         self.module(info::on_save_checkpoint, module, M::HOOKS.on_save_checkpoint, |f, m, ctx| f(m, checkpoint, ctx))
             .map(drop)
     }
@@ -273,7 +120,7 @@ impl Dispatch {
             .map(drop)
     }
 
-    /// Every callback's `on_load_checkpoint`, then each one's `load_state_dict` with its saved state.
+    /// Every callback's `on_load_checkpoint`.
     pub fn on_load_checkpoint_callbacks<M: LightningModule>(
         &mut self,
         module: &mut M,
@@ -281,7 +128,11 @@ impl Dispatch {
     ) -> Result<()> {
         self.each_callback_where(info::on_load_checkpoint, module, None, |cb, ctx, m| {
             cb.on_load_checkpoint(ctx, m, checkpoint)
-        })?;
+        })
+    }
+
+    /// Each callback's `load_state_dict`, with the state saved under its `state_key` if there is one.
+    pub fn load_callback_states(&mut self, checkpoint: &Checkpoint) -> Result<()> {
         for callback in self.callbacks.iter_mut() {
             if let Some(state) = checkpoint.meta.callbacks.get(&callback.state_key()) {
                 let name = callback.name();
@@ -355,37 +206,52 @@ impl Dispatch {
         }
     }
 
-    /// The three batch-transfer hooks; the default transfer moves every tensor to the device.
-    pub fn transfer_batch<M: LightningModule>(
+    /// `on_before_batch_transfer` (default: the batch as it is).
+    pub fn on_before_batch_transfer<M: LightningModule>(
         &mut self,
         module: &mut M,
         batch: M::Batch,
         dataloader_idx: usize,
     ) -> Result<M::Batch> {
-        let hooks = &M::HOOKS;
-        let device = self.ctx.device;
-        let batch = match hooks.on_before_batch_transfer {
-            Some(f) => self
+        match M::HOOKS.on_before_batch_transfer {
+            Some(f) => Ok(self
                 .module(info::on_before_batch_transfer, module, Some(f), |f, m, ctx| f(m, batch, dataloader_idx, ctx))?
-                .expect("defined"),
-            None => batch,
-        };
-        let batch = match hooks.transfer_batch_to_device {
-            Some(f) => self
+                .expect("defined")),
+            None => Ok(batch),
+        }
+    }
+
+    /// `transfer_batch_to_device` (default: every tensor of the batch to the run's device).
+    pub fn transfer_batch_to_device<M: LightningModule>(
+        &mut self,
+        module: &mut M,
+        batch: M::Batch,
+        dataloader_idx: usize,
+    ) -> Result<M::Batch> {
+        let device = self.ctx.device;
+        match M::HOOKS.transfer_batch_to_device {
+            Some(f) => Ok(self
                 .module(info::transfer_batch_to_device, module, Some(f), |f, m, ctx| {
                     f(m, batch, device, dataloader_idx, ctx)
                 })?
-                .expect("defined"),
-            None => batch.to_device(device)?,
-        };
-        let batch = match hooks.on_after_batch_transfer {
-            Some(f) => self
+                .expect("defined")),
+            None => batch.to_device(device),
+        }
+    }
+
+    /// `on_after_batch_transfer` (default: the batch as it is).
+    pub fn on_after_batch_transfer<M: LightningModule>(
+        &mut self,
+        module: &mut M,
+        batch: M::Batch,
+        dataloader_idx: usize,
+    ) -> Result<M::Batch> {
+        match M::HOOKS.on_after_batch_transfer {
+            Some(f) => Ok(self
                 .module(info::on_after_batch_transfer, module, Some(f), |f, m, ctx| f(m, batch, dataloader_idx, ctx))?
-                .expect("defined"),
-            None => batch,
-        };
-        self.ctx.batch_size = batch.batch_size();
-        Ok(batch)
+                .expect("defined")),
+            None => Ok(batch),
+        }
     }
 
     pub fn on_train_batch_start<M: LightningModule + 'static>(
@@ -455,32 +321,41 @@ impl Dispatch {
         }
     }
 
-    /// `on_before_backward`, `backward` (default `loss.backward()`), `on_after_backward`.
-    pub fn backward<M: LightningModule + 'static>(&mut self, module: &mut M, loss: &Tensor) -> Result<()> {
+    pub fn on_before_backward<M: LightningModule + 'static>(&mut self, module: &mut M, loss: &Tensor) -> Result<()> {
         self.each_callback(info::on_before_backward, module, |cb, ctx, m| cb.on_before_backward(ctx, m, loss))?;
-        self.module(info::on_before_backward, module, M::HOOKS.on_before_backward, |f, m, ctx| f(m, loss, ctx))?;
-        match M::HOOKS.backward {
-            Some(f) => {
-                self.module(info::backward, module, Some(f), |f, m, ctx| f(m, loss, ctx))?;
-            }
-            None => loss.f_backward()?,
-        }
-        self.on_after_backward(module)
+        self.module(info::on_before_backward, module, M::HOOKS.on_before_backward, |f, m, ctx| f(m, loss, ctx))
+            .map(drop)
     }
 
-    /// `on_before_optimizer_step`, then `configure_gradient_clipping` (default: clip with the Trainer's settings).
-    pub fn before_optimizer_step<M: LightningModule + 'static>(
+    /// `backward` (default: `loss.backward()`).
+    pub fn backward<M: LightningModule>(&mut self, module: &mut M, loss: &Tensor) -> Result<()> {
+        match M::HOOKS.backward {
+            Some(f) => self.module(info::backward, module, Some(f), |f, m, ctx| f(m, loss, ctx)).map(drop),
+            None => Ok(loss.f_backward()?),
+        }
+    }
+
+    pub fn on_before_optimizer_step<M: LightningModule + 'static>(
         &mut self,
         module: &mut M,
         optimizer: &mut Optimizer,
-        clip: (Option<f64>, GradClipAlgorithm),
     ) -> Result<()> {
         self.each_callback(info::on_before_optimizer_step, module, |cb, ctx, m| {
             cb.on_before_optimizer_step(ctx, m, optimizer)
         })?;
         self.module(info::on_before_optimizer_step, module, M::HOOKS.on_before_optimizer_step, |f, m, ctx| {
             f(m, optimizer, ctx)
-        })?;
+        })
+        .map(drop)
+    }
+
+    /// `configure_gradient_clipping` (default: clip with the Trainer's settings).
+    pub fn configure_gradient_clipping<M: LightningModule>(
+        &mut self,
+        module: &mut M,
+        optimizer: &mut Optimizer,
+        clip: (Option<f64>, GradClipAlgorithm),
+    ) -> Result<()> {
         let (value, algorithm) = clip;
         match M::HOOKS.configure_gradient_clipping {
             Some(f) => self
@@ -617,127 +492,4 @@ impl Dispatch {
         })
         .map(drop)
     }
-}
-
-/// The validation and test loops' per-batch hooks, chosen once per loop.
-pub(crate) mod eval_hooks {
-    use super::*;
-    use crate::trainer::evaluation::Kind;
-
-    impl Dispatch {
-        pub fn eval_batch_start<M: LightningModule + 'static>(
-            &mut self,
-            kind: Kind,
-            module: &mut M,
-            batch: &M::Batch,
-            batch_idx: usize,
-        ) -> Result<()> {
-            let any = batch as &dyn Any;
-            match kind {
-                Kind::Validation => {
-                    self.each_callback(info::on_validation_batch_start, module, |cb, ctx, m| {
-                        cb.on_validation_batch_start(ctx, m, any, batch_idx, 0)
-                    })?;
-                    self.module(
-                        info::on_validation_batch_start,
-                        module,
-                        M::HOOKS.on_validation_batch_start,
-                        |f, m, ctx| f(m, batch, batch_idx, 0, ctx),
-                    )
-                    .map(drop)
-                }
-                Kind::Test => {
-                    self.each_callback(info::on_test_batch_start, module, |cb, ctx, m| {
-                        cb.on_test_batch_start(ctx, m, any, batch_idx, 0)
-                    })?;
-                    self.module(info::on_test_batch_start, module, M::HOOKS.on_test_batch_start, |f, m, ctx| {
-                        f(m, batch, batch_idx, 0, ctx)
-                    })
-                    .map(drop)
-                }
-            }
-        }
-
-        pub fn eval_step<M: LightningModule>(
-            &mut self,
-            kind: Kind,
-            module: &mut M,
-            batch: &M::Batch,
-            batch_idx: usize,
-        ) -> Result<StepOutput> {
-            let (hook, pointer) = match kind {
-                Kind::Validation => (info::validation_step, M::HOOKS.validation_step),
-                Kind::Test => (info::test_step, M::HOOKS.test_step),
-            };
-            Ok(self.module(hook, module, pointer, |f, m, ctx| f(m, batch, batch_idx, 0, ctx))?.flatten())
-        }
-
-        pub fn eval_batch_end<M: LightningModule + 'static>(
-            &mut self,
-            kind: Kind,
-            module: &mut M,
-            outputs: &StepOutput,
-            batch: &M::Batch,
-            batch_idx: usize,
-        ) -> Result<()> {
-            let any = batch as &dyn Any;
-            match kind {
-                Kind::Validation => {
-                    self.each_callback(info::on_validation_batch_end, module, |cb, ctx, m| {
-                        cb.on_validation_batch_end(ctx, m, outputs, any, batch_idx, 0)
-                    })?;
-                    self.module(info::on_validation_batch_end, module, M::HOOKS.on_validation_batch_end, |f, m, ctx| {
-                        f(m, outputs, batch, batch_idx, 0, ctx)
-                    })
-                    .map(drop)
-                }
-                Kind::Test => {
-                    self.each_callback(info::on_test_batch_end, module, |cb, ctx, m| {
-                        cb.on_test_batch_end(ctx, m, outputs, any, batch_idx, 0)
-                    })?;
-                    self.module(info::on_test_batch_end, module, M::HOOKS.on_test_batch_end, |f, m, ctx| {
-                        f(m, outputs, batch, batch_idx, 0, ctx)
-                    })
-                    .map(drop)
-                }
-            }
-        }
-
-        /// `on_{validation,test}_model_train` if the module defines it; whether it did.
-        pub fn eval_model_train<M: LightningModule>(&mut self, kind: Kind, module: &mut M) -> Result<bool> {
-            let defined = match kind {
-                Kind::Validation => M::HOOKS.on_validation_model_train.is_some(),
-                Kind::Test => M::HOOKS.on_test_model_train.is_some(),
-            };
-            match kind {
-                Kind::Validation => self.on_validation_model_train(module)?,
-                Kind::Test => self.on_test_model_train(module)?,
-            }
-            Ok(defined)
-        }
-    }
-}
-
-/// The batches of `loader` for `epoch`. They may share memory with the loader's data unless the module defines
-/// a hook that takes batches by value and so could write into them in place (the batch-transfer hooks).
-pub(crate) fn batches<'l, M: LightningModule>(
-    loader: &'l mut Loader<M::Batch>,
-    epoch: usize,
-) -> Box<dyn Iterator<Item = Result<M::Batch>> + 'l> {
-    let hooks = &M::HOOKS;
-    let by_value = hooks.on_before_batch_transfer.is_some()
-        || hooks.transfer_batch_to_device.is_some()
-        || hooks.on_after_batch_transfer.is_some();
-    loader.allow_shared_batches(!by_value);
-    loader.batches(epoch)
-}
-
-/// Clears every gradient of the module's variables (Lightning's `module.zero_grad()`, which sets them to None).
-pub(crate) fn zero_grad<M: LightningModule>(module: &mut M) -> Result<()> {
-    crate::kernels::set_grads_to_none(&module.var_store().trainable_variables())
-}
-
-/// Moves the module's variables to `device`.
-pub(crate) fn to_device<M: LightningModule>(module: &mut M, device: Device) {
-    module.var_store_mut().set_device(device);
 }

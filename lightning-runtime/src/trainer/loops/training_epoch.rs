@@ -2,14 +2,13 @@
 //! (which may end the epoch), the optimization step, scheduler steps, `on_train_batch_end`, logging, and
 //! validation within and at the end of the epoch.
 
-use super::dispatch;
-use super::entry::Run;
-use super::evaluation::Kind;
-use super::Limit;
+use super::{batches, Evaluation};
 use crate::context::HookInfo;
 use crate::module::LightningModule;
 use crate::optim::Interval;
 use crate::output::BatchControl;
+use crate::trainer::entry::Run;
+use crate::trainer::Limit;
 use crate::{Error, Loader, Result};
 
 impl<M: LightningModule + 'static> Run<'_, M> {
@@ -21,53 +20,54 @@ impl<M: LightningModule + 'static> Run<'_, M> {
         val: &mut Option<Loader<M::Batch>>,
         start: usize,
     ) -> Result<bool> {
-        let epoch = self.d.ctx.current_epoch;
+        let epoch = self.hooks.ctx.current_epoch;
         let total = self.train_limit().resolve(train.len(), "train")?;
         let val_every = self.val_every(total)?;
         let validate_this_epoch =
             val.is_some() && self.cfg.check_val_every_n_epoch.is_none_or(|n| (epoch + 1) % n == 0);
 
-        let mut batches = dispatch::batches::<M>(train, epoch).skip(start).peekable();
+        let mut batches = batches::<M>(train, epoch).skip(start).peekable();
         let mut batch_idx = start;
         let mut skipped = false;
         let mut epoch_schedulers_stepped = false;
         let mut cut_short = false;
         while total.is_none_or(|n| batch_idx < n) {
-            let Some(batch) = self.d.section(TRAINING_LOADER, || batches.next()) else { break };
+            let Some(batch) = self.next_batch(TRAINING_LOADER, &mut batches) else { break };
             // Randomness (dropout, noise) is drawn from a generator seeded for this very batch, so a run resumed
             // from a checkpoint draws exactly what the uninterrupted run would have.
-            tch::manual_seed(batch_seed(self.d.ctx.seed, epoch, batch_idx));
-            let batch = self.d.transfer_batch(self.module, batch?, 0)?;
+            tch::manual_seed(batch_seed(self.hooks.ctx.seed, epoch, batch_idx));
+            let batch = self.transfer_batch(batch?, 0)?;
             if batch_idx == start {
                 self.check_batch_device(&batch, "training")?;
             }
-            if self.d.on_train_batch_start(self.module, &batch, batch_idx)? == BatchControl::SkipRestOfEpoch {
+            if self.hooks.on_train_batch_start(self.module, &batch, batch_idx)? == BatchControl::SkipRestOfEpoch {
                 skipped = true;
                 break;
             }
             let is_last = match total {
                 Some(n) => batch_idx + 1 == n,
                 // A loader of unknown length: the next batch is fetched now, to know.
-                None => self.d.section(TRAINING_LOADER, || batches.peek().is_none()),
+                None => self.hooks.section(TRAINING_LOADER, || batches.peek().is_none()),
             };
-            let steps_before = self.d.ctx.global_step;
+            let steps_before = self.hooks.ctx.global_step;
             let outputs = if M::AUTOMATIC_OPTIMIZATION {
                 self.automatic_step(&batch, batch_idx, is_last)?
             } else {
                 self.manual_step(&batch, batch_idx)?
             };
-            if self.d.ctx.global_step > steps_before {
-                self.step_schedulers(Interval::Step, self.d.ctx.global_step)?;
+            if self.hooks.ctx.global_step > steps_before {
+                self.step_schedulers(Interval::Step, self.hooks.ctx.global_step)?;
             }
             if is_last {
                 // Lightning steps epoch-interval schedulers on the epoch's last batch, before on_train_batch_end.
                 self.step_schedulers(Interval::Epoch, epoch + 1)?;
                 epoch_schedulers_stepped = true;
             }
-            self.d.ctx.batches_done = batch_idx + 1;
-            self.d.on_train_batch_end(self.module, &outputs, &batch, batch_idx)?;
-            if self.d.ctx.global_step > steps_before && self.d.ctx.global_step % self.cfg.log_every_n_steps == 0 {
-                self.d.flush_step_logs()?;
+            self.hooks.ctx.batches_done = batch_idx + 1;
+            self.hooks.on_train_batch_end(self.module, &outputs, &batch, batch_idx)?;
+            if self.hooks.ctx.global_step > steps_before && self.hooks.ctx.global_step % self.cfg.log_every_n_steps == 0
+            {
+                self.hooks.flush_step_logs()?;
             }
             batch_idx += 1;
             let at_interval = match val_every {
@@ -129,20 +129,20 @@ impl<M: LightningModule + 'static> Run<'_, M> {
         let Some(loader) = val.as_mut() else { return Ok(()) };
         // Lightning frees the gradients before validating, unless an accumulation window is open: those
         // gradients are the next optimizer step's (Lightning's PR #18710).
-        if !self.d.ctx.accumulating {
-            self.d.on_validation_model_zero_grad(self.module)?;
+        if !self.hooks.ctx.accumulating {
+            self.hooks.on_validation_model_zero_grad(self.module)?;
         }
         let limit = match self.cfg.fast_dev_run {
             Some(n) => Limit::Batches(n),
             None => self.cfg.limit_val,
         };
         let limit = limit.resolve(loader.len(), "val")?;
-        self.evaluation_loop(Kind::Validation, loader, limit)
+        self.evaluation_loop(Evaluation::Validation, loader, limit)
     }
 }
 
 /// What runs while the training loader makes a batch.
-const TRAINING_LOADER: HookInfo = HookInfo::runtime("the training loader");
+pub(super) const TRAINING_LOADER: HookInfo = HookInfo::runtime("the training loader");
 
 /// The seed of one training batch's randomness: SplitMix64 over the run's seed, the epoch and the batch.
 fn batch_seed(seed: u64, epoch: usize, batch_idx: usize) -> i64 {

@@ -1,0 +1,179 @@
+//! The one place through which every hook is called (Lightning's `trainer/call.py`): each callback's hook
+//! first, in order, then the module's through its hook table. A method here calls one hook (with its default
+//! behaviour when the module does not define it); the order in which hooks run is the loops' (`loops/`).
+//!
+//! What every call does: records which hook is running, and restores the outer one after it (for logging rules
+//! and panic reports, nested calls included); wraps errors with the hook's name; turns a forbidden `ctx.log` into
+//! an error; and writes the checkpoints the hook asked for once it has returned on every callback (or on the
+//! module), unless the loop has deferred them. Absent module hooks cost one `Option` test on a constant.
+
+mod eval_hooks;
+mod hooks;
+
+use tch::Device;
+
+use super::checkpoint_writer::CheckpointWriter;
+use crate::callback::{AnyModule, Callback, CallbackResult};
+use crate::context::{Ctx, HookInfo};
+use crate::error::HookError;
+use crate::loggers::Logger;
+use crate::module::LightningModule;
+use crate::{Error, Result};
+
+/// The callbacks, the context and the loggers of one run.
+pub(crate) struct Dispatch {
+    pub callbacks: Vec<Box<dyn Callback>>,
+    pub ctx: Ctx,
+    pub loggers: Vec<Box<dyn Logger>>,
+    /// Writes checkpoints behind the training thread; `None`: written synchronously.
+    pub writer: Option<CheckpointWriter>,
+    /// While set, checkpoints hooks ask for wait (see `on_train_epoch_end`).
+    saves_deferred: bool,
+}
+
+impl Dispatch {
+    /// A dispatcher with no callbacks and no loggers, for hooks called outside a Trainer run.
+    pub fn standalone(device: Device) -> Self {
+        Dispatch::new(Vec::new(), Ctx::new(device), Vec::new(), None)
+    }
+
+    pub fn new(
+        callbacks: Vec<Box<dyn Callback>>,
+        ctx: Ctx,
+        loggers: Vec<Box<dyn Logger>>,
+        writer: Option<CheckpointWriter>,
+    ) -> Self {
+        Dispatch { callbacks, ctx, loggers, writer, saves_deferred: false }
+    }
+
+    /// Runs `f` with `section` recorded as what is running (a loader fetching a batch, say), so that a panic in it
+    /// is reported under its name; the previous one is restored after.
+    #[inline]
+    pub fn section<R>(&mut self, section: HookInfo, f: impl FnOnce() -> R) -> R {
+        let outer = std::mem::replace(&mut self.ctx.hook, section);
+        let value = f();
+        self.ctx.hook = outer;
+        value
+    }
+
+    /// Runs `f` for every callback (skipping monitoring ones when `monitors` is `Some(false)`, or only them
+    /// when `Some(true)`).
+    pub fn each_callback_where(
+        &mut self,
+        hook: HookInfo,
+        module: &mut dyn AnyModule,
+        monitors: Option<bool>,
+        mut f: impl FnMut(&mut dyn Callback, &mut Ctx, &mut dyn AnyModule) -> CallbackResult,
+    ) -> Result<()> {
+        let outer = self.ctx.hook;
+        for callback in self.callbacks.iter_mut() {
+            if monitors.is_some_and(|wanted| callback.monitors() != wanted) {
+                continue;
+            }
+            self.ctx.hook = hook;
+            f(callback.as_mut(), &mut self.ctx, module).map_err(|source| Error::Callback {
+                callback: callback.name(),
+                hook: hook.name,
+                source,
+            })?;
+            take_log_error(&mut self.ctx)?;
+            // Restored after each call (not left set on error or panic, which report the hook themselves), so that
+            // a hook called from inside another one leaves the outer one recorded.
+            self.ctx.hook = outer;
+        }
+        Ok(())
+    }
+
+    fn each_callback<M: LightningModule>(
+        &mut self,
+        hook: HookInfo,
+        module: &mut M,
+        f: impl FnMut(&mut dyn Callback, &mut Ctx, &mut dyn AnyModule) -> CallbackResult,
+    ) -> Result<()> {
+        if self.callbacks.is_empty() {
+            return Ok(());
+        }
+        self.each_callback_where(hook, module, None, f)?;
+        self.flush_saves(module)
+    }
+
+    /// Calls the module's hook `hook` if it defines it; `None` if it does not.
+    #[inline]
+    fn module<M: LightningModule, F: Copy, R>(
+        &mut self,
+        hook: HookInfo,
+        module: &mut M,
+        pointer: Option<F>,
+        call: impl FnOnce(F, &mut M, &mut Ctx) -> std::result::Result<R, HookError>,
+    ) -> Result<Option<R>> {
+        let Some(f) = pointer else { return Ok(None) };
+        let outer = std::mem::replace(&mut self.ctx.hook, hook);
+        let value = call(f, module, &mut self.ctx).map_err(|source| Error::Hook { hook: hook.name, source })?;
+        take_log_error(&mut self.ctx)?;
+        self.ctx.hook = outer;
+        self.flush_saves(module)?;
+        Ok(Some(value))
+    }
+
+    /// Holds the checkpoints hooks ask for until [`release_saves`](Self::release_saves): a loop that runs
+    /// several hooks as one step (the end of a training epoch) has them taken once all have run.
+    pub fn defer_saves(&mut self) {
+        self.saves_deferred = true;
+    }
+
+    /// Ends [`defer_saves`](Self::defer_saves) and writes what was asked for meanwhile; after a failure
+    /// (`written` false) only ends it, keeping the requests (`on_exception`'s own save writes them).
+    pub fn release_saves<M: LightningModule>(&mut self, module: &mut M, written: bool) -> Result<()> {
+        self.saves_deferred = false;
+        if written {
+            self.flush_saves(module)?;
+        }
+        Ok(())
+    }
+
+    /// Writes the checkpoints hooks asked for (`ctx.save_checkpoint`), once the asking hook has returned on every
+    /// callback (or on the module).
+    #[inline]
+    fn flush_saves<M: LightningModule>(&mut self, module: &mut M) -> Result<()> {
+        if self.ctx.pending_saves.is_empty() || self.saves_deferred {
+            return Ok(());
+        }
+        self.write_pending_checkpoints(module)
+    }
+
+    /// The values loggers have not seen, sent now (a device sync, so only every `log_every_n_steps`).
+    pub fn flush_step_logs(&mut self) -> Result<()> {
+        if self.loggers.is_empty() || !self.ctx.metrics.has_unsent_steps() {
+            return Ok(());
+        }
+        let mut values = self.ctx.metrics.take_step_values();
+        // Lightning adds the epoch to every set of logged values.
+        values.push(("epoch".to_string(), self.ctx.current_epoch as f64));
+        let step = self.ctx.global_step;
+        for logger in &mut self.loggers {
+            logger.log_metrics(&values, step)?;
+        }
+        Ok(())
+    }
+
+    /// Sends an epoch's reduced values to the loggers.
+    pub fn send_epoch_logs(&mut self, values: Vec<(String, f64)>) -> Result<()> {
+        if values.is_empty() || self.ctx.sanity_checking {
+            return Ok(());
+        }
+        let mut values = values;
+        values.push(("epoch".to_string(), self.ctx.current_epoch as f64));
+        let step = self.ctx.global_step;
+        for logger in &mut self.loggers {
+            logger.log_metrics(&values, step)?;
+        }
+        Ok(())
+    }
+}
+
+fn take_log_error(ctx: &mut Ctx) -> Result<()> {
+    match ctx.log_error.take() {
+        Some(message) => Err(Error::Log(message)),
+        None => Ok(()),
+    }
+}

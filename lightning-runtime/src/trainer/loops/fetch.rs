@@ -1,0 +1,38 @@
+//! A batch from the loader to the device: the loader's iterator (recorded as what runs, so that a panic in it is
+//! reported as the loader's), then `on_before_batch_transfer`, `transfer_batch_to_device` and
+//! `on_after_batch_transfer`, in Lightning's order.
+
+use crate::context::HookInfo;
+use crate::module::LightningModule;
+use crate::trainer::entry::Run;
+use crate::{Batch, Loader, Result};
+
+/// The batches of `loader` for `epoch`. They may share memory with the loader's data unless the module defines
+/// a hook that takes batches by value and so could write into them in place (the batch-transfer hooks).
+pub(crate) fn batches<'l, M: LightningModule>(
+    loader: &'l mut Loader<M::Batch>,
+    epoch: usize,
+) -> Box<dyn Iterator<Item = Result<M::Batch>> + 'l> {
+    let hooks = &M::HOOKS;
+    let by_value = hooks.on_before_batch_transfer.is_some()
+        || hooks.transfer_batch_to_device.is_some()
+        || hooks.on_after_batch_transfer.is_some();
+    loader.allow_shared_batches(!by_value);
+    loader.batches(epoch)
+}
+
+impl<M: LightningModule + 'static> Run<'_, M> {
+    /// The next batch of `batches`, with the loader (`source`) recorded as what runs while it makes it.
+    pub(super) fn next_batch<I: Iterator>(&mut self, source: HookInfo, batches: &mut I) -> Option<I::Item> {
+        self.hooks.section(source, || batches.next())
+    }
+
+    /// The three batch-transfer hooks; the default transfer moves every tensor to the device.
+    pub(super) fn transfer_batch(&mut self, batch: M::Batch, dataloader_idx: usize) -> Result<M::Batch> {
+        let batch = self.hooks.on_before_batch_transfer(self.module, batch, dataloader_idx)?;
+        let batch = self.hooks.transfer_batch_to_device(self.module, batch, dataloader_idx)?;
+        let batch = self.hooks.on_after_batch_transfer(self.module, batch, dataloader_idx)?;
+        self.hooks.ctx.batch_size = batch.batch_size();
+        Ok(batch)
+    }
+}
