@@ -55,6 +55,18 @@ fn stops_after_patience_checks_without_improvement() {
 }
 
 #[test]
+fn a_handle_reads_why_and_when_it_stopped_after_fit() {
+    let scores = [5.0, 4.0, 4.5, 4.2, 4.1, 3.0];
+    let stop = EarlyStopping::new("score").patience(3);
+    let handle = stop.handle();
+    assert_eq!((handle.stopped_epoch(), handle.reason()), (None, None));
+    assert_eq!(epochs_run(&scores, stop).unwrap(), 5);
+    assert_eq!(handle.stopped_epoch(), Some(4));
+    assert_eq!(handle.reason().as_deref(), Some("`score` did not improve for 3 checks (best 4)"));
+    assert_eq!((handle.best_score(), handle.wait_count()), (Some(4.0), 3));
+}
+
+#[test]
 fn thresholds_and_non_finite_values_stop_at_once() {
     let scores = [5.0, 4.0, 3.0, 2.0, 1.0];
     assert_eq!(epochs_run(&scores, EarlyStopping::new("score").stopping_threshold(3.5)).unwrap(), 3);

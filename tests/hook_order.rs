@@ -5,6 +5,11 @@
 
 mod common;
 
+/// The `hook_order` example: a module defining every hook of the catalogue, run through every entry point.
+#[path = "../examples/hook_order.rs"]
+#[allow(dead_code)]
+mod hook_order_example;
+
 use common::accelerators;
 use common::recorder::{regression_batches, Log, Recorder, RecordingCallback};
 use lightning::prelude::*;
@@ -320,4 +325,10 @@ fn on_train_batch_start_skips_the_rest_of_the_epoch() {
     assert_eq!(all[start..start + expected.len()].to_vec(), expected);
     assert_eq!(trainer.global_step(), 2, "one step in each of the two epochs");
     assert_eq!(all.iter().filter(|c| *c == "on_validation_start").count(), 0);
+}
+
+#[test]
+fn every_hook_of_the_catalogue_is_called() {
+    let missed = hook_order_example::run().unwrap();
+    assert!(missed.is_empty(), "hooks of the catalogue the Trainer never called: {missed:?}");
 }

@@ -23,6 +23,23 @@ pub struct Hook {
     pub when: &'static str,
     /// A note for hooks Lightning has deprecated but still calls.
     pub deprecated: Option<&'static str>,
+    /// Where `ctx.log` may be called in it (Lightning 2.x's `fx_validator.py`).
+    pub log: Log,
+    /// The marker trait a module that defines it implements (`HasTrainingStep`, ...), which the Trainer's entry
+    /// points require.
+    pub marker: Option<&'static str>,
+}
+
+impl Hook {
+    /// The same hook, where logging follows `log`.
+    const fn logs(self, log: Log) -> Hook {
+        Hook { log, ..self }
+    }
+
+    /// The same hook, earning the marker trait `marker`.
+    const fn marks(self, marker: &'static str) -> Hook {
+        Hook { marker: Some(marker), ..self }
+    }
 }
 
 /// The hook reference's sections, in the order the docs list them.
@@ -205,11 +222,33 @@ const BATCH_IDX: Param = opt("batch_idx", Ty::Usize);
 const DATALOADER_IDX: Param = opt("dataloader_idx", Ty::Usize);
 
 const fn hook(name: &'static str, group: Group, params: &'static [Param], ret: Ret, when: &'static str) -> Hook {
-    Hook { name, group, receiver: Receiver::Either, params, takes_ctx: true, ret, when, deprecated: None }
+    Hook {
+        name,
+        group,
+        receiver: Receiver::Either,
+        params,
+        takes_ctx: true,
+        ret,
+        when,
+        deprecated: None,
+        log: Log::Never,
+        marker: None,
+    }
 }
 
 const fn mut_hook(name: &'static str, group: Group, params: &'static [Param], ret: Ret, when: &'static str) -> Hook {
-    Hook { name, group, receiver: Receiver::Mut, params, takes_ctx: true, ret, when, deprecated: None }
+    Hook {
+        name,
+        group,
+        receiver: Receiver::Mut,
+        params,
+        takes_ctx: true,
+        ret,
+        when,
+        deprecated: None,
+        log: Log::Never,
+        marker: None,
+    }
 }
 
 use Group::*;
@@ -224,28 +263,35 @@ pub const HOOKS: &[Hook] = &[
         &[p("batch", BatchRef), BATCH_IDX],
         Ret::Output,
         "once per training batch; inside the optimizer closure in automatic optimization",
-    ),
+    )
+    .logs(Log::StepDefault)
+    .marks("HasTrainingStep"),
     hook(
         "validation_step",
         Step,
         &[p("batch", BatchRef), BATCH_IDX, DATALOADER_IDX],
         Ret::Output,
         "once per validation batch, under `no_grad` with `ctx.is_training() == false`",
-    ),
+    )
+    .logs(Log::EpochDefault)
+    .marks("HasValidationStep"),
     hook(
         "test_step",
         Step,
         &[p("batch", BatchRef), BATCH_IDX, DATALOADER_IDX],
         Ret::Output,
         "once per test batch, under `no_grad` with `ctx.is_training() == false`",
-    ),
+    )
+    .logs(Log::EpochDefault)
+    .marks("HasTestStep"),
     hook(
         "predict_step",
         Step,
         &[p("batch", BatchRef), BATCH_IDX, DATALOADER_IDX],
         Ret::Prediction,
         "once per prediction batch, under `no_grad` with `ctx.is_training() == false`",
-    ),
+    )
+    .marks("HasPredictStep"),
     // Configuration.
     hook("configure_callbacks", Configure, &[], Ret::Callbacks, "first of all, in every entry point"),
     hook(
@@ -254,7 +300,8 @@ pub const HOOKS: &[Hook] = &[
         &[],
         Ret::Optimizers,
         "in `fit`, after `configure_model` and the move to the device, before `on_fit_start`",
-    ),
+    )
+    .marks("HasConfigureOptimizers"),
     mut_hook(
         "configure_model",
         Configure,
@@ -282,21 +329,24 @@ pub const HOOKS: &[Hook] = &[
             Ret::Unit,
             "automatic optimization, once per stepping batch; must run the closure (`optimizer.step(closure, self)`)",
         )
-    },
+    }
+    .logs(Log::StepDefault),
     hook(
         "optimizer_zero_grad",
         Optimization,
         &[p("epoch", Usize), p("batch_idx", Usize), p("optimizer", Optimizer)],
         Ret::Unit,
         "inside the closure after `on_before_zero_grad`, on the first batch of an accumulation window",
-    ),
+    )
+    .logs(Log::StepDefault),
     hook(
         "backward",
         Optimization,
         &[p("loss", TensorRef)],
         Ret::Unit,
         "between `on_before_backward` and `on_after_backward`; the default is `loss.backward()`",
-    ),
+    )
+    .logs(Log::StepDefault),
     hook(
         "configure_gradient_clipping",
         Optimization,
@@ -307,7 +357,8 @@ pub const HOOKS: &[Hook] = &[
         ],
         Ret::Unit,
         "after `on_before_optimizer_step`, with the Trainer's clipping settings; the default clips with them",
-    ),
+    )
+    .logs(Log::StepDefault),
     hook(
         "lr_scheduler_step",
         Optimization,
@@ -318,11 +369,12 @@ pub const HOOKS: &[Hook] = &[
     // ModelHooks.
     hook("on_fit_start", Model, &[], Ret::Unit, "at the start of `fit`, after `configure_optimizers`"),
     hook("on_fit_end", Model, &[], Ret::Unit, "at the end of `fit`, before `teardown`"),
-    hook("on_train_start", Model, &[], Ret::Unit, "after the sanity check, before the first training epoch"),
+    hook("on_train_start", Model, &[], Ret::Unit, "after the sanity check, before the first training epoch")
+        .logs(Log::EpochOnly),
     hook("on_train_end", Model, &[], Ret::Unit, "after the last training epoch"),
-    hook("on_validation_start", Model, &[], Ret::Unit, "at the start of each validation run"),
+    hook("on_validation_start", Model, &[], Ret::Unit, "at the start of each validation run").logs(Log::EpochOnly),
     hook("on_validation_end", Model, &[], Ret::Unit, "at the end of each validation run"),
-    hook("on_test_start", Model, &[], Ret::Unit, "at the start of `test`"),
+    hook("on_test_start", Model, &[], Ret::Unit, "at the start of `test`").logs(Log::EpochOnly),
     hook("on_test_end", Model, &[], Ret::Unit, "at the end of `test`"),
     hook("on_predict_start", Model, &[], Ret::Unit, "at the start of `predict`"),
     hook("on_predict_end", Model, &[], Ret::Unit, "at the end of `predict`"),
@@ -332,42 +384,48 @@ pub const HOOKS: &[Hook] = &[
         &[p("batch", BatchRef), BATCH_IDX],
         Ret::Control,
         "before each training batch, after its transfer to the device",
-    ),
+    )
+    .logs(Log::StepDefault),
     hook(
         "on_train_batch_end",
         Model,
         &[p("outputs", OutputRef), p("batch", BatchRef), BATCH_IDX],
         Ret::Unit,
         "after each training batch's optimization step",
-    ),
+    )
+    .logs(Log::StepDefault),
     hook(
         "on_validation_batch_start",
         Model,
         &[p("batch", BatchRef), BATCH_IDX, DATALOADER_IDX],
         Ret::Unit,
         "before each `validation_step`",
-    ),
+    )
+    .logs(Log::EpochDefault),
     hook(
         "on_validation_batch_end",
         Model,
         &[p("outputs", OutputRef), p("batch", BatchRef), BATCH_IDX, DATALOADER_IDX],
         Ret::Unit,
         "after each `validation_step`",
-    ),
+    )
+    .logs(Log::EpochDefault),
     hook(
         "on_test_batch_start",
         Model,
         &[p("batch", BatchRef), BATCH_IDX, DATALOADER_IDX],
         Ret::Unit,
         "before each `test_step`",
-    ),
+    )
+    .logs(Log::EpochDefault),
     hook(
         "on_test_batch_end",
         Model,
         &[p("outputs", OutputRef), p("batch", BatchRef), BATCH_IDX, DATALOADER_IDX],
         Ret::Unit,
         "after each `test_step`",
-    ),
+    )
+    .logs(Log::EpochDefault),
     hook(
         "on_predict_batch_start",
         Model,
@@ -418,18 +476,19 @@ pub const HOOKS: &[Hook] = &[
         Ret::Unit,
         "at the start of `predict`; the default switches to eval mode",
     ),
-    hook("on_train_epoch_start", Model, &[], Ret::Unit, "at the start of each training epoch"),
+    hook("on_train_epoch_start", Model, &[], Ret::Unit, "at the start of each training epoch").logs(Log::EpochOnly),
     hook(
         "on_train_epoch_end",
         Model,
         &[],
         Ret::Unit,
         "at the end of each training epoch, after its validation run, before checkpointing callbacks",
-    ),
-    hook("on_validation_epoch_start", Model, &[], Ret::Unit, "before the first validation batch"),
-    hook("on_validation_epoch_end", Model, &[], Ret::Unit, "after the last validation batch"),
-    hook("on_test_epoch_start", Model, &[], Ret::Unit, "before the first test batch"),
-    hook("on_test_epoch_end", Model, &[], Ret::Unit, "after the last test batch"),
+    )
+    .logs(Log::EpochOnly),
+    hook("on_validation_epoch_start", Model, &[], Ret::Unit, "before the first validation batch").logs(Log::EpochOnly),
+    hook("on_validation_epoch_end", Model, &[], Ret::Unit, "after the last validation batch").logs(Log::EpochOnly),
+    hook("on_test_epoch_start", Model, &[], Ret::Unit, "before the first test batch").logs(Log::EpochOnly),
+    hook("on_test_epoch_end", Model, &[], Ret::Unit, "after the last test batch").logs(Log::EpochOnly),
     hook("on_predict_epoch_start", Model, &[], Ret::Unit, "before the first prediction batch"),
     hook("on_predict_epoch_end", Model, &[], Ret::Unit, "after the last prediction batch"),
     hook(
@@ -438,16 +497,19 @@ pub const HOOKS: &[Hook] = &[
         &[p("optimizer", Optimizer)],
         Ret::Unit,
         "before `optimizer_zero_grad`, after `training_step`",
-    ),
-    hook("on_before_backward", Model, &[p("loss", TensorRef)], Ret::Unit, "before `backward`"),
-    hook("on_after_backward", Model, &[], Ret::Unit, "after `backward`, before the optimizer step"),
+    )
+    .logs(Log::StepDefault),
+    hook("on_before_backward", Model, &[p("loss", TensorRef)], Ret::Unit, "before `backward`").logs(Log::StepDefault),
+    hook("on_after_backward", Model, &[], Ret::Unit, "after `backward`, before the optimizer step")
+        .logs(Log::StepDefault),
     hook(
         "on_before_optimizer_step",
         Model,
         &[p("optimizer", Optimizer)],
         Ret::Unit,
         "after the closure ran, before gradient clipping and the optimizer step",
-    ),
+    )
+    .logs(Log::StepDefault),
     // DataHooks.
     hook("prepare_data", Data, &[], Ret::Unit, "once per node before `setup`, to download or write data"),
     hook("setup", Data, &[p("stage", Stage)], Ret::Unit, "at the start of every entry point, in every process"),
@@ -581,37 +643,4 @@ pub enum Log {
     EpochDefault,
     /// Only `on_epoch` is allowed.
     EpochOnly,
-}
-
-/// Where `ctx.log` may be called in each hook (Lightning 2.x's `fx_validator.py`).
-pub fn log_rule(name: &str) -> Log {
-    match name {
-        "training_step"
-        | "on_train_batch_start"
-        | "on_train_batch_end"
-        | "on_before_zero_grad"
-        | "on_before_backward"
-        | "on_after_backward"
-        | "on_before_optimizer_step"
-        | "configure_gradient_clipping"
-        | "optimizer_step"
-        | "optimizer_zero_grad"
-        | "backward" => Log::StepDefault,
-        "validation_step"
-        | "test_step"
-        | "on_validation_batch_start"
-        | "on_validation_batch_end"
-        | "on_test_batch_start"
-        | "on_test_batch_end" => Log::EpochDefault,
-        "on_train_start"
-        | "on_validation_start"
-        | "on_test_start"
-        | "on_train_epoch_start"
-        | "on_train_epoch_end"
-        | "on_validation_epoch_start"
-        | "on_validation_epoch_end"
-        | "on_test_epoch_start"
-        | "on_test_epoch_end" => Log::EpochOnly,
-        _ => Log::Never,
-    }
 }

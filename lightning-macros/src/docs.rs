@@ -1,6 +1,6 @@
 //! The rustdoc hook table (`HOOKS.md`), generated from the catalogue. A test keeps the file in step with it.
 
-use crate::catalogue::{log_rule, Group, Log, HOOKS, REMOVED};
+use crate::catalogue::{Group, Log, HOOKS, REMOVED};
 
 /// The Markdown of the hook table.
 pub fn hook_table() -> String {
@@ -15,7 +15,7 @@ pub fn hook_table() -> String {
             if let Some(note) = hook.deprecated {
                 when.push_str(&format!(" ({note})"));
             }
-            let log = match log_rule(hook.name) {
+            let log = match hook.log {
                 Log::Never => "not allowed",
                 Log::StepDefault => "per step (default) or epoch",
                 Log::EpochDefault => "per epoch (default) or step",

@@ -8,18 +8,14 @@ use syn::spanned::Spanned;
 use syn::ItemImpl;
 
 use crate::args::Args;
-use crate::catalogue::Ret;
+use crate::catalogue::{Ret, HOOKS};
 use crate::model::{HookFn, Module, Slot};
 use crate::types;
 
-/// The stage marker traits, and the hook that earns each.
-const MARKERS: &[(&str, &str)] = &[
-    ("training_step", "HasTrainingStep"),
-    ("configure_optimizers", "HasConfigureOptimizers"),
-    ("validation_step", "HasValidationStep"),
-    ("test_step", "HasTestStep"),
-    ("predict_step", "HasPredictStep"),
-];
+/// The stage marker traits, each with the hook that earns it (the catalogue's `marker`).
+fn markers() -> impl Iterator<Item = (&'static str, &'static str)> {
+    HOOKS.iter().filter_map(|hook| hook.marker.map(|marker| (hook.name, marker)))
+}
 
 pub fn expand(args: &Args, module: &Module) -> TokenStream {
     let p = args.private();
@@ -50,7 +46,7 @@ pub fn expand(args: &Args, module: &Module) -> TokenStream {
         }
     });
     let markers =
-        MARKERS.iter().filter(|(hook, _)| module.hook(hook).is_some()).map(|(_, marker)| marker_impl(&p, item, marker));
+        markers().filter(|(hook, _)| module.hook(hook).is_some()).map(|(_, marker)| marker_impl(&p, item, marker));
     quote! {
         #item
 
@@ -97,7 +93,7 @@ pub fn stub(args: &Args, module: &Module, errors: TokenStream) -> TokenStream {
     let batch = args.batch.clone().or_else(|| module.inferred_batch());
     let batch = batch.map_or_else(|| quote!(()), |ty| quote!(#ty));
     let prediction = module.prediction().map_or_else(|| quote!(()), |ty| quote!(#ty));
-    let markers = MARKERS.iter().map(|(_, marker)| marker_impl(&p, item, marker));
+    let markers = markers().map(|(_, marker)| marker_impl(&p, item, marker));
     quote! {
         #item
 

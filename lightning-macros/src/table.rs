@@ -3,7 +3,7 @@
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote};
 
-use crate::catalogue::{log_rule, Log, HOOKS};
+use crate::catalogue::{Log, HOOKS};
 use crate::types;
 
 pub fn expand() -> TokenStream {
@@ -22,7 +22,7 @@ pub fn expand() -> TokenStream {
     });
     let infos = HOOKS.iter().zip(&names).map(|(hook, name)| {
         let name_str = hook.name;
-        let rule = match log_rule(hook.name) {
+        let rule = match hook.log {
             Log::Never => quote!(LogRule::Never),
             Log::StepDefault => quote!(LogRule::StepDefault),
             Log::EpochDefault => quote!(LogRule::EpochDefault),

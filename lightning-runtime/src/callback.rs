@@ -69,8 +69,7 @@ pub trait Callback: Send {
     /// The callback's name in messages; a callback the module configures replaces the Trainer's callback of
     /// the same name (Lightning replaces by type). The type's name by default.
     fn name(&self) -> String {
-        let full = std::any::type_name::<Self>();
-        full.rsplit("::").next().unwrap_or(full).to_string()
+        short_type_name(std::any::type_name::<Self>())
     }
 
     /// The key of the callback's state in checkpoints (Lightning's `state_key`): its `name` unless two callbacks
@@ -335,5 +334,38 @@ impl crate::output::HookOutput<Vec<Box<dyn Callback>>> for Vec<Box<dyn Callback>
     #[inline]
     fn into_output(self) -> Vec<Box<dyn Callback>> {
         self
+    }
+}
+
+/// A type's name without module paths, its generic arguments kept (`Saver<Tensor>`, not `Tensor>`): two
+/// instances of one generic callback with different arguments get different names.
+pub(crate) fn short_type_name(full: &str) -> String {
+    let mut out = String::with_capacity(full.len());
+    let mut segment = String::new();
+    let flush = |segment: &mut String, out: &mut String| {
+        out.push_str(segment.rsplit("::").next().unwrap_or(segment));
+        segment.clear();
+    };
+    for c in full.chars() {
+        if c.is_alphanumeric() || c == '_' || c == ':' {
+            segment.push(c);
+        } else {
+            flush(&mut segment, &mut out);
+            out.push(c);
+        }
+    }
+    flush(&mut segment, &mut out);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::short_type_name;
+
+    #[test]
+    fn type_names_lose_their_paths_but_not_their_arguments() {
+        assert_eq!(short_type_name("my_crate::callbacks::Saver"), "Saver");
+        assert_eq!(short_type_name("my_crate::Saver<alloc::string::String>"), "Saver<String>");
+        assert_eq!(short_type_name("a::Pair<a::b::X, (u8, &c::Y)>, [d::Z; 2]"), "Pair<X, (u8, &Y)>, [Z; 2]");
     }
 }

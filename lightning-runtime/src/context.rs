@@ -126,13 +126,17 @@ impl fmt::Debug for Ctx {
     }
 }
 
-/// A value `Ctx::log` accepts: a scalar tensor (detached, and kept on its device until it is read) or a number.
+/// A value `Ctx::log` accepts: a scalar tensor (detached, and kept on its device until it is read) or a number
+/// (`f64`, `f32`, `usize`).
 pub trait LogValue {
     /// The value as the metrics store keeps it.
+    #[doc(hidden)]
     fn into_logged(self) -> Logged;
 }
 
-/// A logged value: a number, or a detached scalar tensor not yet read back from its device.
+/// A logged value: a number, or a detached scalar tensor not yet read back from its device. (The runtime's own:
+/// reachable only where `LogValue` needs it.)
+#[doc(hidden)]
 #[derive(Debug)]
 pub enum Logged {
     /// A plain number.

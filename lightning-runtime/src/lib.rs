@@ -18,11 +18,11 @@ mod trainer;
 
 pub use callback::{AnyModule, Callback, CallbackResult};
 pub use callbacks::{
-    EarlyStopping, LearningRateMonitor, ModelCheckpoint, ModelCheckpointHandle, ModelSummary, MonitorMode,
-    OnExceptionCheckpoint, ProgressBar, SummaryRow,
+    EarlyStopping, EarlyStoppingHandle, LearningRateMonitor, ModelCheckpoint, ModelCheckpointHandle, ModelSummary,
+    MonitorMode, OnExceptionCheckpoint, ProgressBar, SummaryRow,
 };
 pub use checkpoint::{Checkpoint, LoadOptions, FORMAT_VERSION};
-pub use context::{Ctx, HookInfo, LogCall, LogRule, LogValue, Logged, Stage};
+pub use context::{Ctx, LogCall, LogValue, Stage};
 pub use data::{Batch, BatchSource, DataLoader, Dataset, Loader};
 pub use error::{Error, HookError, Result};
 pub use loggers::Logger;
@@ -30,7 +30,7 @@ pub use module::{
     assert_fit, defined_hooks, Fit, HasConfigureOptimizers, HasPredictStep, HasTestStep, HasTrainingStep,
     HasValidationStep, HookTable, LightningModule, HOOK_NAMES,
 };
-pub use optim::{GradClipAlgorithm, Interval, LrScheduler, Optimizer, OptimizerState, Optimizers, Params};
+pub use optim::{GradClipAlgorithm, Interval, LrScheduler, Optimizer, Optimizers, Params};
 pub use output::{BatchControl, HookOutput, StepOutput};
 pub use tch;
 pub use trainer::{
@@ -41,6 +41,7 @@ pub use trainer::{
 /// crate's version. Not part of the public API.
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::context::Logged;
     pub use crate::{
         Batch, BatchControl, Callback, Checkpoint, Ctx, GradClipAlgorithm, HasConfigureOptimizers, HasPredictStep,
         HasTestStep, HasTrainingStep, HasValidationStep, HookError, HookOutput, HookTable, LightningModule, Loader,

@@ -1,5 +1,7 @@
 //! `EarlyStopping`: stops `fit` when a monitored metric stops improving (or diverges, or reaches a target).
 
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
 use serde::{Deserialize, Serialize};
 
 use super::MonitorMode;
@@ -15,7 +17,10 @@ use crate::context::Ctx;
 /// let trainer = Trainer::new().max_epochs(100).callback(stop);
 /// # let _ = MonitorMode::Max;
 /// ```
-#[derive(Clone, Debug)]
+///
+/// The callback moves into the Trainer; take a [`handle`](EarlyStopping::handle) first to read after `fit`
+/// whether and why it stopped the run.
+#[derive(Debug)]
 pub struct EarlyStopping {
     monitor: String,
     mode: MonitorMode,
@@ -24,7 +29,58 @@ pub struct EarlyStopping {
     stopping_threshold: Option<f64>,
     divergence_threshold: Option<f64>,
     check_finite: bool,
-    state: State,
+    /// Shared with every [`EarlyStoppingHandle`].
+    state: Arc<Mutex<State>>,
+}
+
+impl Clone for EarlyStopping {
+    /// A callback with the same settings and a copy of the state (not shared with this one's handles).
+    fn clone(&self) -> Self {
+        EarlyStopping { monitor: self.monitor.clone(), state: Arc::new(Mutex::new(lock(&self.state).clone())), ..*self }
+    }
+}
+
+fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
+    // A panic elsewhere while the lock was held leaves plain data behind, still worth reading.
+    state.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// A cheap, cloneable view of an [`EarlyStopping`]'s state that stays readable after the callback has moved into a
+/// Trainer (and after `fit`).
+///
+/// ```
+/// use lightning_runtime::{EarlyStopping, Trainer};
+/// let stop = EarlyStopping::new("val_loss").patience(2);
+/// let handle = stop.handle();
+/// let trainer = Trainer::new().max_epochs(50).callback(stop);
+/// // trainer.fit(..)?;
+/// assert_eq!(handle.stopped_epoch(), None); // not run yet
+/// ```
+#[derive(Clone, Debug)]
+pub struct EarlyStoppingHandle {
+    state: Arc<Mutex<State>>,
+}
+
+impl EarlyStoppingHandle {
+    /// The epoch it stopped the run at, if it did.
+    pub fn stopped_epoch(&self) -> Option<usize> {
+        lock(&self.state).stopped_epoch
+    }
+
+    /// Why it stopped the run, if it did.
+    pub fn reason(&self) -> Option<String> {
+        lock(&self.state).reason.clone()
+    }
+
+    /// The best value of the monitored metric seen so far.
+    pub fn best_score(&self) -> Option<f64> {
+        lock(&self.state).best
+    }
+
+    /// Checks in a row without improvement so far.
+    pub fn wait_count(&self) -> usize {
+        lock(&self.state).wait
+    }
 }
 
 /// What a checkpoint keeps, so a resumed run keeps counting patience.
@@ -48,7 +104,7 @@ impl EarlyStopping {
             stopping_threshold: None,
             divergence_threshold: None,
             check_finite: true,
-            state: State::default(),
+            state: Arc::default(),
         }
     }
 
@@ -88,14 +144,19 @@ impl EarlyStopping {
         self
     }
 
+    /// A view of its state that stays readable after the callback has moved into a Trainer.
+    pub fn handle(&self) -> EarlyStoppingHandle {
+        EarlyStoppingHandle { state: Arc::clone(&self.state) }
+    }
+
     /// The epoch it stopped the run at, if it did.
     pub fn stopped_epoch(&self) -> Option<usize> {
-        self.state.stopped_epoch
+        lock(&self.state).stopped_epoch
     }
 
     /// Why it stopped the run, if it did.
-    pub fn reason(&self) -> Option<&str> {
-        self.state.reason.as_deref()
+    pub fn reason(&self) -> Option<String> {
+        lock(&self.state).reason.clone()
     }
 
     fn better(&self, value: f64, than: f64) -> bool {
@@ -125,15 +186,16 @@ impl EarlyStopping {
                 return Some(format!("`{name}` = {value} diverged past {limit}"));
             }
         }
-        match self.state.best {
+        let mut state = lock(&self.state);
+        match state.best {
             Some(best) if !self.better(value, best) => {
-                self.state.wait += 1;
-                (self.state.wait >= self.patience)
-                    .then(|| format!("`{name}` did not improve for {} checks (best {best})", self.state.wait))
+                state.wait += 1;
+                (state.wait >= self.patience)
+                    .then(|| format!("`{name}` did not improve for {} checks (best {best})", state.wait))
             }
             _ => {
-                self.state.best = Some(value);
-                self.state.wait = 0;
+                state.best = Some(value);
+                state.wait = 0;
                 None
             }
         }
@@ -157,19 +219,20 @@ impl Callback for EarlyStopping {
             .into());
         };
         if let Some(reason) = self.check(value) {
-            self.state.stopped_epoch = Some(ctx.current_epoch());
-            self.state.reason = Some(reason);
+            let mut state = lock(&self.state);
+            state.stopped_epoch = Some(ctx.current_epoch());
+            state.reason = Some(reason);
             ctx.request_stop();
         }
         Ok(())
     }
 
     fn state_dict(&self) -> Option<serde_json::Value> {
-        serde_json::to_value(&self.state).ok()
+        serde_json::to_value(&*lock(&self.state)).ok()
     }
 
     fn load_state_dict(&mut self, state: serde_json::Value) -> CallbackResult {
-        self.state = serde_json::from_value(state)?;
+        *lock(&self.state) = serde_json::from_value(state)?;
         Ok(())
     }
 }

@@ -13,7 +13,7 @@ pub use progress::ProgressBar;
 mod early_stopping;
 mod lr_monitor;
 
-pub use early_stopping::EarlyStopping;
+pub use early_stopping::{EarlyStopping, EarlyStoppingHandle};
 pub use lr_monitor::LearningRateMonitor;
 mod on_exception;
 

@@ -63,8 +63,8 @@ use crate::output::StepOutput;
 /// epoch's validation) rather than at the end of validation; `{name}` in a template is not given a second
 /// `name=` when the template already has one; a template or monitor naming a metric that is not logged is an
 /// error rather than a warning or a `0` (except before the first validation run, which may still log it); a
-/// NaN or infinite score never beats a finite one; there is no `save_weights_only`; and with `fast_dev_run`
-/// it saves as usual (Lightning saves nothing), since the context does not tell callbacks about it.
+/// NaN or infinite score never beats a finite one; and there is no `save_weights_only`. With `fast_dev_run` it
+/// saves nothing, as in Lightning.
 #[derive(Debug)]
 pub struct ModelCheckpoint {
     settings: Settings,

@@ -9,10 +9,20 @@ use crate::output::HookOutput;
 /// `(Vec<Optimizer>, Vec<LrScheduler>)` pair.
 #[derive(Debug, Default)]
 pub struct Optimizers {
+    pub(crate) optimizers: Vec<Optimizer>,
+    pub(crate) schedulers: Vec<LrScheduler>,
+}
+
+impl Optimizers {
     /// The optimizers; more than one needs manual optimization.
-    pub optimizers: Vec<Optimizer>,
-    /// The schedulers.
-    pub schedulers: Vec<LrScheduler>,
+    pub fn optimizers(&self) -> &[Optimizer] {
+        &self.optimizers
+    }
+
+    /// The learning-rate schedulers.
+    pub fn schedulers(&self) -> &[LrScheduler] {
+        &self.schedulers
+    }
 }
 
 impl From<Optimizer> for Optimizers {

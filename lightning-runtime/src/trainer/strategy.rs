@@ -1,12 +1,14 @@
-//! The seam for distributed training: which process this is and how processes agree. Nothing in the loops
-//! assumes a single process; they ask the strategy.
+//! The seam for distributed training: which process this is and how processes agree. Today the loops consult
+//! it in one place (`prepare_data` runs where `is_local_zero`); the rest is the interface data-parallel training
+//! will fill in, and the loops do not call it yet: logged values are not reduced across processes, and every
+//! process would write checkpoints and logs.
 
 use tch::Tensor;
 
 use crate::Result;
 
-/// How the processes of a run cooperate. The loops call it wherever Lightning's strategy is consulted:
-/// `prepare_data` only where `is_local_zero`, logged values reduced with `reduce_mean` when asked to sync.
+/// How the processes of a run cooperate. The loops ask it whether to run `prepare_data` (`is_local_zero`); the
+/// other methods are not called by the loops yet (see the module's docs).
 pub trait Strategy: Send {
     /// This process's rank among all processes.
     fn global_rank(&self) -> usize {
@@ -24,7 +26,7 @@ pub trait Strategy: Send {
     fn is_local_zero(&self) -> bool {
         self.local_rank() == 0
     }
-    /// Whether this is the first process of all (where checkpoints and logs are written).
+    /// Whether this is the first process of all (where Lightning writes checkpoints and logs; not consulted yet).
     fn is_global_zero(&self) -> bool {
         self.global_rank() == 0
     }
@@ -32,7 +34,7 @@ pub trait Strategy: Send {
     fn barrier(&self) -> Result<()> {
         Ok(())
     }
-    /// The mean of `value` over every process.
+    /// The mean of `value` over every process (Lightning's `sync_dist`; not consulted yet).
     fn reduce_mean(&self, value: &Tensor) -> Result<Tensor> {
         Ok(value.shallow_clone())
     }

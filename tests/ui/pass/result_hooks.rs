@@ -57,5 +57,5 @@ fn main() {
     assert_eq!(error.to_string(), "this module cannot predict");
     assert!((hooks.setup.unwrap())(&mut module, Stage::Fit, &mut ctx).is_ok());
     let optimizers = (hooks.configure_optimizers.unwrap())(&mut module, &mut ctx).unwrap();
-    assert_eq!(optimizers.optimizers.len(), 1);
+    assert_eq!(optimizers.optimizers().len(), 1);
 }

@@ -14,7 +14,7 @@ pub struct OptimizerClosure<'a, M: ?Sized> {
 
 impl<'a, M: ?Sized> OptimizerClosure<'a, M> {
     /// Wraps the runtime's step body.
-    pub fn new(body: &'a mut dyn FnMut(&mut M, &mut Optimizer) -> Result<StepOutput>) -> Self {
+    pub(crate) fn new(body: &'a mut dyn FnMut(&mut M, &mut Optimizer) -> Result<StepOutput>) -> Self {
         OptimizerClosure { body, ran: false }
     }
 
