@@ -81,8 +81,11 @@ pub struct Ctx {
     pub(crate) stage: Option<Stage>,
     pub(crate) training: bool,
     pub(crate) sanity_checking: bool,
+    /// The epoch, the global step and the epoch's training batches done, as hooks see them: the loops' progress,
+    /// copied here by the dispatcher before every hook call.
     pub(crate) current_epoch: usize,
     pub(crate) global_step: usize,
+    pub(crate) batches_done: usize,
     pub(crate) batch_size: usize,
     pub(crate) hook: HookInfo,
     /// The first logging call a hook made where logging is not allowed; the dispatcher turns it into an error.
@@ -91,11 +94,6 @@ pub struct Ctx {
     pub(crate) optimizers: Vec<Optimizer>,
     pub(crate) schedulers: Vec<LrScheduler>,
     pub(crate) should_stop: bool,
-    /// Training batches of the current epoch already run, and whether the epoch has ended (for checkpoints).
-    pub(crate) batches_done: usize,
-    pub(crate) epoch_finished: bool,
-    /// Whether the parameters hold gradients of an accumulation window no optimizer step has used yet.
-    pub(crate) accumulating: bool,
     /// The seed the run's randomness is drawn from.
     pub(crate) seed: u64,
     pub(crate) pending_saves: Vec<SaveRequest>,
@@ -185,6 +183,7 @@ impl Ctx {
             sanity_checking: false,
             current_epoch: 0,
             global_step: 0,
+            batches_done: 0,
             batch_size: 1,
             hook: HookInfo { name: "(none)", log: LogRule::StepDefault },
             log_error: None,
@@ -192,9 +191,6 @@ impl Ctx {
             optimizers: Vec::new(),
             schedulers: Vec::new(),
             should_stop: false,
-            batches_done: 0,
-            epoch_finished: false,
-            accumulating: false,
             seed: 0,
             pending_saves: Vec::new(),
             total_batches: None,

@@ -41,7 +41,7 @@ impl Dispatch {
         let mut variables: Vec<_> = module.var_store().variables().into_iter().collect();
         variables.sort_by(|a, b| a.0.cmp(&b.0));
         checkpoint.tensors = variables.into_iter().map(|(name, t)| (format!("model.{name}"), t)).collect();
-        if ctx.accumulating {
+        if self.progress.accumulating {
             // The gradients accumulated so far in the open window, so that a resumed run steps on the same sum.
             let mut grads: Vec<_> = module
                 .var_store()
@@ -60,10 +60,10 @@ impl Dispatch {
         }
         checkpoint.meta.schedulers = ctx.schedulers.clone();
         checkpoint.meta.progress = Progress {
-            epoch: ctx.current_epoch,
-            global_step: ctx.global_step,
-            batches_done: ctx.batches_done,
-            epoch_finished: ctx.epoch_finished,
+            epoch: self.progress.epoch,
+            global_step: self.progress.global_step,
+            batches_done: self.progress.batches_done,
+            epoch_finished: self.progress.epoch_finished,
         };
         checkpoint.meta.seed = ctx.seed;
         checkpoint.meta.metrics = ctx.metrics.export();
@@ -134,17 +134,18 @@ impl<M: LightningModule> Run<'_, M> {
                 optimizer.set_lr(scheduler.lr());
             }
         }
-        ctx.accumulating = restore_grads(path, checkpoint, self.module.var_store())?;
-        let progress = &meta.progress;
-        ctx.global_step = progress.global_step;
+        let accumulating = restore_grads(path, checkpoint, self.module.var_store())?;
+        let saved = &meta.progress;
         ctx.seed = meta.seed;
-        if progress.epoch_finished {
-            ctx.current_epoch = progress.epoch + 1;
+        let progress = &mut self.hooks.progress;
+        (progress.global_step, progress.accumulating) = (saved.global_step, accumulating);
+        if saved.epoch_finished {
+            progress.epoch = saved.epoch + 1;
             Ok(ResumeAt::default())
         } else {
-            ctx.current_epoch = progress.epoch;
+            progress.epoch = saved.epoch;
             ctx.metrics.import(&meta.metrics);
-            Ok(ResumeAt { batches_done: progress.batches_done })
+            Ok(ResumeAt { batches_done: saved.batches_done })
         }
     }
 }

@@ -75,8 +75,8 @@ impl Trainer {
         }
         let Run { hooks, .. } = run;
         self.state = State {
-            current_epoch: hooks.ctx.current_epoch,
-            global_step: hooks.ctx.global_step,
+            current_epoch: hooks.progress.epoch,
+            global_step: hooks.progress.global_step,
             callback_metrics: hooks.ctx.metrics.snapshot(),
             device: Some(device),
         };
@@ -188,8 +188,8 @@ impl<M: LightningModule + 'static> Run<'_, M> {
         if super::interrupt::requested() {
             return Err(Error::Interrupted {
                 signal: super::interrupt::signal_name(),
-                epoch: self.hooks.ctx.current_epoch,
-                global_step: self.hooks.ctx.global_step,
+                epoch: self.hooks.progress.epoch,
+                global_step: self.hooks.progress.global_step,
             });
         }
         Ok(())

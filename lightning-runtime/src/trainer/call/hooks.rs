@@ -312,7 +312,7 @@ impl Dispatch {
         batch_idx: usize,
         optimizer: &mut Optimizer,
     ) -> Result<()> {
-        let epoch = self.ctx.current_epoch;
+        let epoch = self.progress.epoch;
         match M::HOOKS.optimizer_zero_grad {
             Some(f) => self
                 .module(info::optimizer_zero_grad, module, Some(f), |f, m, ctx| f(m, epoch, batch_idx, optimizer, ctx))

@@ -13,6 +13,7 @@ mod hooks;
 use tch::Device;
 
 use super::checkpoint_writer::CheckpointWriter;
+use super::loops::RunProgress;
 use crate::callback::{AnyModule, Callback, CallbackResult};
 use crate::context::{Ctx, HookInfo};
 use crate::error::HookError;
@@ -27,7 +28,9 @@ pub(crate) struct Dispatch {
     pub loggers: Vec<Box<dyn Logger>>,
     /// Writes checkpoints behind the training thread; `None`: written synchronously.
     pub writer: Option<CheckpointWriter>,
-    /// While set, checkpoints hooks ask for wait (see `on_train_epoch_end`).
+    /// The loops' progress: only they advance it; hooks see its epoch and step through the context.
+    pub progress: RunProgress,
+    /// While set, checkpoints hooks ask for wait (see `defer_saves`).
     saves_deferred: bool,
 }
 
@@ -43,7 +46,7 @@ impl Dispatch {
         loggers: Vec<Box<dyn Logger>>,
         writer: Option<CheckpointWriter>,
     ) -> Self {
-        Dispatch { callbacks, ctx, loggers, writer, saves_deferred: false }
+        Dispatch { callbacks, ctx, loggers, writer, progress: RunProgress::default(), saves_deferred: false }
     }
 
     /// Runs `f` with `section` recorded as what is running (a loader fetching a batch, say), so that a panic in it
@@ -66,6 +69,7 @@ impl Dispatch {
         mut f: impl FnMut(&mut dyn Callback, &mut Ctx, &mut dyn AnyModule) -> CallbackResult,
     ) -> Result<()> {
         let outer = self.ctx.hook;
+        self.publish_progress();
         for callback in self.callbacks.iter_mut() {
             if monitors.is_some_and(|wanted| callback.monitors() != wanted) {
                 continue;
@@ -108,11 +112,20 @@ impl Dispatch {
     ) -> Result<Option<R>> {
         let Some(f) = pointer else { return Ok(None) };
         let outer = std::mem::replace(&mut self.ctx.hook, hook);
+        self.publish_progress();
         let value = call(f, module, &mut self.ctx).map_err(|source| Error::Hook { hook: hook.name, source })?;
         take_log_error(&mut self.ctx)?;
         self.ctx.hook = outer;
         self.flush_saves(module)?;
         Ok(Some(value))
+    }
+
+    /// What hooks see of the loops' progress, brought up to date before a call.
+    #[inline]
+    fn publish_progress(&mut self) {
+        let (ctx, progress) = (&mut self.ctx, &self.progress);
+        (ctx.current_epoch, ctx.global_step, ctx.batches_done) =
+            (progress.epoch, progress.global_step, progress.batches_done);
     }
 
     /// Holds the checkpoints hooks ask for until [`release_saves`](Self::release_saves): a loop that runs
@@ -148,8 +161,8 @@ impl Dispatch {
         }
         let mut values = self.ctx.metrics.take_step_values();
         // Lightning adds the epoch to every set of logged values.
-        values.push(("epoch".to_string(), self.ctx.current_epoch as f64));
-        let step = self.ctx.global_step;
+        values.push(("epoch".to_string(), self.progress.epoch as f64));
+        let step = self.progress.global_step;
         for logger in &mut self.loggers {
             logger.log_metrics(&values, step)?;
         }
@@ -162,8 +175,8 @@ impl Dispatch {
             return Ok(());
         }
         let mut values = values;
-        values.push(("epoch".to_string(), self.ctx.current_epoch as f64));
-        let step = self.ctx.global_step;
+        values.push(("epoch".to_string(), self.progress.epoch as f64));
+        let step = self.progress.global_step;
         for logger in &mut self.loggers {
             logger.log_metrics(&values, step)?;
         }

@@ -130,7 +130,7 @@ impl<M: LightningModule + 'static> Run<'_, M> {
             Evaluation::Validation => self.hooks.on_validation_epoch_start(self.module)?,
             Evaluation::Test => self.hooks.on_test_epoch_start(self.module)?,
         }
-        let epoch = self.hooks.ctx.current_epoch;
+        let epoch = self.hooks.progress.epoch;
         let mut ran = 0;
         let mut batches = batches::<M>(loader, epoch);
         for batch_idx in 0.. {

@@ -41,7 +41,7 @@ impl<M: LightningModule + 'static> Run<'_, M> {
             }
         }
         self.hooks.on_fit_start(self.module)?;
-        if !self.hooks.ctx.accumulating {
+        if !self.hooks.progress.accumulating {
             // (A checkpoint taken inside an accumulation window brought back its gradients: they stay.)
             zero_grad(self.module)?;
         }
@@ -107,12 +107,12 @@ impl<M: LightningModule + 'static> Run<'_, M> {
             if skip == 0 {
                 self.hooks.ctx.metrics.start_epoch(Scope::Train);
             }
-            (self.hooks.ctx.batches_done, self.hooks.ctx.epoch_finished) = (skip, false);
+            (self.hooks.progress.batches_done, self.hooks.progress.epoch_finished) = (skip, false);
             self.hooks.ctx.total_batches = self.train_limit().resolve(train.len(), "train")?;
             self.hooks.on_train_epoch_start(self.module)?;
-            self.hooks.ctx.epoch_finished = self.training_epoch(&mut train, &mut val, skip)?;
+            self.hooks.progress.epoch_finished = self.training_epoch(&mut train, &mut val, skip)?;
             self.train_epoch_end()?;
-            self.hooks.ctx.current_epoch += 1;
+            self.hooks.progress.epoch += 1;
         }
         self.hooks.on_train_end(self.module)?;
         self.hooks.on_fit_end(self.module)?;
@@ -235,15 +235,16 @@ impl<M: LightningModule + 'static> Run<'_, M> {
         if self.max_steps_reached() || self.out_of_time() {
             return true;
         }
-        if max_epochs.is_some_and(|max| ctx.current_epoch >= max) {
+        let progress = &self.hooks.progress;
+        if max_epochs.is_some_and(|max| progress.epoch >= max) {
             return true;
         }
-        ctx.should_stop && ctx.current_epoch >= self.cfg.min_epochs && ctx.global_step >= self.cfg.min_steps
+        ctx.should_stop && progress.epoch >= self.cfg.min_epochs && progress.global_step >= self.cfg.min_steps
     }
 
     pub fn max_steps_reached(&self) -> bool {
         let max_steps = if self.cfg.fast_dev_run.is_some() { None } else { self.cfg.max_steps };
-        max_steps.is_some_and(|max| self.hooks.ctx.global_step >= max)
+        max_steps.is_some_and(|max| self.hooks.progress.global_step >= max)
     }
 }
 

@@ -16,11 +16,13 @@ mod fetch;
 mod fit;
 mod optimization;
 mod prediction;
+mod progress;
 mod training_epoch;
 
 pub(crate) use evaluation::Evaluation;
 pub(crate) use fetch::batches;
 pub use optimization::OptimizerClosure;
+pub(crate) use progress::RunProgress;
 
 use tch::Device;
 

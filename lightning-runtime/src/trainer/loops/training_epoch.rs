@@ -20,7 +20,7 @@ impl<M: LightningModule + 'static> Run<'_, M> {
         val: &mut Option<Loader<M::Batch>>,
         start: usize,
     ) -> Result<bool> {
-        let epoch = self.hooks.ctx.current_epoch;
+        let epoch = self.hooks.progress.epoch;
         let total = self.train_limit().resolve(train.len(), "train")?;
         let val_every = self.val_every(total)?;
         let validate_this_epoch =
@@ -49,23 +49,24 @@ impl<M: LightningModule + 'static> Run<'_, M> {
                 // A loader of unknown length: the next batch is fetched now, to know.
                 None => self.hooks.section(TRAINING_LOADER, || batches.peek().is_none()),
             };
-            let steps_before = self.hooks.ctx.global_step;
+            let steps_before = self.hooks.progress.global_step;
             let outputs = if M::AUTOMATIC_OPTIMIZATION {
                 self.automatic_step(&batch, batch_idx, is_last)?
             } else {
                 self.manual_step(&batch, batch_idx)?
             };
-            if self.hooks.ctx.global_step > steps_before {
-                self.step_schedulers(Interval::Step, self.hooks.ctx.global_step)?;
+            if self.hooks.progress.global_step > steps_before {
+                self.step_schedulers(Interval::Step, self.hooks.progress.global_step)?;
             }
             if is_last {
                 // Lightning steps epoch-interval schedulers on the epoch's last batch, before on_train_batch_end.
                 self.step_schedulers(Interval::Epoch, epoch + 1)?;
                 epoch_schedulers_stepped = true;
             }
-            self.hooks.ctx.batches_done = batch_idx + 1;
+            self.hooks.progress.batches_done = batch_idx + 1;
             self.hooks.on_train_batch_end(self.module, &outputs, &batch, batch_idx)?;
-            if self.hooks.ctx.global_step > steps_before && self.hooks.ctx.global_step % self.cfg.log_every_n_steps == 0
+            if self.hooks.progress.global_step > steps_before
+                && self.hooks.progress.global_step % self.cfg.log_every_n_steps == 0
             {
                 self.hooks.flush_step_logs()?;
             }
@@ -129,7 +130,7 @@ impl<M: LightningModule + 'static> Run<'_, M> {
         let Some(loader) = val.as_mut() else { return Ok(()) };
         // Lightning frees the gradients before validating, unless an accumulation window is open: those
         // gradients are the next optimizer step's (Lightning's PR #18710).
-        if !self.hooks.ctx.accumulating {
+        if !self.hooks.progress.accumulating {
             self.hooks.on_validation_model_zero_grad(self.module)?;
         }
         let limit = match self.cfg.fast_dev_run {

@@ -31,7 +31,7 @@ impl<M: LightningModule + 'static> Run<'_, M> {
         // Inside an accumulation window the parameters hold gradients no optimizer step has used yet: validation
         // must leave them be, and a checkpoint must save them. (Set once the batch is done: a checkpoint written
         // after a failure in it holds the window as the batches before it left it.)
-        self.hooks.ctx.accumulating = !stepping;
+        self.hooks.progress.accumulating = !stepping;
         Ok(output)
     }
 
@@ -45,7 +45,7 @@ impl<M: LightningModule + 'static> Run<'_, M> {
         let cfg = self.cfg;
         let accumulate = cfg.accumulate_grad_batches;
         let clip = (cfg.gradient_clip_val, cfg.gradient_clip_algorithm);
-        let epoch = self.hooks.ctx.current_epoch;
+        let epoch = self.hooks.progress.epoch;
         let steps_before = optimizer.steps();
         // `optimizer_step` is the hook running while the closure's hooks are not: recorded here, since the closure
         // holds the context while it runs.
@@ -84,7 +84,7 @@ impl<M: LightningModule + 'static> Run<'_, M> {
             closure.run(self.module, optimizer)?;
         }
         self.hooks.ctx.hook = outer;
-        self.hooks.ctx.global_step += (optimizer.steps() - steps_before) as usize;
+        self.hooks.progress.global_step += (optimizer.steps() - steps_before) as usize;
         Ok(output)
     }
 }

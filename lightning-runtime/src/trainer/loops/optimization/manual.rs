@@ -17,7 +17,7 @@ impl<M: LightningModule + 'static> Run<'_, M> {
             check_loss(loss, self.cfg.nonfinite, &self.hooks, batch_idx)?;
         }
         let after: u64 = self.hooks.ctx.optimizers.iter().map(Optimizer::steps).sum();
-        self.hooks.ctx.global_step += (after - before) as usize;
+        self.hooks.progress.global_step += (after - before) as usize;
         Ok(output.map(|loss| loss.detach()))
     }
 }

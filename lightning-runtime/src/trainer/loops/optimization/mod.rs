@@ -30,6 +30,8 @@ fn check_loss(loss: &Tensor, policy: NonFinite, d: &Dispatch, batch_idx: usize) 
     }
     match policy {
         NonFinite::Skip => Ok(false),
-        _ => Err(Error::NonFiniteLoss { value, epoch: d.ctx.current_epoch, batch_idx, global_step: d.ctx.global_step }),
+        _ => {
+            Err(Error::NonFiniteLoss { value, epoch: d.progress.epoch, batch_idx, global_step: d.progress.global_step })
+        }
     }
 }
