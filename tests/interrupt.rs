@@ -174,15 +174,25 @@ fn wait(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
     }
 }
 
+/// Waits for the child to exit; its status and the rest of what it printed.
+fn finish(
+    child: &mut Reap,
+    stdout: &mut BufReader<std::process::ChildStdout>,
+    limit: Duration,
+) -> (std::process::ExitStatus, String) {
+    let status = wait(&mut child.0, limit);
+    let mut rest = String::new();
+    stdout.read_to_string(&mut rest).unwrap();
+    (status, rest)
+}
+
 #[test]
 fn ctrl_c_stops_at_a_batch_boundary_and_leaves_a_checkpoint_that_resumes() {
     let dir = tempfile::tempdir().unwrap();
     let (mut child, mut stdout) = spawn_child(dir.path(), 5);
     std::thread::sleep(Duration::from_millis(100));
     sigint(&child.0);
-    let status = wait(&mut child.0, Duration::from_secs(60));
-    let mut rest = String::new();
-    stdout.read_to_string(&mut rest).unwrap();
+    let (status, rest) = finish(&mut child, &mut stdout, Duration::from_secs(60));
     assert!(status.success(), "the child's run must end with Error::Interrupted: {rest}");
     assert!(rest.contains("on_exception: interrupted by Ctrl-C"), "{rest}");
     assert!(rest.contains("teardown fit"), "the end hooks ran: {rest}");
@@ -221,9 +231,7 @@ fn sigterm_stops_like_ctrl_c_and_leaves_a_checkpoint() {
     let (mut child, mut stdout) = spawn_child(dir.path(), 5);
     std::thread::sleep(Duration::from_millis(100));
     signal(&child.0, "-TERM");
-    let status = wait(&mut child.0, Duration::from_secs(60));
-    let mut rest = String::new();
-    stdout.read_to_string(&mut rest).unwrap();
+    let (status, rest) = finish(&mut child, &mut stdout, Duration::from_secs(60));
     assert!(status.success(), "the child's run must end with Error::Interrupted: {rest}");
     assert!(rest.contains("on_exception: interrupted by SIGTERM"), "{rest}");
     assert!(rest.contains("teardown fit"), "the end hooks ran: {rest}");
@@ -234,9 +242,7 @@ fn sigterm_stops_like_ctrl_c_and_leaves_a_checkpoint() {
 fn after_a_run_ctrl_c_is_the_programs_own_again() {
     let dir = tempfile::tempdir().unwrap();
     let (mut child, mut stdout) = spawn_child_in(dir.path(), 0, "after");
-    let status = wait(&mut child.0, Duration::from_secs(20));
-    let mut rest = String::new();
-    stdout.read_to_string(&mut rest).unwrap();
+    let (status, rest) = finish(&mut child, &mut stdout, Duration::from_secs(20));
     assert_eq!(killed_by(status), Some(2), "SIGINT ended the process at once ({status:?}): {rest}");
     assert!(!rest.contains("still alive"), "{rest}");
 }
@@ -246,9 +252,7 @@ fn with_handle_interrupts_off_ctrl_c_is_left_to_the_program() {
     let dir = tempfile::tempdir().unwrap();
     let (mut child, mut stdout) = spawn_child_in(dir.path(), 5, "unhandled");
     sigint(&child.0);
-    let status = wait(&mut child.0, Duration::from_secs(20));
-    let mut rest = String::new();
-    stdout.read_to_string(&mut rest).unwrap();
+    let (status, rest) = finish(&mut child, &mut stdout, Duration::from_secs(20));
     assert_eq!(killed_by(status), Some(2), "the default action of SIGINT ended it ({status:?}): {rest}");
     assert!(!rest.contains("on_exception"), "the run did not see the signal: {rest}");
     assert!(!dir.path().join("on_exception.ckpt").exists());

@@ -237,18 +237,7 @@ const fn hook(name: &'static str, group: Group, params: &'static [Param], ret: R
 }
 
 const fn mut_hook(name: &'static str, group: Group, params: &'static [Param], ret: Ret, when: &'static str) -> Hook {
-    Hook {
-        name,
-        group,
-        receiver: Receiver::Mut,
-        params,
-        takes_ctx: true,
-        ret,
-        when,
-        deprecated: None,
-        log: Log::Never,
-        marker: None,
-    }
+    Hook { receiver: Receiver::Mut, ..hook(name, group, params, ret, when) }
 }
 
 use Group::*;

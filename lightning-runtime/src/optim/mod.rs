@@ -10,3 +10,12 @@ pub use configured::Optimizers;
 pub use optimizer::{GradClipAlgorithm, Optimizer, Params};
 pub use scheduler::{Interval, LrScheduler};
 pub use state::OptimizerState;
+
+/// `Ok` for a finite number, 0 or more; else what is wrong with `what`, for the settings checks.
+fn finite_at_least_zero(what: &str, value: f64) -> std::result::Result<(), String> {
+    if value.is_finite() && value >= 0.0 {
+        Ok(())
+    } else {
+        Err(format!("{what} = {value}: it must be a finite number, 0 or more"))
+    }
+}

@@ -172,13 +172,7 @@ impl Optimizer {
     /// negative or not a number, betas outside `[0, 1)`, a negative epsilon. The Trainer refuses such an
     /// optimizer when `fit` starts, and when a checkpoint brings one back.
     pub fn check(&self) -> std::result::Result<(), String> {
-        let at_least_zero = |what: &str, value: f64| {
-            if value.is_finite() && value >= 0.0 {
-                Ok(())
-            } else {
-                Err(format!("{what} = {value}: it must be a finite number, 0 or more"))
-            }
-        };
+        let at_least_zero = super::finite_at_least_zero;
         at_least_zero("learning rate", self.lr)?;
         at_least_zero("weight_decay", self.weight_decay)?;
         match self.rule {

@@ -92,13 +92,7 @@ impl LrScheduler {
                 Ok(())
             }
         };
-        let at_least_zero = |what: &str, value: f64| {
-            if value.is_finite() && value >= 0.0 {
-                Ok(())
-            } else {
-                Err(format!("{what} = {value}: it must be a finite number, 0 or more"))
-            }
-        };
+        let at_least_zero = super::finite_at_least_zero;
         count("frequency", self.frequency)?;
         match self.schedule {
             Schedule::Step { step_size, gamma } => {
