@@ -1,6 +1,6 @@
 //! The rustdoc hook table (`HOOKS.md`), generated from the catalogue. A test keeps the file in step with it.
 
-use crate::catalogue::{Group, Log, HOOKS, REMOVED};
+use crate::catalogue::{Group, Log, CALLBACK_ONLY, HOOKS, REMOVED};
 
 /// The Markdown of the hook table.
 pub fn hook_table() -> String {
@@ -32,6 +32,11 @@ pub fn hook_table() -> String {
         }
         out.push('\n');
     }
+    out.push_str("### Callback-only hooks\n\nHooks of `Callback` that a module does not have (every other callback hook has the module hook's name and runs just before it). Logging is not allowed in them.\n\n| hook | when it runs | `Callback` method |\n|---|---|---|\n");
+    for hook in CALLBACK_ONLY {
+        out.push_str(&format!("| `{}` | {} | `{}` |\n", hook.name, hook.when, hook.signature));
+    }
+    out.push('\n');
     out.push_str("### Removed in Lightning 2.x\n\nDefining one of these is an error that names its replacement.\n\n| 1.x name | what to do |\n|---|---|\n");
     for (name, why) in REMOVED {
         out.push_str(&format!("| `{name}` | {why} |\n"));

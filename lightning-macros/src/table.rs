@@ -3,7 +3,7 @@
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote};
 
-use crate::catalogue::{Log, HOOKS};
+use crate::catalogue::{Log, CALLBACK_ONLY, HOOKS};
 use crate::types;
 
 pub fn expand() -> TokenStream {
@@ -29,6 +29,10 @@ pub fn expand() -> TokenStream {
             Log::EpochOnly => quote!(LogRule::EpochOnly),
         };
         quote!(pub const #name: HookInfo = HookInfo { name: #name_str, log: #rule };)
+    });
+    let callback_infos = CALLBACK_ONLY.iter().map(|hook| {
+        let (name, name_str) = (format_ident!("{}", hook.name), hook.name);
+        quote!(pub const #name: HookInfo = HookInfo { name: #name_str, log: LogRule::Never };)
     });
     quote! {
         /// The hooks a module defines, as plain function pointers: `None` where the module does not define
@@ -58,6 +62,11 @@ pub fn expand() -> TokenStream {
         pub mod hook_info {
             use crate::context::{HookInfo, LogRule};
             #(#infos)*
+            /// The callback-only hooks.
+            pub mod callback {
+                use crate::context::{HookInfo, LogRule};
+                #(#callback_infos)*
+            }
         }
     }
 }

@@ -54,11 +54,6 @@ pub struct HookInfo {
 }
 
 impl HookInfo {
-    /// A hook only callbacks have (`on_sanity_check_start`, `on_exception`, ...): no logging.
-    pub const fn callback_only(name: &'static str) -> Self {
-        HookInfo { name, log: LogRule::Never }
-    }
-
     /// Code of the runtime's own that is not a hook (a loader fetching a batch, the Trainer itself): named in
     /// panic reports, no logging.
     pub(crate) const fn runtime(name: &'static str) -> Self {

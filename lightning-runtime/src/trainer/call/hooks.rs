@@ -7,7 +7,7 @@ use tch::Tensor;
 
 use super::Dispatch;
 use crate::checkpoint::Checkpoint;
-use crate::context::{HookInfo, Stage};
+use crate::context::Stage;
 use crate::module::{hook_info as info, LightningModule};
 use crate::optim::{GradClipAlgorithm, LrScheduler, Optimizer, Optimizers};
 use crate::output::{BatchControl, StepOutput};
@@ -38,7 +38,7 @@ macro_rules! module_only {
 macro_rules! callback_only {
     ($($name:ident),* $(,)?) => {$(
         pub fn $name<M: LightningModule + 'static>(&mut self, module: &mut M) -> Result<()> {
-            self.each_callback(HookInfo::callback_only(stringify!($name)), module, |cb, ctx, m| cb.$name(ctx, m))
+            self.each_callback(info::callback::$name, module, |cb, ctx, m| cb.$name(ctx, m))
         }
     )*};
 }
@@ -138,7 +138,7 @@ impl Dispatch {
                 let name = callback.name();
                 callback.load_state_dict(state.clone()).map_err(|source| Error::Callback {
                     callback: name,
-                    hook: "load_state_dict",
+                    hook: info::callback::load_state_dict.name,
                     source,
                 })?;
             }
@@ -173,7 +173,7 @@ impl Dispatch {
     }
 
     pub fn on_exception<M: LightningModule + 'static>(&mut self, module: &mut M, error: &Error) -> Result<()> {
-        self.each_callback(HookInfo::callback_only("on_exception"), module, |cb, ctx, m| cb.on_exception(ctx, m, error))
+        self.each_callback(info::callback::on_exception, module, |cb, ctx, m| cb.on_exception(ctx, m, error))
     }
 
     pub fn configure_optimizers<M: LightningModule>(&mut self, module: &mut M) -> Result<Optimizers> {
