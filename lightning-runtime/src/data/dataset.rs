@@ -6,10 +6,10 @@ use tch::Tensor;
 use super::Batch;
 use crate::{Error, Result};
 
-/// Something a [`DataLoader`] can draw batches from by index: PyTorch's `Dataset` with batched access.
+/// Something a [`DataLoader`](super::DataLoader) can draw batches from by index: PyTorch's `Dataset` with batched access.
 ///
 /// Implemented for a [`Tensor`] and for pairs and triples of tensors (PyTorch's `TensorDataset`), whose
-/// samples are the rows along dim 0. Implement it for your own data to feed a [`DataLoader`] from it.
+/// samples are the rows along dim 0. Implement it for your own data to feed a [`DataLoader`](super::DataLoader) from it.
 ///
 /// A dataset is not required to be `Sync`: tch's `Tensor` is only `Send`. Each worker thread gets its own
 /// handle from [`share`](Dataset::share) instead, as each of PyTorch's worker processes gets its own copy.
@@ -45,9 +45,9 @@ pub trait Dataset: Send + 'static {
     /// does), so that a transform or hook that writes into it in place cannot change the data.
     fn get_batch(&self, indices: &[i64]) -> Result<Self::Batch>;
 
-    /// The samples at `indices`, allowed to share memory with the dataset. A [`DataLoader`] asks for this
+    /// The samples at `indices`, allowed to share memory with the dataset. A [`DataLoader`](super::DataLoader) asks for this
     /// instead of [`get_batch`](Dataset::get_batch) when nothing can write into its batches: it has no
-    /// [`map`](DataLoader::map) and no hook of the module takes batches by value. The tensor impls then return
+    /// [`map`](super::DataLoader::map) and no hook of the module takes batches by value. The tensor impls then return
     /// a run of consecutive rows (every batch of an unshuffled loader) as a view, with no copy. Defaults to
     /// `get_batch`.
     fn get_batch_shared(&self, indices: &[i64]) -> Result<Self::Batch> {
@@ -59,7 +59,7 @@ pub trait Dataset: Send + 'static {
     where
         Self: Sized;
 
-    /// Checks that the dataset is usable; [`DataLoader::build`] calls it once. The tensor impls check that
+    /// Checks that the dataset is usable; [`DataLoader::build`](super::DataLoader::build) calls it once. The tensor impls check that
     /// every tensor has a dim 0 and that all have the same length along it.
     fn check(&self) -> Result<()> {
         Ok(())

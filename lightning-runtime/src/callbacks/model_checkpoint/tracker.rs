@@ -54,7 +54,7 @@ impl Tracker {
     }
 }
 
-/// A cheap, cloneable view of a [`ModelCheckpoint`]'s results that stays readable after the callback has
+/// A cheap, cloneable view of a [`ModelCheckpoint`](super::ModelCheckpoint)'s results that stays readable after the callback has
 /// moved into a Trainer (and after `fit`). Every accessor reads the current state.
 ///
 /// ```no_run
