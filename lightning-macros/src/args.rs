@@ -22,6 +22,13 @@ pub struct Args {
     pub hparams: Option<Member>,
 }
 
+/// The arguments written as `key` or `key = value` (`crate` is a keyword and parsed apart).
+const KEYS: &[&str] = &["batch", "var_store", "hparams", "manual_optimization"];
+
+/// What the attribute takes, for the messages.
+const TAKES: &str =
+    "= help: `#[lightning_module]` takes `batch = Type`, `crate = path`, `var_store = field`, `hparams = field` and `manual_optimization`";
+
 enum Arg {
     Crate(Path),
     Batch(Type),
@@ -38,20 +45,33 @@ impl Parse for Arg {
             return Ok(Arg::Crate(input.call(Path::parse_mod_style)?));
         }
         let key: Ident = input.parse()?;
-        if key == "manual_optimization" {
+        let name = key.to_string();
+        if !KEYS.contains(&name.as_str()) {
+            // Said before anything else is parsed, so that `manual_optimisation` is not reported as a missing `=`.
+            let close = KEYS.iter().copied().min_by_key(|known| strsim::damerau_levenshtein(&name, known));
+            let guess = close
+                .filter(|known| strsim::damerau_levenshtein(&name, known) <= (name.len() / 4).max(1))
+                .map(|known| format!("\n= help: did you mean `{known}`?"))
+                .unwrap_or_default();
+            return Err(syn::Error::new(key.span(), format!("unknown argument `{name}`{guess}\n{TAKES}")));
+        }
+        if name == "manual_optimization" {
+            if input.peek(Token![=]) {
+                return Err(syn::Error::new(
+                    key.span(),
+                    "`manual_optimization` is a flag and takes no value\n= help: write `#[lightning_module(manual_optimization)]`; leave it out for automatic optimization",
+                ));
+            }
             return Ok(Arg::ManualOptimization);
         }
+        if !input.peek(Token![=]) {
+            return Err(syn::Error::new(key.span(), format!("`{name}` takes a value\n{TAKES}")));
+        }
         input.parse::<Token![=]>()?;
-        match key.to_string().as_str() {
+        match name.as_str() {
             "batch" => Ok(Arg::Batch(input.parse()?)),
             "var_store" => Ok(Arg::VarStore(input.parse()?)),
-            "hparams" => Ok(Arg::Hparams(input.parse()?)),
-            other => Err(syn::Error::new(
-                key.span(),
-                format!(
-                    "unknown argument `{other}`\n= help: `#[lightning_module]` takes `batch = Type`, `crate = path`, `var_store = field`, `hparams = field` and `manual_optimization`"
-                ),
-            )),
+            _ => Ok(Arg::Hparams(input.parse()?)),
         }
     }
 }

@@ -608,6 +608,61 @@ pub const REMOVED: &[(&str, &str)] = &[
     ("tbptt_split_batch", "was removed in Lightning 2.0: split sequences yourself in manual optimization"),
     ("log_grad_norm", "was removed in Lightning 2.0: compute gradient norms in `on_before_optimizer_step`"),
     ("get_progress_bar_dict", "was removed in Lightning 1.7: log with `prog_bar` to show a value in the progress bar"),
+    ("on_batch_start", "was removed in Lightning 1.8: use `on_train_batch_start`"),
+    ("on_batch_end", "was removed in Lightning 1.8: use `on_train_batch_end`"),
+    ("on_init_start", "was removed in Lightning 1.8: do the work in the module's constructor, or in `setup`"),
+    ("on_init_end", "was removed in Lightning 1.8: do the work in the module's constructor, or in `setup`"),
+    ("on_configure_sharded_model", "was removed in Lightning 1.8: use `configure_model`"),
+    ("on_before_accelerator_backend_setup", "was removed in Lightning 1.8: use `setup`"),
+    ("on_keyboard_interrupt", "was removed in Lightning 1.7: a callback's `on_exception` runs on Ctrl-C (the error is `Error::Interrupted`)"),
+    ("add_to_queue", "was removed in Lightning 2.0: keep results on `self`, or return them from `validate`/`test`/`predict`"),
+    ("get_from_queue", "was removed in Lightning 2.0: keep results on `self`, or return them from `validate`/`test`/`predict`"),
+    ("on_train_epoch_end_outputs", "is not a hook: `on_train_epoch_end` lost its `outputs` in Lightning 2.0; keep the step outputs you need on `self`"),
+];
+
+/// Names from other frameworks, and abbreviations, that are not hooks here: what to write instead. A helper that
+/// really has one of these names is marked `#[lightning(helper)]`.
+pub const FOREIGN: &[(&str, &str)] = &[
+    ("train_step", "training_step"),
+    ("val_step", "validation_step"),
+    ("eval_step", "validation_step"),
+    ("val_epoch_start", "on_validation_epoch_start"),
+    ("val_epoch_end", "on_validation_epoch_end"),
+    ("on_val_epoch_start", "on_validation_epoch_start"),
+    ("on_val_epoch_end", "on_validation_epoch_end"),
+    ("on_val_batch_start", "on_validation_batch_start"),
+    ("on_val_batch_end", "on_validation_batch_end"),
+    ("on_val_start", "on_validation_start"),
+    ("on_val_end", "on_validation_end"),
+    ("valid_dataloader", "val_dataloader"),
+    ("validation_dataloader", "val_dataloader"),
+    ("eval_dataloader", "val_dataloader"),
+    // Keras callbacks.
+    ("on_train_begin", "on_train_start"),
+    ("on_epoch_begin", "on_train_epoch_start"),
+    ("on_train_epoch_begin", "on_train_epoch_start"),
+    ("on_batch_begin", "on_train_batch_start"),
+    ("on_train_batch_begin", "on_train_batch_start"),
+    ("on_test_begin", "on_test_start"),
+    ("on_test_batch_begin", "on_test_batch_start"),
+    ("on_predict_begin", "on_predict_start"),
+    ("on_predict_batch_begin", "on_predict_batch_start"),
+    // fastai callbacks.
+    ("before_fit", "on_fit_start"),
+    ("after_fit", "on_fit_end"),
+    ("before_epoch", "on_train_epoch_start"),
+    ("after_epoch", "on_train_epoch_end"),
+    ("before_train", "on_train_epoch_start"),
+    ("after_train", "on_train_epoch_end"),
+    ("before_validate", "on_validation_start"),
+    ("after_validate", "on_validation_end"),
+    ("before_batch", "on_train_batch_start"),
+    ("after_batch", "on_train_batch_end"),
+    ("after_loss", "on_before_backward"),
+    ("before_backward", "on_before_backward"),
+    ("after_backward", "on_after_backward"),
+    ("before_step", "on_before_optimizer_step"),
+    ("before_zero_grad", "on_before_zero_grad"),
 ];
 
 /// Parameters of Lightning 1.x that 2.x removed, and why.
@@ -615,6 +670,9 @@ pub const REMOVED_PARAMS: &[(&str, &str)] = &[
     ("optimizer_idx", "the `optimizer_idx` argument was removed in Lightning 2.0: a module with several optimizers uses manual optimization and steps each one itself"),
     ("opt_idx", "the `opt_idx` argument was removed in Lightning 2.0: a module with several optimizers uses manual optimization and steps each one itself"),
     ("hiddens", "the `hiddens` argument (truncated backpropagation through time) was removed in Lightning 2.0: keep hidden state on `self` in manual optimization"),
+    ("on_tpu", "the `on_tpu` argument of `optimizer_step` was removed in Lightning 2.0"),
+    ("using_native_amp", "the `using_native_amp` argument of `optimizer_step` was removed in Lightning 2.0"),
+    ("using_lbfgs", "the `using_lbfgs` argument of `optimizer_step` was removed in Lightning 2.0"),
 ];
 
 /// The hook called `name`, if there is one.

@@ -3,9 +3,9 @@
 
 use syn::{FnArg, GenericArgument, Ident, ItemImpl, Pat, PathArguments, ReturnType, Signature, Type};
 
-use crate::catalogue::{self, Hook, Passing, Receiver, Ret, REMOVED, REMOVED_PARAMS};
+use crate::catalogue::{self, Hook, Passing, Receiver, Ret, FOREIGN, REMOVED, REMOVED_PARAMS};
 use crate::ctxt::Ctxt;
-use crate::model::{output_span, parens_span, HookFn, RetShape, Slot, UserParam};
+use crate::model::{output_span, parens_span, HookFn, Module, RetShape, Slot, UserParam};
 
 const HELPER_NOTE: &str = "= note: a helper method that only looks like a hook can be marked `#[lightning(helper)]`";
 
@@ -47,6 +47,11 @@ pub fn not_a_hook(cx: &mut Ctxt, ident: &Ident) {
     let name = ident.to_string();
     if let Some((_, why)) = REMOVED.iter().find(|(removed, _)| *removed == name) {
         cx.error_spanned_by(ident, format!("`{name}` {why}\n{HELPER_NOTE}"));
+    } else if let Some((_, hook)) = FOREIGN.iter().find(|(foreign, _)| *foreign == name) {
+        cx.error_spanned_by(
+            ident,
+            format!("`{name}` is not a hook of `#[lightning_module]`\n= help: Lightning's name for it is `{hook}`\n{HELPER_NOTE}"),
+        );
     } else if let Some(hook) = catalogue::near_miss(&name) {
         cx.error_spanned_by(
             ident,
@@ -55,6 +60,23 @@ pub fn not_a_hook(cx: &mut Ctxt, ident: &Ident) {
                 hook.name
             ),
         );
+    }
+}
+
+/// Rules that need the attribute's arguments: a hook that can never be called, a step that can never train.
+pub fn against_args(cx: &mut Ctxt, manual_optimization: bool, module: &Module) {
+    if manual_optimization {
+        if let Some(hook_fn) = module.hook("optimizer_step") {
+            cx.error_spanned_by(
+                &hook_fn.ident,
+                "`optimizer_step` is never called under `#[lightning_module(manual_optimization)]`: `training_step` steps the optimizers itself\n= help: step them in `training_step` (`ctx.optimizers()`), or remove `manual_optimization` to have the Trainer call `optimizer_step`",
+            );
+        }
+    } else if let Some(hook_fn) = module.hook("training_step").filter(|hook_fn| hook_fn.ret.ok.is_none()) {
+        cx.push(syn::Error::new(
+            hook_fn.ret.span,
+            "`training_step` returns no loss, so automatic optimization has nothing to step on: the run would train nothing\n= help: return the loss (`-> Tensor`, or `-> Option<Tensor>` to skip a batch), or step the optimizers yourself under `#[lightning_module(manual_optimization)]`",
+        ));
     }
 }
 

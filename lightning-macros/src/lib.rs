@@ -45,6 +45,7 @@ fn module(args: proc_macro2::TokenStream, item: proc_macro2::TokenStream) -> pro
         }
     };
     let module = model::Module::from_impl(&mut cx, item);
+    check::against_args(&mut cx, args.manual_optimization, &module);
     if cx.has_errors() {
         expand::stub(&args, &module, cx.finish())
     } else {
