@@ -66,12 +66,14 @@ struct PanicsOnce {
     vs: nn::VarStore,
     layers: Vec<nn::Linear>,
     at_batch: Option<usize>,
+    /// Asks for a checkpoint from `training_step` at this batch of the first epoch.
+    save_at: Option<(usize, std::path::PathBuf)>,
 }
 
 impl PanicsOnce {
     fn new(init: f64, at_batch: Option<usize>) -> Self {
         let Net { vs, layers, .. } = Net::mlp(init, Opt::SgdOnly);
-        PanicsOnce { vs, layers, at_batch }
+        PanicsOnce { vs, layers, at_batch, save_at: None }
     }
 }
 
@@ -80,6 +82,11 @@ impl PanicsOnce {
     fn training_step(&mut self, batch: &(Tensor, Tensor), batch_idx: usize, ctx: &mut Ctx) -> Tensor {
         if self.at_batch == Some(batch_idx) && ctx.current_epoch() == 0 {
             panic!("batch {batch_idx} is cursed");
+        }
+        if let Some((at, path)) = &self.save_at {
+            if *at == batch_idx && ctx.current_epoch() == 0 {
+                ctx.save_checkpoint(path.clone());
+            }
         }
         let (x, y) = batch;
         let h = self.layers[0].forward(x).relu().dropout(0.2, ctx.is_training());
@@ -164,4 +171,24 @@ fn a_checkpoint_asked_for_at_epoch_end_holds_every_callbacks_end_of_epoch_state(
         assert_eq!(stop_epoch(&trainer), stopped, "resumed from {}", path.display());
         assert_same_weights(&weights(&resumed.vs), &weights(&straight.vs), "resumed at epoch end vs straight");
     }
+}
+
+#[test]
+fn a_checkpoint_asked_for_in_training_step_resumes_exactly() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("from-training-step.ckpt");
+    let fit = |module: &mut PanicsOnce, trainer: &mut Trainer| trainer.fit(module, train_loader(SEED), None);
+
+    // Batch 2 opens the window of batches 2 and 3: the checkpoint, taken once batch 2 is done, holds its gradient.
+    let mut first = PanicsOnce::new(0.0, None);
+    first.save_at = Some((2, path.clone()));
+    fit(&mut first, &mut cpu().max_epochs(2).accumulate_grad_batches(2)).unwrap();
+    let saved = Checkpoint::read(&path).unwrap();
+    assert_eq!(saved.global_step(), 1, "taken after batch 2, before the window's step");
+
+    let mut resumed = PanicsOnce::new(4.0, None);
+    let mut trainer = cpu().max_epochs(2).accumulate_grad_batches(2);
+    trainer.fit_from(&mut resumed, train_loader(SEED), None, &path).unwrap();
+    assert_same_weights(&weights(&resumed.vs), &weights(&first.vs), "resumed from training_step's checkpoint");
 }

@@ -46,7 +46,7 @@ impl Faulty {
         match self.fault {
             Fault::ErrInSetup => Err("the data folder is missing".to_string()),
             Fault::LogInSetup => {
-                ctx.log("too_early", 1.0);
+                log_from_a_helper(ctx, "too_early");
                 Ok(())
             }
             _ => Ok(()),
@@ -68,7 +68,7 @@ impl Faulty {
     }
 
     fn predict_step(&mut self, (x, _): &(Tensor, Tensor), ctx: &mut Ctx) -> Tensor {
-        ctx.log("not_here", 1.0);
+        log_from_a_helper(ctx, "not_here");
         self.linear.forward(x)
     }
 
@@ -79,6 +79,12 @@ impl Faulty {
     fn configure_optimizers(&mut self) -> Optimizer {
         Optimizer::sgd(&self.vs, 0.01)
     }
+}
+
+/// Logging out of the hook's sight: written in the hook's own body, a forbidden `ctx.log` is a compile error, and
+/// this is how the run-time check is reached.
+fn log_from_a_helper(ctx: &mut Ctx, name: &str) {
+    ctx.log(name, 1.0);
 }
 
 fn message(result: lightning::Result<impl std::fmt::Debug>) -> String {

@@ -1,9 +1,10 @@
 //! The compile-time rules, one function per rule, each opening with the rule it enforces. Every message is
 //! built from the catalogue, names the fix, and is spanned on the smallest token at fault.
 
-use syn::{FnArg, GenericArgument, Ident, ItemImpl, Pat, PathArguments, ReturnType, Signature, Type};
+use syn::visit_mut::VisitMut;
+use syn::{FnArg, GenericArgument, Ident, ImplItemFn, ItemImpl, Pat, PathArguments, ReturnType, Signature, Type};
 
-use crate::catalogue::{self, Hook, Passing, Receiver, Ret, FOREIGN, REMOVED, REMOVED_PARAMS};
+use crate::catalogue::{self, Hook, Log, Passing, Receiver, Ret, FOREIGN, REMOVED, REMOVED_PARAMS};
 use crate::ctxt::Ctxt;
 use crate::model::{output_span, parens_span, HookFn, Module, RetShape, Slot, UserParam};
 
@@ -33,6 +34,59 @@ pub fn inherent_impl(cx: &mut Ctxt, item: &ItemImpl) {
              = help: write the hooks as methods of `impl Model { .. }`",
         );
     }
+}
+
+/// Rule (beyond Lightning, which only checks at run time): a `ctx.log(..)` or `ctx.log_dict(..)` written in the
+/// body of a hook where Lightning forbids logging is an error on the call. Calls made through helpers stay a
+/// run-time error.
+pub fn logging(cx: &mut Ctxt, hook: &Hook, method: &ImplItemFn) {
+    if hook.log != Log::Never {
+        return;
+    }
+    let ctx = method.sig.inputs.iter().find_map(|arg| match arg {
+        FnArg::Typed(pat_type) if is_ctx(&pat_type.ty) => match &*pat_type.pat {
+            Pat::Ident(pat) => Some(pat.ident.clone()),
+            _ => None,
+        },
+        _ => None,
+    });
+    let Some(ctx) = ctx else { return };
+    let mut finder = LogCalls { ctx, calls: Vec::new() };
+    finder.visit_block_mut(&mut method.block.clone());
+    for (call, what) in std::mem::take(&mut finder.calls) {
+        cx.error_spanned_by(
+            call,
+            format!(
+                "`{}.{what}(..)` in `{}`: Lightning does not allow logging in this hook\n= help: log from a step hook or an epoch hook (`training_step`, `validation_step`, `on_train_epoch_end`, ...)",
+                finder.ctx, hook.name
+            ),
+        );
+    }
+}
+
+/// The `ctx.log(..)` and `ctx.log_dict(..)` calls of a block, on the hook's context parameter.
+struct LogCalls {
+    ctx: Ident,
+    calls: Vec<(proc_macro2::TokenStream, &'static str)>,
+}
+
+impl VisitMut for LogCalls {
+    fn visit_expr_method_call_mut(&mut self, call: &mut syn::ExprMethodCall) {
+        let what = match call.method.to_string().as_str() {
+            "log" => Some("log"),
+            "log_dict" => Some("log_dict"),
+            _ => None,
+        };
+        let on_ctx = matches!(&*call.receiver, syn::Expr::Path(path) if path.path.is_ident(&self.ctx));
+        if let (Some(what), true) = (what, on_ctx) {
+            // The call's own tokens, so that the error points at it.
+            self.calls.push((quote::ToTokens::to_token_stream(&*call), what));
+        }
+        syn::visit_mut::visit_expr_method_call_mut(self, call);
+    }
+
+    // A closure or a nested item has its own scope: a `ctx` there is not necessarily the hook's.
+    fn visit_item_mut(&mut self, _: &mut syn::Item) {}
 }
 
 /// Rule: a hook is defined once.
@@ -119,8 +173,9 @@ fn qualifiers(cx: &mut Ctxt, hook: &Hook, sig: &Signature) -> bool {
     if let Some(abi) = &sig.abi {
         fail(cx, abi, format!("hook `{name}` cannot have an ABI\n= help: remove `{}`", quote::quote!(#abi)));
     }
-    if !sig.generics.params.is_empty() {
-        fail(cx, &sig.generics, format!("hook `{name}` cannot be generic: the runtime calls it through one function pointer\n= help: remove the generic parameters"));
+    // Lifetime parameters are fine: such a method still coerces to the one function pointer the runtime calls.
+    if sig.generics.params.iter().any(|param| !matches!(param, syn::GenericParam::Lifetime(_))) {
+        fail(cx, &sig.generics, format!("hook `{name}` cannot be generic over types or constants: the runtime calls it through one function pointer\n= help: remove the type and const parameters"));
     } else if let Some(clause) = &sig.generics.where_clause {
         fail(
             cx,

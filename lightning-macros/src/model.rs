@@ -81,6 +81,7 @@ impl Module {
                         check::duplicate(cx, &method.sig.ident);
                         continue;
                     }
+                    check::logging(cx, hook, &method);
                     if let Some(mut hook_fn) = check::signature(cx, hook, &method.sig) {
                         hook_fn.allows_deprecated = block_allows_deprecated || allows_deprecated(&method.attrs);
                         hooks.push(hook_fn);

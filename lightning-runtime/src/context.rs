@@ -313,10 +313,13 @@ impl Ctx {
         self.should_stop = true;
     }
 
-    /// Asks the Trainer to write a checkpoint of the whole run to `path` when this hook returns (atomically: a
-    /// crash leaves the previous file at `path` whole). The state is captured when the hook returns; the file
-    /// is written behind the training thread unless [`Trainer::async_checkpointing`](crate::Trainer) is off,
-    /// and is on disk when the stage (`fit`, `validate`, ...) returns.
+    /// Asks the Trainer to write a checkpoint of the whole run to `path` (atomically: a crash leaves the previous
+    /// file at `path` whole). The state is captured when the hook has returned on every callback (or on the
+    /// module); asked for while a training batch runs (`training_step`, the backward and optimizer hooks), once
+    /// the batch is done; asked for in `on_train_epoch_end`, once all of that hook has run. A run resumed from it
+    /// goes on exactly from there. The file is written behind the training thread unless
+    /// [`Trainer::async_checkpointing`](crate::Trainer) is off, and is on disk when the stage (`fit`,
+    /// `validate`, ...) returns.
     pub fn save_checkpoint(&mut self, path: impl Into<std::path::PathBuf>) {
         self.pending_saves.push(SaveRequest { path: path.into(), then_remove: Vec::new() });
     }

@@ -289,7 +289,12 @@ fn decode<'a>(path: &Path, bytes: &'a [u8]) -> Result<(Meta, SafeTensors<'a>)> {
         Some(version) => version
             .as_u64()
             .ok_or_else(|| problem(path, format!("has corrupt metadata: `format_version` is {version}")))?,
-        None => return Err(problem(path, "has corrupt metadata: missing field `format_version`")),
+        None => {
+            return Err(problem(
+                path,
+                "has corrupt metadata: missing field `format_version` (or was written in checkpoint format 0, which this build no longer reads)",
+            ))
+        }
     };
     if found > u64::from(FORMAT_VERSION) {
         return Err(problem(
@@ -349,7 +354,7 @@ fn verify_tensors(path: &Path, file: &SafeTensors<'_>, records: &BTreeMap<String
             ));
         }
     }
-    if let Some(missing) = records.keys().find(|name| !names.contains(&name.as_str())) {
+    if let Some(missing) = records.keys().find(|name| names.binary_search(&name.as_str()).is_err()) {
         return Err(problem(
             path,
             format!("is corrupt: tensor `{missing}` is listed in its metadata but not in the file"),
@@ -395,7 +400,7 @@ mod tests {
         let good = fs::read(&path).unwrap();
 
         // A write whose bytes are damaged between serializing and the rename (what a bug in the encoder, a
-        // non-round-tripping value or a bad disk would do) fails and leaves the old file and no temporary one.
+        // non-round-tripping value would do) fails and leaves the old file and no temporary one.
         checkpoint.tensors[0].1 = Tensor::from_slice(&[3.0f32, 4.0]);
         let (_, mut bytes) = checkpoint.encode(&path).unwrap().serialize().unwrap();
         let last = bytes.len() - 1;

@@ -43,8 +43,9 @@ pub(crate) struct Progress {
     pub epoch_finished: bool,
 }
 
-/// Everything besides the tensors, as the JSON in the file's header. Every key is required and no other is
-/// accepted: a damaged key is an error, never a default.
+/// Everything besides the tensors, as the JSON in the file's header. Every key is required (but `hparams`, whose
+/// absence means none, and `tensors`, absent in format 1) and no other is accepted: a damaged key is an error,
+/// never a default (format 2's checksum covers the whole document besides).
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct Meta {

@@ -143,7 +143,9 @@ impl<M: LightningModule> Run<'_, M> {
             progress.epoch = saved.epoch + 1;
             Ok(ResumeAt::default())
         } else {
-            progress.epoch = saved.epoch;
+            // Set now, not when the epoch starts: a checkpoint taken before then (`on_fit_start`, the sanity
+            // check) must say where the run stands.
+            (progress.epoch, progress.batches_done) = (saved.epoch, saved.batches_done);
             ctx.metrics.import(&meta.metrics);
             Ok(ResumeAt { batches_done: saved.batches_done })
         }

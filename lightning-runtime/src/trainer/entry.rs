@@ -175,7 +175,11 @@ impl<M: LightningModule + 'static> Run<'_, M> {
     /// After an error or a panic: every callback's `on_exception`, then the teardown hooks, each guarded so
     /// that a second failure cannot hide the first.
     fn fail(&mut self, error: &Error) {
+        // A failure inside a step that holds checkpoint requests back (a batch, the end of an epoch) must not keep
+        // them, or `on_exception`'s own, from being written: they go out after `on_exception`.
+        self.hooks.end_deferral();
         let _ = catch_unwind(AssertUnwindSafe(|| self.hooks.on_exception(self.module, error)));
+        let _ = catch_unwind(AssertUnwindSafe(|| self.hooks.release_saves(self.module)));
         if !self.torn_down {
             self.torn_down = true;
             let _ = catch_unwind(AssertUnwindSafe(|| self.hooks.teardown(self.module, self.stage)));
@@ -185,7 +189,8 @@ impl<M: LightningModule + 'static> Run<'_, M> {
     /// An error when Ctrl-C was pressed or SIGTERM came: checked at batch boundaries.
     #[inline]
     pub fn check_interrupt(&self) -> Result<()> {
-        if super::interrupt::requested() {
+        // Without its own handlers, a run does not act on a request another run's handlers recorded.
+        if self.cfg.handle_interrupts && super::interrupt::requested() {
             return Err(Error::Interrupted {
                 signal: super::interrupt::signal_name(),
                 epoch: self.hooks.progress.epoch,

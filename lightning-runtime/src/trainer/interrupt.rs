@@ -60,6 +60,7 @@ impl Drop for Armed {
         state.depth -= 1;
         if state.depth == 0 {
             platform::restore(&mut state.previous);
+            REQUESTED.store(false, Ordering::SeqCst);
         }
     }
 }
@@ -92,11 +93,14 @@ mod platform {
 
     /// Async-signal-safe: two atomic operations and `_exit`.
     extern "C" fn on_signal(signal: libc::c_int) {
+        // The signal is recorded before the request, so that whoever sees the request reads its name.
+        if !REQUESTED.load(Ordering::SeqCst) {
+            SIGNAL.store(signal, Ordering::SeqCst);
+        }
         if REQUESTED.swap(true, Ordering::SeqCst) {
             // SAFETY: `_exit` is async-signal-safe; it ends the process without running anything else.
             unsafe { libc::_exit(128 + signal) };
         }
-        SIGNAL.store(signal, Ordering::SeqCst);
     }
 
     pub(super) fn install(previous: &mut Previous) -> std::io::Result<()> {

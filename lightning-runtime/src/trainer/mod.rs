@@ -1,6 +1,6 @@
 //! The `Trainer`: its options, and the four entry points (`fit`, `validate`, `test`, `predict`).
 //!
-//! Where things are: `call.rs` is the one place through which every hook is called (callbacks first, then the
+//! Where things are: `call/` is the one place through which every hook is called (callbacks first, then the
 //! module), one method per hook; `loops/` holds the loops, which decide the order of hooks (one file per loop,
 //! Lightning's `loops/` layout); `entry.rs` wraps each entry point (seeding, errors, panics, teardown);
 //! `checkpointing.rs` captures and restores a run's state, `checkpoint_writer.rs` writes files behind the

@@ -134,14 +134,16 @@ impl Dispatch {
         self.saves_deferred = true;
     }
 
-    /// Ends [`defer_saves`](Self::defer_saves) and writes what was asked for meanwhile; after a failure
-    /// (`written` false) only ends it, keeping the requests (`on_exception`'s own save writes them).
-    pub fn release_saves<M: LightningModule>(&mut self, module: &mut M, written: bool) -> Result<()> {
+    /// Ends [`defer_saves`](Self::defer_saves) and writes what was asked for meanwhile.
+    pub fn release_saves<M: LightningModule>(&mut self, module: &mut M) -> Result<()> {
         self.saves_deferred = false;
-        if written {
-            self.flush_saves(module)?;
-        }
-        Ok(())
+        self.flush_saves(module)
+    }
+
+    /// Ends [`defer_saves`](Self::defer_saves) without writing: after a failure, the requests stay for the
+    /// failure path (`Run::fail`), which writes them after `on_exception`.
+    pub fn end_deferral(&mut self) {
+        self.saves_deferred = false;
     }
 
     /// Writes the checkpoints hooks asked for (`ctx.save_checkpoint`), once the asking hook has returned on every

@@ -126,16 +126,21 @@ impl<M: LightningModule + 'static> Run<'_, M> {
     /// starts the next epoch exactly as the uninterrupted run does, whoever asked. (Lightning takes it at once,
     /// with the callbacks that have not run yet one epoch behind.)
     fn train_epoch_end(&mut self) -> Result<()> {
-        self.hooks.defer_saves();
-        let ran = (|| {
-            self.hooks.on_train_epoch_end_callbacks(self.module, false)?;
-            self.hooks.on_train_epoch_end_module(self.module)?;
-            let values = self.hooks.ctx.metrics.end_epoch(Scope::Train);
-            self.hooks.send_epoch_logs(values)?;
-            self.hooks.on_train_epoch_end_callbacks(self.module, true)
-        })();
-        self.hooks.release_saves(self.module, ran.is_ok())?;
-        ran
+        // An epoch cut short (`max_steps`, `max_time`) resumes inside it, from its partial metric sums: those
+        // are only in a checkpoint taken before the epoch's metrics are reduced, so such saves are not held.
+        let defer = self.hooks.progress.epoch_finished;
+        if defer {
+            self.hooks.defer_saves();
+        }
+        self.hooks.on_train_epoch_end_callbacks(self.module, false)?;
+        self.hooks.on_train_epoch_end_module(self.module)?;
+        let values = self.hooks.ctx.metrics.end_epoch(Scope::Train);
+        self.hooks.send_epoch_logs(values)?;
+        self.hooks.on_train_epoch_end_callbacks(self.module, true)?;
+        if defer {
+            self.hooks.release_saves(self.module)?;
+        }
+        Ok(())
     }
 
     /// Mistakes that would only show later, caught before any hook runs.

@@ -1,5 +1,5 @@
 //! The loops, which own the order of hooks (Lightning's `loops/`): every sequence of hook calls is written here,
-//! and each call goes through the dispatcher (`call.rs`).
+//! and each call goes through the dispatcher (`call/`).
 //!
 //! | file | loop |
 //! |---|---|

@@ -29,8 +29,10 @@ impl<M: LightningModule + 'static> Run<'_, M> {
         self.hooks.ctx.optimizers = optimizers;
         let output = result.unwrap_or_else(|payload| resume_unwind(payload))?;
         // Inside an accumulation window the parameters hold gradients no optimizer step has used yet: validation
-        // must leave them be, and a checkpoint must save them. (Set once the batch is done: a checkpoint written
-        // after a failure in it holds the window as the batches before it left it.)
+        // must leave them be, and a checkpoint must save them. (Set once the batch is done. A failure after this
+        // batch's backward leaves its gradient in the sum that a checkpoint written then saves, and a run resumed
+        // from it adds it again: exact resume after a failure holds for failures before the backward, as in
+        // `training_step`.)
         self.hooks.progress.accumulating = !stepping;
         Ok(output)
     }
