@@ -11,7 +11,7 @@ use std::path::Path;
 
 use lightning::loggers::{CsvLogger, TensorBoardLogger};
 use lightning::prelude::*;
-use lightning::{DataLoader, EarlyStopping, LoadFromCheckpoint, ModelCheckpoint, MonitorMode, Trainer};
+use lightning::{Batch, DataLoader, EarlyStopping, LoadFromCheckpoint, ModelCheckpoint, MonitorMode, Trainer};
 use serde::Serialize;
 
 #[derive(Clone, Debug, Serialize)]

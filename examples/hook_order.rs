@@ -76,7 +76,7 @@ fn batches(n: usize) -> lightning::Result<Vec<Pair>> {
 #[allow(deprecated, clippy::needless_update)]
 mod every_hook {
     use lightning::prelude::*;
-    use lightning::HookError;
+    use lightning::{Batch, HookError};
 
     use super::{batches, Log, Pair};
 

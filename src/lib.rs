@@ -179,12 +179,14 @@ pub mod guide {
     pub mod coming_from_lightning {}
 }
 
-/// What a module's file needs: the attribute, the runtime's types and tch's.
+/// What a module's file needs: the attribute, the runtime's types and tch's. It leaves out the `Batch` trait, whose
+/// `to_device` (moving every tensor of a batch, returning a `Result`) would otherwise take the place of tch's own
+/// `Tensor::to_device` on an owned tensor: `use lightning::Batch;` where a batch is moved by hand.
 pub mod prelude {
     pub use crate::lightning_module;
     pub use lightning_runtime::{
-        Batch, BatchControl, Callback, Checkpoint, Ctx, GradClipAlgorithm, Interval, LightningModule, Loader,
-        LrScheduler, Optimizer, OptimizerClosure, Optimizers, Stage, StepOutput,
+        BatchControl, Callback, Checkpoint, Ctx, GradClipAlgorithm, Interval, LightningModule, Loader, LrScheduler,
+        Optimizer, OptimizerClosure, Optimizers, Stage, StepOutput,
     };
     pub use tch::nn::{self, Module as _, ModuleT as _};
     pub use tch::{Device, Kind, Reduction, Tensor};

@@ -5,7 +5,7 @@ use std::any::Any;
 use std::sync::{Arc, Mutex};
 
 use lightning::prelude::*;
-use lightning::{AnyModule, CallbackResult, HookError};
+use lightning::{AnyModule, Batch, CallbackResult, HookError};
 
 pub type Log = Arc<Mutex<Vec<String>>>;
 
