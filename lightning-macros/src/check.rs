@@ -1,6 +1,7 @@
 //! The compile-time rules, one function per rule, each opening with the rule it enforces. Every message is
 //! built from the catalogue, names the fix, and is spanned on the smallest token at fault.
 
+use syn::spanned::Spanned;
 use syn::visit_mut::VisitMut;
 use syn::{FnArg, GenericArgument, Ident, ImplItemFn, ItemImpl, Pat, PathArguments, ReturnType, Signature, Type};
 
@@ -341,6 +342,14 @@ fn params(cx: &mut Ctxt, hook: &Hook, sig: &Signature) -> Option<Vec<UserParam>>
 }
 
 /// `Result<T, ..>` (any path whose last segment is `Result`) split into `T`.
+/// The error type of a `Result<T, E>` written with both arguments.
+fn result_error(ty: &Type) -> Option<&Type> {
+    let Type::Path(path) = ty else { return None };
+    let last = path.path.segments.last().filter(|last| last.ident == "Result")?;
+    let PathArguments::AngleBracketed(args) = &last.arguments else { return None };
+    args.args.iter().filter_map(|arg| if let GenericArgument::Type(ty) = arg { Some(ty) } else { None }).nth(1)
+}
+
 fn split_result(ty: &Type) -> Option<&Type> {
     let Type::Path(path) = ty else { return None };
     let last = path.path.segments.last()?;
@@ -374,6 +383,18 @@ fn return_type(cx: &mut Ctxt, hook: &Hook, sig: &Signature) -> Option<RetShape> 
         },
     };
     let ok = ok.filter(|ty| !is_unit(ty));
+    let error = match &sig.output {
+        ReturnType::Type(_, ty) => result_error(ty),
+        ReturnType::Default => None,
+    };
+    if let Some(unit) = error.filter(|ty| is_unit(ty)) {
+        cx.error_spanned_by(
+            unit,
+            format!("hook `{name}` returns `Result<_, ()>`: `()` carries no error for the Trainer to report\n= help: use an error type that converts into `Box<dyn std::error::Error + Send + Sync>`: `String`, `std::io::Error`, `anyhow::Error`, `lightning::Error`, or your own error type"),
+        );
+        return None;
+    }
+    let error_span = error.map(|ty| ty.span());
     match (hook.ret, &ok) {
         (Ret::Unit, Some(ty)) => {
             cx.error_spanned_by(
@@ -389,6 +410,6 @@ fn return_type(cx: &mut Ctxt, hook: &Hook, sig: &Signature) -> Option<RetShape> 
             ));
             None
         }
-        _ => Some(RetShape { is_result, ok, span }),
+        _ => Some(RetShape { is_result, ok, span, error_span }),
     }
 }

@@ -163,10 +163,13 @@ fn shim(p: &TokenStream, hook_fn: &HookFn) -> TokenStream {
         .map(|_| quote_spanned!(user.span()=> let () = #p::CONFIGURE_SHARDED_MODEL;));
     let out = quote!(__lightning_out);
     let unwrap = hook_fn.ret.is_result.then(|| {
+        // Reported at the user's error type when it does not convert (rather than at the attribute).
+        let error_span = hook_fn.ret.error_span.unwrap_or(hook_fn.ret.span);
+        let convert = quote_spanned!(error_span=> #p::hook_error(error));
         quote! {
             let #out = match #out {
                 ::core::result::Result::Ok(value) => value,
-                ::core::result::Result::Err(error) => return ::core::result::Result::Err(#p::hook_error(error)),
+                ::core::result::Result::Err(error) => return ::core::result::Result::Err(#convert),
             };
         }
     });

@@ -59,6 +59,8 @@ pub struct RetShape {
     pub ok: Option<Type>,
     /// Where errors about the return value point.
     pub span: proc_macro2::Span,
+    /// The error type of a `Result<T, E>` written with both arguments: where a conversion error points.
+    pub error_span: Option<proc_macro2::Span>,
 }
 
 impl Module {

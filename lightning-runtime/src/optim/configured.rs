@@ -49,9 +49,23 @@ impl From<(Vec<Optimizer>, Vec<LrScheduler>)> for Optimizers {
     }
 }
 
-impl<T: Into<Optimizers>> HookOutput<Optimizers> for T {
-    #[inline]
-    fn into_output(self) -> Optimizers {
-        self.into()
-    }
+/// What `configure_optimizers` may return: each shape by name rather than "anything `Into<Optimizers>`", so that
+/// another type (tch's own `nn::Optimizer`, say) gets the hook's message instead of rustc's list of `From` impls.
+macro_rules! returned_by_configure_optimizers {
+    ($($ty:ty),* $(,)?) => {$(
+        impl HookOutput<Optimizers> for $ty {
+            #[inline]
+            fn into_output(self) -> Optimizers {
+                self.into()
+            }
+        }
+    )*};
 }
+
+returned_by_configure_optimizers!(
+    Optimizers,
+    Optimizer,
+    Vec<Optimizer>,
+    (Optimizer, LrScheduler),
+    (Vec<Optimizer>, Vec<LrScheduler>),
+);
