@@ -13,6 +13,7 @@ mod ctxt;
 mod docs;
 mod expand;
 mod model;
+mod rewrite;
 mod table;
 mod types;
 
@@ -28,8 +29,11 @@ pub fn lightning_module(args: TokenStream, item: TokenStream) -> TokenStream {
 fn module(args: proc_macro2::TokenStream, item: proc_macro2::TokenStream) -> proc_macro2::TokenStream {
     let mut cx = ctxt::Ctxt::new();
     let args = args::Args::parse(&mut cx, args);
-    let item = match syn::parse2::<syn::Item>(item.clone()) {
-        Ok(syn::Item::Impl(item)) => item,
+    let (item, self_batch) = match syn::parse2::<syn::Item>(item.clone()) {
+        Ok(syn::Item::Impl(mut item)) => {
+            let self_batch = rewrite::self_associated_types(&mut item, &args.private());
+            (item, self_batch)
+        }
         Ok(other) => {
             cx.push(syn::Error::new_spanned(
                 item_keyword(&other),
@@ -46,6 +50,20 @@ fn module(args: proc_macro2::TokenStream, item: proc_macro2::TokenStream) -> pro
     };
     let module = model::Module::from_impl(&mut cx, item);
     check::against_args(&mut cx, args.manual_optimization, &module);
+    if let Some(hook_fn) = module.hook("predict_step") {
+        if hook_fn.ret.ok.as_ref().is_some_and(rewrite::is_rewritten) {
+            cx.push(syn::Error::new(
+                hook_fn.ret.span,
+                "`predict_step` must return its own type: `Self::Prediction` is read off it\n= help: write the type the step returns (`Tensor`, `Vec<i64>`, ...)",
+            ));
+        }
+    }
+    if let (Some(written), None, None) = (self_batch, &args.batch, module.inferred_batch()) {
+        cx.push(syn::Error::new_spanned(
+            written,
+            "`Self::Batch` names the module's batch type, but nothing says what it is\n= help: add `#[lightning_module(batch = YourBatch)]`, or write the type itself in one batch-taking hook",
+        ));
+    }
     if cx.has_errors() {
         expand::stub(&args, &module, cx.finish())
     } else {

@@ -108,17 +108,21 @@ impl Module {
         self.hooks.iter().find_map(|hook_fn| {
             let index = hook_fn.hook.batch_param()?;
             let param = hook_fn.params.iter().find(|param| param.slot == Slot::Param(index))?;
-            match (&param.ty, hook_fn.hook.params[index].ty) {
-                (Type::Reference(reference), Ty::BatchRef) => Some((*reference.elem).clone()),
-                (ty, Ty::Batch) => Some(ty.clone()),
-                _ => None,
-            }
+            let ty = match (&param.ty, hook_fn.hook.params[index].ty) {
+                (Type::Reference(reference), Ty::BatchRef) => (*reference.elem).clone(),
+                (ty, Ty::Batch) => ty.clone(),
+                _ => return None,
+            };
+            // `Self::Batch` (written out as `<Self as LightningModule>::Batch`) says nothing of the type.
+            (!crate::rewrite::is_rewritten(&ty)).then_some(ty)
         })
     }
 
     /// What `predict_step` returns, if the module defines it.
     pub fn prediction(&self) -> Option<Type> {
-        self.hook("predict_step").and_then(|hook_fn| hook_fn.ret.ok.clone())
+        self.hook("predict_step")
+            .and_then(|hook_fn| hook_fn.ret.ok.clone())
+            .filter(|ty| !crate::rewrite::is_rewritten(ty))
     }
 }
 
