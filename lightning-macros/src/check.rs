@@ -98,17 +98,19 @@ pub fn duplicate(cx: &mut Ctxt, ident: &Ident) {
 /// Rule: a method whose name is a Lightning 1.x hook that 2.x removed, or a near miss of a hook's name, is
 /// almost always a mistake (the runtime would never call it); the user says otherwise with
 /// `#[lightning(helper)]`.
-pub fn not_a_hook(cx: &mut Ctxt, ident: &Ident) {
+pub fn not_a_hook(cx: &mut Ctxt, ident: &Ident, cfgs: &[syn::Attribute]) {
     let name = ident.to_string();
     if let Some((_, why)) = REMOVED.iter().find(|(removed, _)| *removed == name) {
-        cx.error_spanned_by(ident, format!("`{name}` {why}\n{HELPER_NOTE}"));
+        cx.error_under_cfg(cfgs, ident, format!("`{name}` {why}\n{HELPER_NOTE}"));
     } else if let Some((_, hook)) = FOREIGN.iter().find(|(foreign, _)| *foreign == name) {
-        cx.error_spanned_by(
+        cx.error_under_cfg(
+            cfgs,
             ident,
             format!("`{name}` is not a hook of `#[lightning_module]`\n= help: Lightning's name for it is `{hook}`\n{HELPER_NOTE}"),
         );
     } else if let Some(hook) = catalogue::near_miss(&name) {
-        cx.error_spanned_by(
+        cx.error_under_cfg(
+            cfgs,
             ident,
             format!(
                 "`{name}` is not a hook of `#[lightning_module]`\n= help: did you mean `{}`?\n{HELPER_NOTE}",
@@ -143,7 +145,7 @@ pub fn signature(cx: &mut Ctxt, hook: &'static Hook, sig: &Signature) -> Option<
     let ret = return_type(cx, hook, sig);
     match (qualifiers_ok && receiver_ok, params, ret) {
         (true, Some(params), Some(ret)) => {
-            Some(HookFn { hook, ident: sig.ident.clone(), params, ret, allows_deprecated: false })
+            Some(HookFn { hook, ident: sig.ident.clone(), params, ret, allows_deprecated: false, cfgs: Vec::new() })
         }
         _ => None,
     }

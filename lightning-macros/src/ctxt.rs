@@ -9,11 +9,14 @@ use quote::ToTokens;
 #[derive(Default)]
 pub struct Ctxt {
     errors: Option<Vec<syn::Error>>,
+    /// Errors about methods under `#[cfg(..)]`, emitted under the same `cfg`: they count only where the method is
+    /// compiled, so they do not stop the expansion.
+    conditional: Vec<TokenStream>,
 }
 
 impl Ctxt {
     pub fn new() -> Self {
-        Ctxt { errors: Some(Vec::new()) }
+        Ctxt { errors: Some(Vec::new()), conditional: Vec::new() }
     }
 
     /// Records an error spanned on `tokens`.
@@ -23,6 +26,20 @@ impl Ctxt {
 
     pub fn push(&mut self, error: syn::Error) {
         self.errors.as_mut().expect("Ctxt used after finish").push(error);
+    }
+
+    /// Records an error spanned on `tokens` that holds only where `cfgs` (a method's `#[cfg(..)]` attributes) do.
+    pub fn error_under_cfg(&mut self, cfgs: &[syn::Attribute], tokens: impl ToTokens, message: impl Display) {
+        if cfgs.is_empty() {
+            return self.error_spanned_by(tokens, message);
+        }
+        let error = syn::Error::new_spanned(tokens, message).into_compile_error();
+        self.conditional.push(quote::quote!(#(#cfgs)* const _: () = { #error };));
+    }
+
+    /// The errors recorded with [`error_under_cfg`](Self::error_under_cfg), to emit beside the expansion.
+    pub fn conditional(&mut self) -> TokenStream {
+        std::mem::take(&mut self.conditional).into_iter().collect()
     }
 
     pub fn has_errors(&self) -> bool {

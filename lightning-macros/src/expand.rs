@@ -30,7 +30,8 @@ pub fn expand(args: &Args, module: &Module) -> TokenStream {
     let entries = module.hooks.iter().map(|hook_fn| {
         let name = format_ident!("{}", hook_fn.hook.name);
         let shim = types::shim_name(hook_fn.hook);
-        quote!(#name: ::core::option::Option::Some(Self::#shim),)
+        let cfgs = &hook_fn.cfgs;
+        quote!(#(#cfgs)* #name: ::core::option::Option::Some(Self::#shim),)
     });
     let field = args.var_store_field(self_ty.span());
     let manual = args.manual_optimization.then(|| {
@@ -45,8 +46,19 @@ pub fn expand(args: &Args, module: &Module) -> TokenStream {
             }
         }
     });
-    let markers =
-        markers().filter(|(hook, _)| module.hook(hook).is_some()).map(|(_, marker)| marker_impl(&p, item, marker));
+    // A marker holds where its hook is compiled: once if a definition has no `cfg`, else under each one's.
+    let markers = markers().flat_map(|(hook, marker)| {
+        let definitions: Vec<&HookFn> = module.hooks.iter().filter(|hook_fn| hook_fn.hook.name == hook).collect();
+        let conditions: Vec<&[syn::Attribute]> = if definitions.iter().any(|hook_fn| hook_fn.cfgs.is_empty()) {
+            vec![&[]]
+        } else {
+            definitions.iter().map(|hook_fn| hook_fn.cfgs.as_slice()).collect()
+        };
+        conditions.into_iter().map(|cfgs| {
+            let marker = marker_impl(&p, item, marker);
+            quote!(#(#cfgs)* #marker)
+        })
+    });
     quote! {
         #item
 
@@ -174,7 +186,9 @@ fn shim(p: &TokenStream, hook_fn: &HookFn) -> TokenStream {
         }
     });
     let value = convert(p, hook.ret, &at(&format_ident!("__lightning_out"), hook_fn.ret.span), hook_fn.ret.span);
+    let cfgs = &hook_fn.cfgs;
     quote! {
+        #(#cfgs)*
         #[inline]
         fn #shim(&mut self #(, #names: #param_types)*) -> #result {
             #deprecation

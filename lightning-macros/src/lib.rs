@@ -64,12 +64,14 @@ fn module(args: proc_macro2::TokenStream, item: proc_macro2::TokenStream) -> pro
             "`Self::Batch` names the module's batch type, but nothing says what it is\n= help: add `#[lightning_module(batch = YourBatch)]`, or write the type itself in one batch-taking hook",
         ));
     }
-    if cx.has_errors() {
+    let conditional = cx.conditional();
+    let expanded = if cx.has_errors() {
         expand::stub(&args, &module, cx.finish())
     } else {
         cx.finish();
         expand::expand(&args, &module)
-    }
+    };
+    quote::quote!(#expanded #conditional)
 }
 
 /// The smallest token that says what kind of item it is (`struct`, `fn`, ...), for the error's span.

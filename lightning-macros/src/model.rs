@@ -1,7 +1,7 @@
 //! Reads the user's `impl` block into a small IR: which methods are hooks, and how each hook's written
 //! signature maps onto the catalogue's. Every check lives in `check.rs`; expansion works only on this IR.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 
 use syn::spanned::Spanned;
 use syn::{Ident, ImplItem, ImplItemFn, ItemImpl, Type};
@@ -27,6 +27,20 @@ pub struct HookFn {
     pub ret: RetShape,
     /// The method (or its block) says `#[allow(deprecated)]`: no deprecation warning for it.
     pub allows_deprecated: bool,
+    /// The method's `#[cfg(..)]` attributes: its shim and table entry exist under the same conditions.
+    pub cfgs: Vec<syn::Attribute>,
+}
+
+/// A method's `#[cfg(..)]` attributes.
+fn cfgs(attrs: &[syn::Attribute]) -> Vec<syn::Attribute> {
+    attrs.iter().filter(|attr| attr.path().is_ident("cfg")).cloned().collect()
+}
+
+/// The conditions of a set of `#[cfg(..)]` attributes, comparable.
+fn cfg_key(cfgs: &[syn::Attribute]) -> Vec<String> {
+    let mut key: Vec<String> = cfgs.iter().map(|attr| quote::ToTokens::to_token_stream(attr).to_string()).collect();
+    key.sort();
+    key
 }
 
 /// Whether `attrs` hold an `#[allow(..)]` naming `deprecated`.
@@ -68,7 +82,8 @@ impl Module {
         check::inherent_impl(cx, &item);
         let block_allows_deprecated = allows_deprecated(&item.attrs);
         let mut hooks = Vec::new();
-        let mut seen = HashSet::new();
+        // Each hook's definitions so far, by their `cfg` conditions.
+        let mut seen: HashMap<&'static str, Vec<Vec<String>>> = HashMap::new();
         let mut kept = Vec::with_capacity(item.items.len());
         for impl_item in std::mem::take(&mut item.items) {
             let ImplItem::Fn(mut method) = impl_item else {
@@ -77,20 +92,27 @@ impl Module {
             };
             let helper = take_helper_attr(cx, &mut method);
             let name = method.sig.ident.to_string();
+            let method_cfgs = cfgs(&method.attrs);
             match catalogue::find(&name) {
                 Some(hook) if !helper => {
-                    if !seen.insert(hook.name) {
+                    // Two definitions under different `cfg`s are taken as alternatives (rustc reports them if both
+                    // are compiled); without a `cfg`, or under the same one, the second is a mistake.
+                    let key = cfg_key(&method_cfgs);
+                    let earlier = seen.entry(hook.name).or_default();
+                    if earlier.iter().any(|other| key.is_empty() || other.is_empty() || *other == key) {
                         check::duplicate(cx, &method.sig.ident);
                         continue;
                     }
+                    earlier.push(key);
                     check::logging(cx, hook, &method);
                     if let Some(mut hook_fn) = check::signature(cx, hook, &method.sig) {
                         hook_fn.allows_deprecated = block_allows_deprecated || allows_deprecated(&method.attrs);
+                        hook_fn.cfgs = method_cfgs;
                         hooks.push(hook_fn);
                     }
                 }
                 Some(_) => {}
-                None if !helper => check::not_a_hook(cx, &method.sig.ident),
+                None if !helper => check::not_a_hook(cx, &method.sig.ident, &method_cfgs),
                 None => {}
             }
             kept.push(ImplItem::Fn(method));
