@@ -3,7 +3,7 @@
 
 use syn::spanned::Spanned;
 use syn::visit_mut::VisitMut;
-use syn::{FnArg, GenericArgument, Ident, ImplItemFn, ItemImpl, Pat, PathArguments, ReturnType, Signature, Type};
+use syn::{FnArg, GenericArgument, Ident, ImplItemFn, Pat, PathArguments, ReturnType, Signature, Type};
 
 use crate::catalogue::{self, Hook, Log, Passing, Receiver, Ret, FOREIGN, REMOVED, REMOVED_PARAMS};
 use crate::ctxt::Ctxt;
@@ -23,18 +23,6 @@ fn expected(hook: &Hook) -> String {
         help.push_str(&format!("\n= note: {} may be left out", omittable.join(", ")));
     }
     help
-}
-
-/// Rule: the attribute goes on an inherent `impl` block (`impl Model { .. }`), where the hooks are ordinary
-/// methods; a trait impl has its signatures fixed by the trait.
-pub fn inherent_impl(cx: &mut Ctxt, item: &ItemImpl) {
-    if let Some((_, path, _)) = &item.trait_ {
-        cx.error_spanned_by(
-            path,
-            "`#[lightning_module]` goes on an inherent `impl` block, not on a trait impl\n\
-             = help: write the hooks as methods of `impl Model { .. }`",
-        );
-    }
 }
 
 /// Rule (beyond Lightning, which only checks at run time): a `ctx.log(..)` or `ctx.log_dict(..)` written in the

@@ -48,6 +48,19 @@ fn module(args: proc_macro2::TokenStream, item: proc_macro2::TokenStream) -> pro
             return quote::quote!(#item #errors);
         }
     };
+    if let Some((_, path, _)) = &item.trait_ {
+        // Nothing else is said of a trait impl: its methods are the trait's, and a stand-in `LightningModule` impl
+        // could only add conflicts (with the block itself, when it is `impl LightningModule for ..`).
+        cx.error_spanned_by(
+            path,
+            "`#[lightning_module]` goes on an inherent `impl` block, not on a trait impl\n= help: write the hooks as methods of `impl Model { .. }`",
+        );
+        let errors = cx.finish();
+        // `impl LightningModule for Model` with hooks in it cannot compile however it is read (hooks are not the
+        // trait's items, and the trait's own items are the attribute's to write): only the one error is said.
+        let is_lightning_module = path.segments.last().is_some_and(|segment| segment.ident == "LightningModule");
+        return if is_lightning_module { errors } else { quote::quote!(#item #errors) };
+    }
     let module = model::Module::from_impl(&mut cx, item);
     check::against_args(&mut cx, args.manual_optimization, &module);
     if let Some(hook_fn) = module.hook("predict_step") {

@@ -79,7 +79,6 @@ pub struct RetShape {
 
 impl Module {
     pub fn from_impl(cx: &mut Ctxt, mut item: ItemImpl) -> Module {
-        check::inherent_impl(cx, &item);
         let block_allows_deprecated = allows_deprecated(&item.attrs);
         let mut hooks = Vec::new();
         // Each hook's definitions so far, by their `cfg` conditions.
