@@ -79,13 +79,15 @@ pub fn expand(args: &Args, module: &Module) -> TokenStream {
             };
             #manual
             #hparams
+            // Both through the place `(*self)`, so that a missing field is one error (rustc's two would differ
+            // only in `&Model` and `&mut Model`).
             #[inline]
             fn var_store(&self) -> &#p::VarStore {
-                &self.#field
+                &(*self).#field
             }
             #[inline]
             fn var_store_mut(&mut self) -> &mut #p::VarStore {
-                &mut self.#field
+                &mut (*self).#field
             }
         }
 
