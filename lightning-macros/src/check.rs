@@ -5,9 +5,10 @@ use syn::spanned::Spanned;
 use syn::visit_mut::VisitMut;
 use syn::{FnArg, GenericArgument, Ident, ImplItemFn, Pat, PathArguments, ReturnType, Signature, Type};
 
-use crate::catalogue::{self, Hook, Log, Passing, Receiver, Ret, FOREIGN, REMOVED, REMOVED_PARAMS};
+use crate::catalogue::{Hook, Log, Passing, Receiver, Ret};
 use crate::ctxt::Ctxt;
 use crate::model::{output_span, parens_span, HookFn, Module, RetShape, Slot, UserParam};
+use crate::not_hooks::{self, FOREIGN, REMOVED, REMOVED_PARAMS};
 
 const HELPER_NOTE: &str = "= note: a helper method that only looks like a hook can be marked `#[lightning(helper)]`";
 
@@ -96,7 +97,7 @@ pub fn not_a_hook(cx: &mut Ctxt, ident: &Ident, cfgs: &[syn::Attribute]) {
             ident,
             format!("`{name}` is not a hook of `#[lightning_module]`\n= help: Lightning's name for it is `{hook}`\n{HELPER_NOTE}"),
         );
-    } else if let Some(hook) = catalogue::near_miss(&name) {
+    } else if let Some(hook) = not_hooks::near_miss(&name) {
         cx.error_under_cfg(
             cfgs,
             ident,

@@ -1,6 +1,8 @@
 //! The rustdoc hook table (`HOOKS.md`), generated from the catalogue. A test keeps the file in step with it.
 
-use crate::catalogue::{Group, Log, CALLBACK_ONLY, HOOKS, REMOVED};
+use crate::callback_hooks::CALLBACK_ONLY;
+use crate::catalogue::{Group, Log, HOOKS};
+use crate::not_hooks::REMOVED;
 
 /// The Markdown of the hook table.
 pub fn hook_table() -> String {

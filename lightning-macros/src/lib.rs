@@ -6,6 +6,7 @@
 //! All of them read the hook catalogue in `catalogue.rs`.
 
 mod args;
+mod callback_hooks;
 mod catalogue;
 mod check;
 mod ctxt;
@@ -13,6 +14,7 @@ mod ctxt;
 mod docs;
 mod expand;
 mod model;
+mod not_hooks;
 mod rewrite;
 mod table;
 mod types;

@@ -3,7 +3,8 @@
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote};
 
-use crate::catalogue::{Log, CALLBACK_ONLY, HOOKS};
+use crate::callback_hooks::CALLBACK_ONLY;
+use crate::catalogue::{Log, HOOKS};
 use crate::types;
 
 pub fn expand() -> TokenStream {
