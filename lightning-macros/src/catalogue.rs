@@ -204,7 +204,7 @@ impl Ret {
             Ret::Prediction => "one batch's predictions, collected by `Trainer::predict`",
             Ret::Batch => "the batch used from here on",
             Ret::Loader => "the data to run on (anything that converts into a `Loader`)",
-            Ret::Optimizers => "the optimizers and LR schedulers (anything that converts into `Optimizers`)",
+            Ret::Optimizers => "the optimizers and LR schedulers: an `Optimizer`, a `Vec<Optimizer>`, an `(Optimizer, LrScheduler)` or `(Vec<Optimizer>, Vec<LrScheduler>)` pair, or `Optimizers`",
             Ret::Callbacks => "callbacks added to the Trainer's; one of a type the Trainer already has replaces it",
         }
     }

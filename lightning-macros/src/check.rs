@@ -41,8 +41,13 @@ pub fn logging(cx: &mut Ctxt, hook: &Hook, method: &ImplItemFn) {
         _ => None,
     });
     let Some(ctx) = ctx else { return };
-    let mut finder = LogCalls { ctx, calls: Vec::new() };
+    let mut finder = LogCalls { ctx, calls: Vec::new(), rebound: false };
     finder.visit_block_mut(&mut method.block.clone());
+    if finder.rebound {
+        // The name is bound again somewhere (a `let`, a closure's or a loop's pattern): a `ctx.log` there may
+        // be another value's, and the run-time check still holds for the context's.
+        return;
+    }
     for (call, what) in std::mem::take(&mut finder.calls) {
         cx.error_spanned_by(
             call,
@@ -58,6 +63,8 @@ pub fn logging(cx: &mut Ctxt, hook: &Hook, method: &ImplItemFn) {
 struct LogCalls {
     ctx: Ident,
     calls: Vec<(proc_macro2::TokenStream, &'static str)>,
+    /// Whether the body binds the context's name again.
+    rebound: bool,
 }
 
 impl VisitMut for LogCalls {
@@ -75,7 +82,14 @@ impl VisitMut for LogCalls {
         syn::visit_mut::visit_expr_method_call_mut(self, call);
     }
 
-    // A closure or a nested item has its own scope: a `ctx` there is not necessarily the hook's.
+    fn visit_pat_ident_mut(&mut self, pat: &mut syn::PatIdent) {
+        if pat.ident == self.ctx {
+            self.rebound = true;
+        }
+        syn::visit_mut::visit_pat_ident_mut(self, pat);
+    }
+
+    // A nested item has its own scope: a `ctx` there is not the hook's.
     fn visit_item_mut(&mut self, _: &mut syn::Item) {}
 }
 
@@ -113,16 +127,23 @@ pub fn not_a_hook(cx: &mut Ctxt, ident: &Ident, cfgs: &[syn::Attribute]) {
 pub fn against_args(cx: &mut Ctxt, manual_optimization: bool, module: &Module) {
     if manual_optimization {
         if let Some(hook_fn) = module.hook("optimizer_step") {
-            cx.error_spanned_by(
+            cx.error_under_cfg(
+                &hook_fn.cfgs,
                 &hook_fn.ident,
                 "`optimizer_step` is never called under `#[lightning_module(manual_optimization)]`: `training_step` steps the optimizers itself\n= help: step them in `training_step` (`ctx.optimizers()`), or remove `manual_optimization` to have the Trainer call `optimizer_step`",
             );
         }
-    } else if let Some(hook_fn) = module.hook("training_step").filter(|hook_fn| hook_fn.ret.ok.is_none()) {
-        cx.push(syn::Error::new(
-            hook_fn.ret.span,
+    } else {
+        // Each definition on its own (alternatives under `#[cfg]`s are judged where they are compiled).
+        for hook_fn in
+            module.hooks.iter().filter(|hook_fn| hook_fn.hook.name == "training_step" && hook_fn.ret.ok.is_none())
+        {
+            cx.error_under_cfg(
+                &hook_fn.cfgs,
+                hook_fn.ret.span_tokens(),
             "`training_step` returns no loss, so automatic optimization has nothing to step on: the run would train nothing\n= help: return the loss (`-> Tensor`, or `-> Option<Tensor>` to skip a batch), or step the optimizers yourself under `#[lightning_module(manual_optimization)]`",
-        ));
+            );
+        }
     }
 }
 

@@ -65,12 +65,13 @@ fn module(args: proc_macro2::TokenStream, item: proc_macro2::TokenStream) -> pro
     }
     let module = model::Module::from_impl(&mut cx, item);
     check::against_args(&mut cx, args.manual_optimization, &module);
-    if let Some(hook_fn) = module.hook("predict_step") {
+    for hook_fn in module.hooks.iter().filter(|hook_fn| hook_fn.hook.name == "predict_step") {
         if hook_fn.ret.ok.as_ref().is_some_and(rewrite::is_rewritten) {
-            cx.push(syn::Error::new(
-                hook_fn.ret.span,
+            cx.error_under_cfg(
+                &hook_fn.cfgs,
+                hook_fn.ret.span_tokens(),
                 "`predict_step` must return its own type: `Self::Prediction` is read off it\n= help: write the type the step returns (`Tensor`, `Vec<i64>`, ...)",
-            ));
+            );
         }
     }
     if let (Some(written), None, None) = (self_batch, &args.batch, module.inferred_batch()) {

@@ -77,6 +77,13 @@ pub struct RetShape {
     pub error_span: Option<proc_macro2::Span>,
 }
 
+impl RetShape {
+    /// A token where errors about the return value point (for errors that take tokens).
+    pub fn span_tokens(&self) -> proc_macro2::TokenStream {
+        quote::quote_spanned!(self.span=> _)
+    }
+}
+
 impl Module {
     pub fn from_impl(cx: &mut Ctxt, mut item: ItemImpl) -> Module {
         let block_allows_deprecated = allows_deprecated(&item.attrs);

@@ -26,6 +26,9 @@ struct Rewriter<'p> {
 }
 
 impl VisitMut for Rewriter<'_> {
+    // In a nested item (an `impl` inside a method body, say), `Self` is another type.
+    fn visit_item_mut(&mut self, _: &mut syn::Item) {}
+
     fn visit_type_mut(&mut self, ty: &mut Type) {
         if let Type::Path(path) = ty {
             let segments = &path.path.segments;

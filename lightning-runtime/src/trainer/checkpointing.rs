@@ -66,7 +66,7 @@ impl Dispatch {
             epoch_finished: self.progress.epoch_finished,
         };
         checkpoint.meta.seed = ctx.seed;
-        checkpoint.meta.metrics = ctx.metrics.export();
+        checkpoint.meta.metrics = self.frozen_metrics.clone().unwrap_or_else(|| ctx.metrics.export());
         checkpoint.meta.hparams = module.hparams();
         checkpoint
     }

@@ -12,9 +12,11 @@ impl Model {
         batch.sum(Kind::Float)
     }
 
+    // An alternative that would be an error if it were compiled (no loss under automatic optimization) is
+    // judged only where its `cfg` holds.
     #[cfg(any())]
-    fn training_step(&mut self, batch: &Tensor) -> Tensor {
-        batch.mean(Kind::Float)
+    fn training_step(&mut self, batch: &Tensor) {
+        let _ = batch;
     }
 
     #[cfg(any())]

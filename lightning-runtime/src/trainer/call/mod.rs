@@ -15,9 +15,10 @@ use tch::Device;
 use super::checkpoint_writer::CheckpointWriter;
 use super::loops::RunProgress;
 use crate::callback::{AnyModule, Callback, CallbackResult};
-use crate::context::{Ctx, HookInfo};
+use crate::context::{Ctx, HookInfo, SaveRequest};
 use crate::error::HookError;
 use crate::loggers::Logger;
+use crate::metrics::MetricState;
 use crate::module::LightningModule;
 use crate::{Error, Result};
 
@@ -32,6 +33,11 @@ pub(crate) struct Dispatch {
     pub progress: RunProgress,
     /// While set, checkpoints hooks ask for wait (see `defer_saves`).
     saves_deferred: bool,
+    /// Requests held back until the training batch they were made in has run to its end (see `hold_saves`).
+    held_saves: Vec<SaveRequest>,
+    /// The training epoch's partial metric sums as they were before the epoch's values were reduced, for
+    /// checkpoints taken in the `on_train_epoch_end` of an epoch cut short (which resume inside it).
+    pub frozen_metrics: Option<Vec<MetricState>>,
 }
 
 impl Dispatch {
@@ -46,7 +52,16 @@ impl Dispatch {
         loggers: Vec<Box<dyn Logger>>,
         writer: Option<CheckpointWriter>,
     ) -> Self {
-        Dispatch { callbacks, ctx, loggers, writer, progress: RunProgress::default(), saves_deferred: false }
+        Dispatch {
+            callbacks,
+            ctx,
+            loggers,
+            writer,
+            progress: RunProgress::default(),
+            saves_deferred: false,
+            held_saves: Vec::new(),
+            frozen_metrics: None,
+        }
     }
 
     /// Runs `f` with `section` recorded as what is running (a loader fetching a batch, say), so that a panic in it
@@ -144,6 +159,25 @@ impl Dispatch {
     /// failure path (`Run::fail`), which writes them after `on_exception`.
     pub fn end_deferral(&mut self) {
         self.saves_deferred = false;
+        self.ctx.pending_saves.append(&mut self.held_saves);
+    }
+
+    /// Ends [`defer_saves`](Self::defer_saves) keeping what was asked for meanwhile until
+    /// [`release_held_saves`](Self::release_held_saves): requests made in a training step are taken once the
+    /// whole batch (its `on_train_batch_end`, a validation run after it) is done, so that a run resumed from them
+    /// starts cleanly at the next batch. Requests made after this are written as usual.
+    pub fn hold_saves(&mut self) {
+        self.saves_deferred = false;
+        self.held_saves.append(&mut self.ctx.pending_saves);
+    }
+
+    /// Writes what [`hold_saves`](Self::hold_saves) kept.
+    pub fn release_held_saves<M: LightningModule>(&mut self, module: &mut M) -> Result<()> {
+        if self.held_saves.is_empty() {
+            return Ok(());
+        }
+        self.ctx.pending_saves.append(&mut self.held_saves);
+        self.flush_saves(module)
     }
 
     /// Writes the checkpoints hooks asked for (`ctx.save_checkpoint`), once the asking hook has returned on every

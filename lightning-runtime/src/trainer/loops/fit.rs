@@ -134,9 +134,16 @@ impl<M: LightningModule + 'static> Run<'_, M> {
         }
         self.hooks.on_train_epoch_end_callbacks(self.module, false)?;
         self.hooks.on_train_epoch_end_module(self.module)?;
+        if !defer {
+            // The monitoring callbacks (checkpointing among them) run after the values are reduced: what they
+            // save of the epoch's metrics is the partial sums from before.
+            self.hooks.frozen_metrics = Some(self.hooks.ctx.metrics.export());
+        }
         let values = self.hooks.ctx.metrics.end_epoch(Scope::Train);
         self.hooks.send_epoch_logs(values)?;
-        self.hooks.on_train_epoch_end_callbacks(self.module, true)?;
+        let monitored = self.hooks.on_train_epoch_end_callbacks(self.module, true);
+        self.hooks.frozen_metrics = None;
+        monitored?;
         if defer {
             self.hooks.release_saves(self.module)?;
         }

@@ -50,9 +50,10 @@ impl<M: LightningModule + 'static> Run<'_, M> {
                 None => self.hooks.section(TRAINING_LOADER, || batches.peek().is_none()),
             };
             let steps_before = self.hooks.progress.global_step;
-            // A checkpoint asked for while the batch runs (in `training_step`, around backward, by a scheduler
-            // hook) is taken once the batch is done and counted: the optimizers are back in the context, the
-            // gradients and the position agree, and a run resumed from it goes on with the next batch.
+            // A checkpoint asked for while the batch's step runs (in `training_step`, around backward, by a
+            // scheduler hook) is taken once the whole batch is done (its `on_train_batch_end`, a validation run
+            // after it): the optimizers are back in the context, the gradients and the position agree, and a run
+            // resumed from it goes on with the next batch.
             self.hooks.defer_saves();
             let outputs = if M::AUTOMATIC_OPTIMIZATION {
                 self.automatic_step(&batch, batch_idx, is_last)?
@@ -68,7 +69,7 @@ impl<M: LightningModule + 'static> Run<'_, M> {
                 epoch_schedulers_stepped = true;
             }
             self.hooks.progress.batches_done = batch_idx + 1;
-            self.hooks.release_saves(self.module)?;
+            self.hooks.hold_saves();
             self.hooks.on_train_batch_end(self.module, &outputs, &batch, batch_idx)?;
             if self.hooks.progress.global_step > steps_before
                 && self.hooks.progress.global_step % self.cfg.log_every_n_steps == 0
@@ -83,6 +84,7 @@ impl<M: LightningModule + 'static> Run<'_, M> {
             if validate_this_epoch && at_interval {
                 self.validate_in_fit(val)?;
             }
+            self.hooks.release_held_saves(self.module)?;
             self.check_interrupt()?;
             if self.max_steps_reached() || self.out_of_time() {
                 // A limit hit before the epoch's last batch leaves the epoch unfinished: a checkpoint written now
