@@ -354,27 +354,22 @@ fn params(cx: &mut Ctxt, hook: &Hook, sig: &Signature) -> Option<Vec<UserParam>>
 }
 
 /// `Result<T, ..>` (any path whose last segment is `Result`) split into `T`.
-/// The error type of a `Result<T, E>` written with both arguments.
-fn result_error(ty: &Type) -> Option<&Type> {
+/// The type arguments of a `Result<..>` (any type whose last path segment is `Result`), in order.
+fn result_args(ty: &Type) -> Option<impl Iterator<Item = &Type>> {
     let Type::Path(path) = ty else { return None };
     let last = path.path.segments.last().filter(|last| last.ident == "Result")?;
     let PathArguments::AngleBracketed(args) = &last.arguments else { return None };
-    args.args.iter().filter_map(|arg| if let GenericArgument::Type(ty) = arg { Some(ty) } else { None }).nth(1)
+    Some(args.args.iter().filter_map(|arg| if let GenericArgument::Type(ty) = arg { Some(ty) } else { None }))
 }
 
+/// `T` of a `Result<T, ..>`.
 fn split_result(ty: &Type) -> Option<&Type> {
-    let Type::Path(path) = ty else { return None };
-    let last = path.path.segments.last()?;
-    if last.ident != "Result" {
-        return None;
-    }
-    let PathArguments::AngleBracketed(args) = &last.arguments else {
-        return None;
-    };
-    args.args.iter().find_map(|arg| match arg {
-        GenericArgument::Type(ty) => Some(ty),
-        _ => None,
-    })
+    result_args(ty)?.next()
+}
+
+/// `E` of a `Result<T, E>` written with both arguments.
+fn result_error(ty: &Type) -> Option<&Type> {
+    result_args(ty)?.nth(1)
 }
 
 fn is_unit(ty: &Type) -> bool {
