@@ -12,6 +12,13 @@
 #   LIGHTNING_TORCH_ENV  where the managed environment lives
 #                        (default: ${XDG_CACHE_HOME:-~/.cache}/lightning-rs/torch-2.11.0)
 #   PYTHON               the Python used to create it (default: python3)
+#   LIGHTNING_GLOO_INCLUDE  a folder holding Gloo's headers (gloo/context.h); skips their download
+#
+# Distributed training compiles a small C++ file against libtorch's c10d headers, which include Gloo's; the
+# wheel ships libtorch's Gloo inside libtorch_cpu.so but not Gloo's headers. Debian's libgloo-dev package has
+# them: it is downloaded and unpacked (headers only, nothing installed system-wide, no root needed) next to the
+# torch environment. Without them everything else builds and runs; asking for several devices is an error
+# that says to run this script.
 set -euo pipefail
 
 TORCH_VERSION=2.11.0
@@ -37,6 +44,34 @@ torch_version_of() {
     printf '%s' "${v%%+*}"
 }
 
+# Gloo's headers, unpacked from Debian's libgloo-dev into $1 (once per machine); a warning when they cannot be had.
+install_gloo_headers() {
+    local dir=$1
+    [ -n "${LIGHTNING_GLOO_INCLUDE:-}" ] && return 0
+    [ -f "$dir/usr/include/gloo/context.h" ] && return 0
+    if ! command -v apt-get >/dev/null 2>&1 || ! command -v dpkg-deb >/dev/null 2>&1; then
+        say "warning: no apt-get/dpkg-deb here to fetch Gloo's headers (Debian's libgloo-dev): distributed training"
+        say "  (devices > 1) is left out of the build; set LIGHTNING_GLOO_INCLUDE to a folder holding gloo/ to add it"
+        return 0
+    fi
+    local tmp
+    tmp=$(mktemp -d)
+    if (cd "$tmp" && apt-get download libgloo-dev >"$tmp/apt.log" 2>&1 \
+            || { apt-get update >>"$tmp/apt.log" 2>&1 && apt-get download libgloo-dev >>"$tmp/apt.log" 2>&1; }) \
+        && mkdir -p "$dir.partial" && dpkg-deb -x "$tmp"/libgloo-dev_*.deb "$dir.partial" \
+        && [ -f "$dir.partial/usr/include/gloo/context.h" ]; then
+        rm -rf "$dir" && mv "$dir.partial" "$dir"
+        say "Gloo headers ready in $dir/usr/include (for distributed training)"
+    else
+        rm -rf "$dir.partial"
+        tail -n 5 "$tmp/apt.log" >&2 || true
+        say "warning: could not download Debian's libgloo-dev for Gloo's headers: distributed training (devices > 1)"
+        say "  is left out of the build; run this script again once apt can reach Debian's archive"
+    fi
+    rm -rf "$tmp"
+}
+gloo_dir="${XDG_CACHE_HOME:-$HOME/.cache}/lightning-rs/gloo-headers"
+
 if [ -n "${LIBTORCH:-}" ]; then
     [ -f "$LIBTORCH/lib/libtorch_cpu.so" ] || die "LIBTORCH=$LIBTORCH has no lib/libtorch_cpu.so" \
         "point LIBTORCH at a libtorch $TORCH_VERSION folder (one with include/ and lib/)," \
@@ -47,6 +82,7 @@ if [ -n "${LIBTORCH:-}" ]; then
             "unset LIBTORCH to use the torch $TORCH_VERSION this script installs under your cache directory"
     fi
     say "using LIBTORCH=$LIBTORCH${found:+ (torch $found)}; the Python packages of the examples and tests are not installed"
+    install_gloo_headers "$gloo_dir"
     exit 0
 fi
 
@@ -87,6 +123,7 @@ torch_dir=$(ls -d "$env_dir"/lib/python3*/site-packages/torch 2>/dev/null | head
 [ -n "$torch_dir" ] && [ -f "$torch_dir/lib/libtorch_cpu.so" ] \
     || die "$env_dir holds no torch/lib/libtorch_cpu.so" "delete $env_dir and run this script again"
 ln -sfn "$torch_dir" "$repo/.libtorch"
+install_gloo_headers "$gloo_dir"
 say "torch $TORCH_VERSION ready: .libtorch -> $torch_dir"
 
 # The digits example trains on the UCI handwritten digits that scikit-learn's wheel carries (1,797 8x8 images).

@@ -54,6 +54,13 @@ pub fn link_libtorch() {
 /// For the few libtorch functions tch does not bind; `lightning-runtime` uses it for its optimizer kernels.
 /// Panics (which fails the build with the message) when no libtorch can be found.
 pub fn compile_cpp(name: &str, sources: &[&str]) {
+    compile_cpp_with(name, sources, &[], &[]);
+}
+
+/// [`compile_cpp`] with extra include folders and preprocessor definitions (`NAME` or `NAME=VALUE`).
+///
+/// Panics (which fails the build with the message) when no libtorch can be found.
+pub fn compile_cpp_with(name: &str, sources: &[&str], includes: &[PathBuf], defines: &[&str]) {
     println!("cargo:rerun-if-env-changed=LIBTORCH_CXX11_ABI");
     let lib = match libtorch_lib_dir() {
         Ok(lib) => lib,
@@ -68,9 +75,18 @@ pub fn compile_cpp(name: &str, sources: &[&str]) {
         .pic(true)
         .warnings(false)
         .include(&include)
+        // `torch/types.h` and the rest of the C++ frontend, which c10d's headers include.
+        .include(include.join("torch").join("csrc").join("api").join("include"))
         .flag("-std=c++17")
         .flag(format!("-D_GLIBCXX_USE_CXX11_ABI={abi}"))
         .flag("-DGLOG_USE_GLOG_EXPORT");
+    for dir in includes {
+        build.include(dir);
+    }
+    for define in defines {
+        let (key, value) = define.split_once('=').map_or((*define, None), |(k, v)| (k, Some(v)));
+        build.define(key, value);
+    }
     for source in sources {
         println!("cargo:rerun-if-changed={source}");
         build.file(source);
@@ -104,17 +120,36 @@ pub fn libtorch_lib_dir() -> Result<PathBuf, String> {
     Ok(lib.canonicalize().unwrap_or(lib))
 }
 
+/// The folder holding Gloo's headers (`gloo/context.h`), which libtorch's c10d headers include but PyPI's torch
+/// wheel does not ship: `LIGHTNING_GLOO_INCLUDE` if set, otherwise what `scripts/setup-torch.sh` unpacked from
+/// Debian's `libgloo-dev` under the user's cache directory. `None` when neither is there: distributed training
+/// is then left out of the build.
+pub fn gloo_include_dir() -> Option<PathBuf> {
+    println!("cargo:rerun-if-env-changed=LIGHTNING_GLOO_INCLUDE");
+    let dir = match env::var_os("LIGHTNING_GLOO_INCLUDE") {
+        Some(dir) => PathBuf::from(dir),
+        None => cache_dir()?.join("lightning-rs").join("gloo-headers").join("usr").join("include"),
+    };
+    let header = dir.join("gloo").join("context.h");
+    println!("cargo:rerun-if-changed={}", header.display());
+    header.exists().then_some(dir)
+}
+
+/// `$XDG_CACHE_HOME`, else `~/.cache`.
+fn cache_dir() -> Option<PathBuf> {
+    env::var_os("XDG_CACHE_HOME")
+        .filter(|dir| !dir.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| env::var_os("HOME").map(|home| Path::new(&home).join(".cache")))
+}
+
 /// The folder of the managed Python environment: `$LIGHTNING_TORCH_ENV`, else
 /// `$XDG_CACHE_HOME/lightning-rs/torch-<version>`, else `~/.cache/lightning-rs/torch-<version>`.
 pub fn managed_env_dir() -> Option<PathBuf> {
     if let Some(dir) = env::var_os("LIGHTNING_TORCH_ENV") {
         return Some(PathBuf::from(dir));
     }
-    let cache = env::var_os("XDG_CACHE_HOME")
-        .filter(|dir| !dir.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| env::var_os("HOME").map(|home| Path::new(&home).join(".cache")))?;
-    Some(cache.join("lightning-rs").join(format!("torch-{TORCH_VERSION}")))
+    Some(cache_dir()?.join("lightning-rs").join(format!("torch-{TORCH_VERSION}")))
 }
 
 /// The `torch/` package folder inside the managed environment, if it is installed.

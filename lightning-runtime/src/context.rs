@@ -97,6 +97,13 @@ pub struct Ctx {
     /// When the entry point started (for `max_time`).
     pub(crate) started: std::time::Instant,
     pub(crate) fast_dev_run: bool,
+    /// The processes of a distributed run (None in one process).
+    pub(crate) process_group: Option<crate::distributed::ProcessGroup>,
+    pub(crate) local_rank: usize,
+    /// What averages gradients over the processes during backward (distributed training only).
+    pub(crate) gradient_sync: Option<crate::distributed::GradientSync>,
+    /// A `sync_dist` average that could not reach the other processes: the hook's caller returns it.
+    pub(crate) sync_error: Option<crate::Error>,
 }
 
 /// A checkpoint a hook asked for; the Trainer writes it when the hook returns.
@@ -191,6 +198,10 @@ impl Ctx {
             total_batches: None,
             started: std::time::Instant::now(),
             fast_dev_run: false,
+            process_group: None,
+            local_rank: 0,
+            gradient_sync: None,
+            sync_error: None,
         }
     }
 
@@ -228,7 +239,19 @@ impl Ctx {
             }
         };
         let batch_size = options.batch_size.unwrap_or(self.batch_size);
-        self.metrics.record(name, value, on_step, on_epoch, batch_size, options.prog_bar, options.logger);
+        let value = match (&self.process_group, options.sync_dist, on_step) {
+            // A step value is averaged over the processes when it is logged (Lightning's `sync_dist`); epoch
+            // values are reduced once, when the epoch ends.
+            (Some(group), true, true) => match crate::metrics::mean_over(group, value) {
+                Ok(value) => value,
+                Err(error) => {
+                    self.sync_error.get_or_insert(error);
+                    return;
+                }
+            },
+            _ => value,
+        };
+        self.metrics.record(name, value, on_step, on_epoch, batch_size, options);
     }
 
     /// Where a value goes (on_step, on_epoch), or why it may not be logged here.
@@ -364,9 +387,64 @@ impl Ctx {
         &mut self.schedulers
     }
 
-    /// Backpropagates `loss` in manual optimization (Lightning's `manual_backward`).
+    /// Backpropagates `loss` in manual optimization (Lightning's `manual_backward`); in a distributed run the
+    /// gradients are averaged over the processes as it goes.
     pub fn manual_backward(&mut self, loss: &Tensor) -> crate::Result<()> {
+        self.backward_with_sync(loss, true)
+    }
+
+    /// `loss.backward()`, with the gradients averaged over the processes of a distributed run when `sync`.
+    pub(crate) fn backward_with_sync(&mut self, loss: &Tensor, sync: bool) -> crate::Result<()> {
+        if let (Some(gradients), true) = (&mut self.gradient_sync, sync) {
+            gradients.before_backward(loss)?;
+        }
         Ok(loss.f_backward()?)
+    }
+
+    /// This process's rank among all processes of the run (0 in a single-process run).
+    pub fn global_rank(&self) -> usize {
+        self.process_group.as_ref().map_or(0, |g| g.rank())
+    }
+
+    /// This process's rank on its machine.
+    pub fn local_rank(&self) -> usize {
+        self.local_rank
+    }
+
+    /// The number of processes in the run (1 in a single-process run).
+    pub fn world_size(&self) -> usize {
+        self.process_group.as_ref().map_or(1, |g| g.size())
+    }
+
+    /// Whether this is the process that writes checkpoints and logs (rank 0).
+    pub fn is_global_zero(&self) -> bool {
+        self.global_rank() == 0
+    }
+
+    /// The processes of a distributed run, for collectives of your own (`None` in a single-process run).
+    pub fn process_group(&self) -> Option<&crate::distributed::ProcessGroup> {
+        self.process_group.as_ref()
+    }
+
+    /// Every process's `tensor`, stacked along a new first dimension in rank order (Lightning's
+    /// `self.all_gather`); in a single-process run, `tensor` with a first dimension of 1.
+    ///
+    /// ```
+    /// # let ctx = lightning_runtime::Ctx::new(tch::Device::Cpu);
+    /// let gathered = ctx.all_gather(&tch::Tensor::from_slice(&[1.0f32, 2.0]))?;
+    /// assert_eq!(gathered.size(), vec![1, 2]);
+    /// # Ok::<(), lightning_runtime::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// When a process cannot be reached or the shapes differ between processes.
+    pub fn all_gather(&self, tensor: &Tensor) -> crate::Result<Tensor> {
+        let tensor = tensor.detach().f_contiguous()?;
+        let parts = match &self.process_group {
+            Some(group) => group.all_gather(&tensor)?,
+            None => vec![tensor],
+        };
+        Ok(Tensor::f_stack(&parts, 0)?)
     }
 }
 
@@ -406,6 +484,14 @@ impl LogCall<'_> {
     /// The batch size to weight the epoch mean with (default: the batch's first dimension).
     pub fn batch_size(mut self, size: usize) -> Self {
         self.options.batch_size = Some(size);
+        self
+    }
+
+    /// Average the value over the processes of a distributed run (Lightning's `sync_dist`): a step value when
+    /// it is logged, an epoch value (the batch-size-weighted mean over every process's batches) when the epoch
+    /// ends, so every process sees the same number (what callbacks monitor). No effect in one process.
+    pub fn sync_dist(mut self, on: bool) -> Self {
+        self.options.sync_dist = on;
         self
     }
 }

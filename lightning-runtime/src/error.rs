@@ -79,6 +79,17 @@ pub enum Error {
     /// The Trainer, the module and the data do not fit together.
     #[error("misconfiguration: {0}")]
     Config(String),
+    /// Communication between the processes of a distributed run failed (a connection lost, a timeout).
+    #[error("distributed: {0}")]
+    Distributed(String),
+    /// Another process of a distributed run failed, so this one stopped too.
+    #[error("the process of rank {rank} failed: {cause}")]
+    PeerFailed {
+        /// The global rank of the process that failed first.
+        rank: usize,
+        /// Its error, as it reported it.
+        cause: String,
+    },
 }
 
 /// A hook's name in backticks; a description of the runtime's own code (it has spaces) as it is.

@@ -6,6 +6,7 @@ mod callbacks;
 mod checkpoint;
 mod context;
 mod data;
+pub mod distributed;
 mod error;
 mod json_float;
 mod kernels;
@@ -24,6 +25,7 @@ pub use callbacks::{
 pub use checkpoint::{Checkpoint, LoadOptions, FORMAT_VERSION};
 pub use context::{Ctx, LogCall, LogValue, Stage};
 pub use data::{Batch, BatchSource, DataLoader, Dataset, Loader};
+pub use distributed::{Ddp, ProcessGroup, ReduceOp};
 pub use error::{Error, HookError, Result};
 pub use loggers::Logger;
 pub use module::{

@@ -8,6 +8,21 @@ use serde::{Deserialize, Serialize};
 use tch::Tensor;
 
 use crate::context::Logged;
+use crate::distributed::{ProcessGroup, ReduceOp};
+
+/// `value` averaged over the processes of `group` (a step value logged with `sync_dist`).
+pub(crate) fn mean_over(group: &ProcessGroup, value: Logged) -> crate::Result<Logged> {
+    let tensor = match value {
+        Logged::Number(x) => Tensor::from(x),
+        Logged::Tensor(t) => t.f_to_kind(tch::Kind::Double)?.f_contiguous()?,
+    };
+    if tensor.numel() != 1 {
+        return Err(crate::Error::Config(format!("only a single number can be averaged, not shape {:?}", tensor.size())));
+    }
+    let tensor = tensor.f_detach_copy()?;
+    group.all_reduce(&tensor, ReduceOp::Mean)?;
+    Ok(Logged::Tensor(tensor))
+}
 
 /// Lightning's `self.log` keyword arguments.
 #[derive(Clone, Copy, Debug)]
@@ -17,11 +32,12 @@ pub struct LogOptions {
     pub on_epoch: Option<bool>,
     pub logger: bool,
     pub batch_size: Option<usize>,
+    pub sync_dist: bool,
 }
 
 impl Default for LogOptions {
     fn default() -> Self {
-        LogOptions { prog_bar: false, on_step: None, on_epoch: None, logger: true, batch_size: None }
+        LogOptions { prog_bar: false, on_step: None, on_epoch: None, logger: true, batch_size: None, sync_dist: false }
     }
 }
 
@@ -41,6 +57,8 @@ struct Entry {
     on_epoch: bool,
     prog_bar: bool,
     logger: bool,
+    /// Whether the epoch value is summed over the processes of a distributed run.
+    sync_dist: bool,
     /// The last value logged per step, and whether a logger has seen it yet.
     step: Option<Logged>,
     step_unsent: bool,
@@ -104,7 +122,6 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    #[allow(clippy::too_many_arguments)]
     pub fn record(
         &mut self,
         name: &str,
@@ -112,9 +129,9 @@ impl Metrics {
         on_step: bool,
         on_epoch: bool,
         batch_size: usize,
-        prog_bar: bool,
-        logger: bool,
+        options: LogOptions,
     ) {
+        let (prog_bar, logger, sync_dist) = (options.prog_bar, options.logger, options.sync_dist);
         let scope = self.scope;
         // A handful of metrics: a linear scan beats hashing the name.
         let index = match self.entries.iter().position(|e| e.name == name) {
@@ -127,6 +144,7 @@ impl Metrics {
                     on_epoch,
                     prog_bar,
                     logger,
+                    sync_dist,
                     step: None,
                     step_unsent: false,
                     epoch_sum: None,
@@ -137,8 +155,8 @@ impl Metrics {
             }
         };
         let entry = &mut self.entries[index];
-        (entry.scope, entry.on_step, entry.on_epoch, entry.prog_bar, entry.logger) =
-            (scope, on_step, on_epoch, prog_bar, logger);
+        (entry.scope, entry.on_step, entry.on_epoch, entry.prog_bar, entry.logger, entry.sync_dist) =
+            (scope, on_step, on_epoch, prog_bar, logger, sync_dist);
         if on_epoch {
             let weight = batch_size.max(1) as f64;
             let part = weighted(&value, weight);
@@ -165,6 +183,30 @@ impl Metrics {
     }
 
     /// Ends the epoch of `scope`'s loop: reduces its epoch values; returns what the loggers should receive.
+    /// Sums the epoch sums and weights of the values logged with `sync_dist` over the processes, in one
+    /// collective (by name, so every process sends them in the same order), before `end_epoch` divides them.
+    pub fn sync_epoch(&mut self, scope: Scope, group: &ProcessGroup) -> crate::Result<()> {
+        let mut synced: Vec<&mut Entry> =
+            self.entries.iter_mut().filter(|e| e.scope == scope && e.sync_dist && e.epoch_sum.is_some()).collect();
+        if synced.is_empty() {
+            return Ok(());
+        }
+        synced.sort_by(|a, b| a.name.cmp(&b.name));
+        let mut values = Vec::with_capacity(synced.len() * 2);
+        for entry in &synced {
+            values.push(entry.epoch_sum.as_ref().map_or(0.0, read));
+            values.push(entry.epoch_weight);
+        }
+        let totals = Tensor::from_slice(&values);
+        group.all_reduce(&totals, ReduceOp::Sum)?;
+        let totals = Vec::<f64>::try_from(&totals)?;
+        for (entry, pair) in synced.iter_mut().zip(totals.chunks(2)) {
+            entry.epoch_sum = Some(Logged::Number(pair[0]));
+            entry.epoch_weight = pair[1];
+        }
+        Ok(())
+    }
+
     pub fn end_epoch(&mut self, scope: Scope) -> Vec<(String, f64)> {
         let mut out = Vec::new();
         for entry in self.entries.iter_mut().filter(|e| e.scope == scope) {
@@ -256,6 +298,7 @@ impl Metrics {
                 on_epoch: state.on_epoch,
                 prog_bar: state.prog_bar,
                 logger: state.logger,
+                sync_dist: false,
                 step: None,
                 step_unsent: false,
                 epoch_sum: Some(Logged::Number(state.epoch_sum)),

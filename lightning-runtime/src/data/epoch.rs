@@ -36,6 +36,14 @@ impl Epoch {
             rng.set_stream(index as u64);
             order.shuffle(&mut rng);
         }
+        if let Some((rank, world)) = config.shard {
+            // Every process shuffles alike and takes its stride; the order is first padded with its own start
+            // (DistributedSampler's rule), so that no process runs out of batches before the others.
+            let padded = config.samples_here(samples) * world;
+            let extra: Vec<i64> = order.iter().copied().cycle().take(padded - samples).collect();
+            order.extend(extra);
+            order = order.into_iter().skip(rank).step_by(world).collect();
+        }
         Epoch { index, order, batch_size: config.batch_size, batches: config.batches(samples) }
     }
 

@@ -154,15 +154,46 @@ pub trait BatchSource<B>: Send {
     /// nothing can write into them. A source that copies its batches only to protect its data may then skip
     /// the copy, as [`DataLoader`]'s does. The default ignores it.
     fn allow_shared_batches(&mut self, _allowed: bool) {}
+
+    /// Makes this process see only its share of every epoch in a distributed run of `world` processes, of which
+    /// it is `rank` (PyTorch's `DistributedSampler`: every process the same number of batches). Returns
+    /// whether the source can; one that cannot (a loader made from a closure) gives every process the same
+    /// batches, and the Trainer says so once. The default cannot.
+    fn distribute(&mut self, _rank: usize, _world: usize) -> bool {
+        false
+    }
 }
 
-impl<B: Batch + Send> BatchSource<B> for Vec<B> {
+/// A list of batches made up front; in a distributed run each process takes every `world`-th batch.
+struct Batches<B> {
+    batches: Vec<B>,
+    shard: Option<(usize, usize)>,
+}
+
+impl<B: Batch + Send> BatchSource<B> for Batches<B> {
     fn batches(&mut self, _epoch: usize) -> Box<dyn Iterator<Item = Result<B>> + '_> {
-        Box::new(self.iter().map(|batch| Ok(batch.share())))
+        match self.shard {
+            None => Box::new(self.batches.iter().map(|batch| Ok(batch.share()))),
+            Some((rank, world)) => {
+                // Padded with the first batches, as the samples of a `DataLoader` are.
+                let len = self.batches.len();
+                let here = len.div_ceil(world);
+                Box::new((0..here).map(move |k| Ok(self.batches[(rank + k * world) % len].share())))
+            }
+        }
     }
 
     fn len(&self) -> Option<usize> {
-        Some(Vec::len(self))
+        let len = self.batches.len();
+        Some(match self.shard {
+            Some((_, world)) => len.div_ceil(world),
+            None => len,
+        })
+    }
+
+    fn distribute(&mut self, rank: usize, world: usize) -> bool {
+        self.shard = (world > 1).then_some((rank, world));
+        true
     }
 }
 
@@ -185,6 +216,10 @@ impl<B> Loader<B> {
     /// See [`BatchSource::allow_shared_batches`].
     pub(crate) fn allow_shared_batches(&mut self, allowed: bool) {
         self.source.allow_shared_batches(allowed);
+    }
+
+    pub(crate) fn distribute(&mut self, rank: usize, world: usize) -> bool {
+        self.source.distribute(rank, world)
     }
 
     /// Whether it yields nothing.
@@ -239,7 +274,7 @@ impl<B: 'static> Loader<B> {
 
 impl<B: Batch + Send> From<Vec<B>> for Loader<B> {
     fn from(batches: Vec<B>) -> Self {
-        Loader::new(batches)
+        Loader::new(Batches { batches, shard: None })
     }
 }
 

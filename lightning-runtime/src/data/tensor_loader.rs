@@ -56,11 +56,24 @@ pub(super) struct Config {
     pub(super) shuffle: bool,
     pub(super) seed: u64,
     pub(super) drop_last: bool,
+    /// `(rank, world)`: this process takes every `world`-th sample of the epoch's order, from `rank`
+    /// (PyTorch's `DistributedSampler`, which Lightning puts in every loader of a distributed run).
+    pub(super) shard: Option<(usize, usize)>,
 }
 
 impl Config {
+    /// The samples this process sees per epoch, out of `samples`: the order is padded with its own first
+    /// samples up to a multiple of the world size, so that every process runs the same number of batches.
+    pub(super) fn samples_here(&self, samples: usize) -> usize {
+        match self.shard {
+            Some((_, world)) if samples > 0 => samples.div_ceil(world),
+            _ => samples,
+        }
+    }
+
     /// The number of batches per epoch over `samples` samples.
     pub(super) fn batches(&self, samples: usize) -> usize {
+        let samples = self.samples_here(samples);
         if self.drop_last {
             samples / self.batch_size
         } else {
@@ -98,7 +111,7 @@ impl<D: Dataset> DataLoader<D> {
     pub fn new(dataset: D) -> Self {
         DataLoader {
             dataset,
-            config: Config { batch_size: 1, shuffle: false, seed: 0, drop_last: false },
+            config: Config { batch_size: 1, shuffle: false, seed: 0, drop_last: false, shard: None },
             workers: 0,
             prefetch: 2,
             map: None,
@@ -321,5 +334,10 @@ impl<D: Dataset> BatchSource<D::Batch> for Source<D> {
 
     fn allow_shared_batches(&mut self, allowed: bool) {
         self.shared = allowed;
+    }
+
+    fn distribute(&mut self, rank: usize, world: usize) -> bool {
+        self.config.shard = (world > 1).then_some((rank, world));
+        true
     }
 }

@@ -25,6 +25,9 @@ impl Dispatch {
             }
             self.on_save_checkpoint_callbacks(module, &mut checkpoint)?;
             self.on_save_checkpoint_module(module, &mut checkpoint)?;
+            if !self.writes_files {
+                continue;
+            }
             let encoded = checkpoint.encode(&request.path)?;
             match &mut self.writer {
                 Some(writer) => writer.submit(encoded, request.then_remove)?,

@@ -20,7 +20,7 @@ pub(crate) struct Run<'t, M: LightningModule> {
     /// Every hook is called through it.
     pub hooks: Dispatch,
     pub cfg: &'t Config,
-    pub strategy: &'t dyn Strategy,
+    pub strategy: &'t mut dyn Strategy,
     pub stage: Stage,
     torn_down: bool,
 }
@@ -33,30 +33,49 @@ impl Trainer {
         body: impl FnOnce(&mut Run<'_, M>) -> Result<R>,
     ) -> Result<R> {
         self.cfg.check()?;
-        let device = self.cfg.accelerator.resolve()?;
+        let requested = self.cfg.accelerator.resolve()?;
+        if !self.strategy_set && self.cfg.devices * self.cfg.num_nodes > 1 {
+            // Lightning's choice for several devices.
+            self.strategy = Box::new(crate::Ddp::default());
+        }
+        let device = self.strategy.setup_environment(self.cfg.devices, self.cfg.num_nodes, requested)?;
         if let Some(seed) = self.cfg.seed {
             tch::manual_seed(seed as i64);
         }
         let mut ctx = Ctx::new(device);
         ctx.stage = Some(stage);
         ctx.fast_dev_run = self.cfg.fast_dev_run.is_some();
-        self.add_default_callbacks(stage);
+        ctx.process_group = self.strategy.process_group();
+        ctx.local_rank = self.strategy.local_rank();
+        // Checkpoints, loggers, the progress bar and the model summary belong to rank 0 (Lightning's
+        // `rank_zero_only`); the other processes run every other callback and hook alike.
+        let global_zero = self.strategy.is_global_zero();
+        if global_zero {
+            self.add_default_callbacks(stage);
+        }
+        let (callbacks, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut self.callbacks)
+            .into_iter()
+            .partition(|c| global_zero || !matches!(c.name().as_str(), "ProgressBar" | "ModelSummary"));
+        let loggers = if global_zero { std::mem::take(&mut self.loggers) } else { Vec::new() };
         ctx.hook = HookInfo::runtime("the Trainer");
-        let hooks = Dispatch::new(
-            std::mem::take(&mut self.callbacks),
-            ctx,
-            std::mem::take(&mut self.loggers),
-            self.cfg.async_checkpointing.then(CheckpointWriter::default),
-        );
-        let mut run = Run { module, hooks, cfg: &self.cfg, strategy: &*self.strategy, stage, torn_down: false };
+        let mut hooks =
+            Dispatch::new(callbacks, ctx, loggers, self.cfg.async_checkpointing.then(CheckpointWriter::default));
+        hooks.writes_files = global_zero;
+        let mut run = Run { module, hooks, cfg: &self.cfg, strategy: &mut *self.strategy, stage, torn_down: false };
         let _signals = super::interrupt::arm(self.cfg.handle_interrupts);
         let outcome = catch_unwind(AssertUnwindSafe(|| body(&mut run)));
         let mut result = match outcome {
             Ok(result) => result,
             Err(payload) => Err(Error::Panic { hook: run.hooks.ctx.hook.name, message: panic_message(&*payload) }),
         };
-        if let Err(error) = &result {
-            run.fail(error);
+        // The Reducer's hooks on the parameters go when the stage does.
+        run.hooks.ctx.gradient_sync = None;
+        if let Err(error) = result {
+            // The other processes learn of the failure first (they may be waiting on this one), then
+            // `on_exception` sees the error that started it all.
+            let error = run.strategy.on_failure(error);
+            run.fail(&error);
+            result = Err(error);
         }
         // Every checkpoint asked for is on disk before the stage returns (`on_exception`'s too).
         if let Some(writer) = &mut run.hooks.writer {
@@ -73,6 +92,9 @@ impl Trainer {
                 }
             }
         }
+        if result.is_ok() {
+            run.strategy.teardown();
+        }
         let Run { hooks, .. } = run;
         self.state = State {
             current_epoch: hooks.progress.epoch,
@@ -81,7 +103,10 @@ impl Trainer {
             device: Some(device),
         };
         self.callbacks = hooks.callbacks;
-        self.loggers = hooks.loggers;
+        self.callbacks.extend(kept);
+        if global_zero {
+            self.loggers = hooks.loggers;
+        }
         result
     }
 }
@@ -163,7 +188,35 @@ impl<M: LightningModule + 'static> Run<'_, M> {
         self.hooks.configure_sharded_model(self.module)?;
         self.hooks.configure_model(self.module)?;
         to_device(self.module, self.hooks.ctx.device);
+        let store = self.module.var_store();
+        let trainable = store.trainable_variables();
+        let mut variables: Vec<_> = store.variables().into_iter().collect();
+        // By name: every process sends its variables in the same order.
+        variables.sort_by(|a, b| a.0.cmp(&b.0));
+        let variables: Vec<_> = variables.into_iter().map(|(_, t)| t).collect();
+        self.hooks.ctx.gradient_sync =
+            self.strategy.setup_module(&trainable, &variables, self.stage == Stage::Fit)?;
         Ok(())
+    }
+
+    /// `loader` as this process sees it: its share of each epoch in a distributed run.
+    pub fn distributed(&self, mut loader: crate::Loader<M::Batch>) -> crate::Loader<M::Batch> {
+        let (rank, world) = (self.hooks.ctx.global_rank(), self.hooks.ctx.world_size());
+        if world > 1 && !loader.distribute(rank, world) && rank == 0 {
+            eprintln!(
+                "lightning: a loader made from a closure cannot be split between the {world} processes: each \
+                 process gets the same batches (use a `DataLoader` or a `Vec` of batches to split them)"
+            );
+        }
+        loader
+    }
+
+    /// Sums the epoch values logged with `sync_dist` over the processes of a distributed run.
+    pub fn sync_epoch_metrics(&mut self, scope: crate::metrics::Scope) -> Result<()> {
+        match self.hooks.ctx.process_group.clone() {
+            Some(group) => self.hooks.ctx.metrics.sync_epoch(scope, &group),
+            None => Ok(()),
+        }
     }
 
     /// The hooks every entry point closes with.

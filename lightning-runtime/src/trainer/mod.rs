@@ -90,6 +90,8 @@ pub struct Trainer {
     pub(crate) callbacks: Vec<Box<dyn Callback>>,
     pub(crate) loggers: Vec<Box<dyn Logger>>,
     pub(crate) strategy: Box<dyn Strategy>,
+    /// Whether the user chose the strategy (else several devices pick `Ddp`).
+    pub(crate) strategy_set: bool,
     pub(crate) state: State,
 }
 
@@ -121,6 +123,8 @@ pub(crate) struct Config {
     pub max_time: Option<std::time::Duration>,
     pub async_checkpointing: bool,
     pub handle_interrupts: bool,
+    pub devices: usize,
+    pub num_nodes: usize,
 }
 
 impl Default for Config {
@@ -151,6 +155,8 @@ impl Default for Config {
             max_time: None,
             async_checkpointing: true,
             handle_interrupts: true,
+            devices: 1,
+            num_nodes: 1,
         }
     }
 }
@@ -171,6 +177,7 @@ impl Default for Trainer {
             callbacks: Vec::new(),
             loggers: Vec::new(),
             strategy: Box::new(SingleDevice),
+            strategy_set: false,
             state: State::default(),
         }
     }
@@ -279,6 +286,18 @@ impl Trainer {
         handle_interrupts: bool => handle_interrupts
     );
     option!(
+        /// The number of processes per machine (Lightning's `devices`, default 1): with more than one, the run
+        /// is data-parallel ([`Ddp`](crate::Ddp) unless another strategy is set). Running the program starts
+        /// the other processes of this machine (each re-runs the program: do the same work before `fit` in
+        /// each), or joins those torchrun or SLURM started. On CUDA, process `k` of a machine uses GPU `k`.
+        devices: usize => devices
+    );
+    option!(
+        /// The number of machines (Lightning's `num_nodes`, default 1): more than one needs a launcher that
+        /// starts the processes on each machine (torchrun, SLURM's `srun`).
+        num_nodes: usize => num_nodes
+    );
+    option!(
         /// Stop `fit` at the first batch boundary after this much time (Lightning's `max_time`).
         max_time: std::time::Duration => max_time = Some
     );
@@ -331,9 +350,11 @@ impl Trainer {
         self
     }
 
-    /// Replaces the strategy (how processes and devices cooperate; one device by default).
+    /// Replaces the strategy (how processes and devices cooperate): one device by default, [`Ddp`](crate::Ddp)
+    /// when `devices` or `num_nodes` asks for several processes.
     pub fn strategy(mut self, strategy: impl Strategy + 'static) -> Self {
         self.strategy = Box::new(strategy);
+        self.strategy_set = true;
         self
     }
 

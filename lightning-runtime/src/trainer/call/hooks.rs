@@ -327,8 +327,12 @@ impl Dispatch {
             .map(drop)
     }
 
-    /// `backward` (default: `loss.backward()`).
-    pub fn backward<M: LightningModule>(&mut self, module: &mut M, loss: &Tensor) -> Result<()> {
+    /// `backward` (default: `loss.backward()`). With `sync_gradients` in a distributed run, the gradients are
+    /// averaged over the processes during it (not inside an accumulation window: DDP's `no_sync`).
+    pub fn backward<M: LightningModule>(&mut self, module: &mut M, loss: &Tensor, sync_gradients: bool) -> Result<()> {
+        if let (Some(gradients), true) = (&mut self.ctx.gradient_sync, sync_gradients) {
+            gradients.before_backward(loss)?;
+        }
         match M::HOOKS.backward {
             Some(f) => self.module(info::backward, module, Some(f), |f, m, ctx| f(m, loss, ctx)).map(drop),
             None => Ok(loss.f_backward()?),

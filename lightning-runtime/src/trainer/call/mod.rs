@@ -38,6 +38,9 @@ pub(crate) struct Dispatch {
     /// The training epoch's partial metric sums as they were before the epoch's values were reduced, for
     /// checkpoints taken in the `on_train_epoch_end` of an epoch cut short (which resume inside it).
     pub frozen_metrics: Option<Vec<MetricState>>,
+    /// Whether this process writes the checkpoints hooks ask for (rank 0 of a distributed run; the others run
+    /// the same hooks and write nothing, as Lightning's).
+    pub writes_files: bool,
 }
 
 impl Dispatch {
@@ -61,6 +64,7 @@ impl Dispatch {
             saves_deferred: false,
             held_saves: Vec::new(),
             frozen_metrics: None,
+            writes_files: true,
         }
     }
 
@@ -221,6 +225,9 @@ impl Dispatch {
 }
 
 fn take_log_error(ctx: &mut Ctx) -> Result<()> {
+    if let Some(error) = ctx.sync_error.take() {
+        return Err(error);
+    }
     match ctx.log_error.take() {
         Some(message) => Err(Error::Log(message)),
         None => Ok(()),

@@ -61,8 +61,8 @@ impl<M: LightningModule + 'static> Run<'_, M> {
     ) -> Result<BTreeMap<String, f64>> {
         self.begin()?;
         let mut loader = match data {
-            Some(loader) => loader,
-            None => self.hooks.dataloader(self.module, self.stage, false)?.ok_or_else(|| {
+            Some(loader) => self.distributed(loader),
+            None => self.hooks.dataloader(self.module, self.stage, false)?.map(|l| self.distributed(l)).ok_or_else(|| {
                 Error::Config(format!(
                     "`{}` has no data: pass a loader or define `{}`",
                     self.stage,
@@ -155,6 +155,7 @@ impl<M: LightningModule + 'static> Run<'_, M> {
             Evaluation::Validation => self.hooks.on_validation_epoch_end(self.module)?,
             Evaluation::Test => self.hooks.on_test_epoch_end(self.module)?,
         }
+        self.sync_epoch_metrics(scope)?;
         let values = self.hooks.ctx.metrics.end_epoch(scope);
         self.hooks.send_epoch_logs(values)?;
         match kind {

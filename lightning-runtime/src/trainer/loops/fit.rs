@@ -23,8 +23,15 @@ impl<M: LightningModule + 'static> Run<'_, M> {
         resume: Option<(PathBuf, Checkpoint)>,
     ) -> Result<()> {
         self.check_fit(&train, &val)?;
+        let (train, val) = (train.map(|l| self.distributed(l)), val.map(|l| self.distributed(l)));
         // Without a seed, the run still draws from one, so that a checkpoint can resume it exactly.
         self.hooks.ctx.seed = self.cfg.seed.unwrap_or_else(random_seed);
+        if let Some(group) = &self.hooks.ctx.process_group {
+            // Every process draws from rank 0's seed (each adds its rank per batch: see `batch_seed`).
+            let seed = tch::Tensor::from(self.hooks.ctx.seed as i64);
+            group.broadcast(std::slice::from_ref(&seed), 0)?;
+            self.hooks.ctx.seed = seed.int64_value(&[]) as u64;
+        }
         self.begin()?;
         let mut resume = resume;
         if let Some((path, checkpoint)) = resume.as_mut() {
@@ -61,7 +68,7 @@ impl<M: LightningModule + 'static> Run<'_, M> {
         }
         let mut train = match train {
             Some(train) => train,
-            None => self.hooks.dataloader(self.module, Stage::Fit, true)?.ok_or_else(|| {
+            None => self.hooks.dataloader(self.module, Stage::Fit, true)?.map(|l| self.distributed(l)).ok_or_else(|| {
                 Error::Config("`fit` has no training data: pass a loader or define `train_dataloader`".into())
             })?,
         };
@@ -112,6 +119,10 @@ impl<M: LightningModule + 'static> Run<'_, M> {
             self.hooks.on_train_epoch_start(self.module)?;
             self.hooks.progress.epoch_finished = self.training_epoch(&mut train, &mut val, skip)?;
             self.train_epoch_end()?;
+            if self.hooks.ctx.process_group.is_some() {
+                // One process asking to stop (early stopping on its own metrics) stops them all, together.
+                self.hooks.ctx.should_stop = self.strategy.reduce_boolean_decision(self.hooks.ctx.should_stop, false)?;
+            }
             self.hooks.progress.epoch += 1;
         }
         self.hooks.on_train_end(self.module)?;
@@ -139,6 +150,7 @@ impl<M: LightningModule + 'static> Run<'_, M> {
             // save of the epoch's metrics is the partial sums from before.
             self.hooks.frozen_metrics = Some(self.hooks.ctx.metrics.export());
         }
+        self.sync_epoch_metrics(Scope::Train)?;
         let values = self.hooks.ctx.metrics.end_epoch(Scope::Train);
         self.hooks.send_epoch_logs(values)?;
         let monitored = self.hooks.on_train_epoch_end_callbacks(self.module, true);
@@ -185,7 +197,7 @@ impl<M: LightningModule + 'static> Run<'_, M> {
     /// The validation loader, from the module's `val_dataloader` when none was passed.
     fn val_loader<'v>(&mut self, val: &'v mut Option<Loader<M::Batch>>) -> Result<&'v mut Loader<M::Batch>> {
         if val.is_none() {
-            *val = self.hooks.dataloader(self.module, Stage::Fit, false)?;
+            *val = self.hooks.dataloader(self.module, Stage::Fit, false)?.map(|l| self.distributed(l));
         }
         val.as_mut().ok_or_else(|| Error::Config("no validation data: pass a loader or define `val_dataloader`".into()))
     }

@@ -14,8 +14,8 @@ where
     pub fn predict_stage(&mut self, data: Option<Loader<M::Batch>>) -> Result<Vec<M::Prediction>> {
         self.begin()?;
         let mut loader = match data {
-            Some(loader) => loader,
-            None => self.hooks.dataloader(self.module, self.stage, false)?.ok_or_else(|| {
+            Some(loader) => self.distributed(loader),
+            None => self.hooks.dataloader(self.module, self.stage, false)?.map(|l| self.distributed(l)).ok_or_else(|| {
                 Error::Config("`predict` has no data: pass a loader or define `predict_dataloader`".into())
             })?,
         };

@@ -35,7 +35,7 @@ impl<M: LightningModule + 'static> Run<'_, M> {
             let Some(batch) = self.next_batch(TRAINING_LOADER, &mut batches) else { break };
             // Randomness (dropout, noise) is drawn from a generator seeded for this very batch, so a run resumed
             // from a checkpoint draws exactly what the uninterrupted run would have.
-            tch::manual_seed(batch_seed(self.hooks.ctx.seed, epoch, batch_idx));
+            tch::manual_seed(batch_seed(self.hooks.ctx.seed, epoch, batch_idx, self.hooks.ctx.global_rank()));
             let batch = self.transfer_batch(batch?, 0)?;
             if batch_idx == start {
                 self.check_batch_device(&batch, "training")?;
@@ -152,11 +152,14 @@ impl<M: LightningModule + 'static> Run<'_, M> {
 /// What runs while the training loader makes a batch.
 pub(super) const TRAINING_LOADER: HookInfo = HookInfo::runtime("the training loader");
 
-/// The seed of one training batch's randomness: SplitMix64 over the run's seed, the epoch and the batch.
-fn batch_seed(seed: u64, epoch: usize, batch_idx: usize) -> i64 {
+/// The seed of one training batch's randomness: SplitMix64 over the run's seed, the epoch, the batch and the
+/// process's rank (each process of a distributed run draws its own dropout masks; rank 0 draws what a
+/// single-process run does).
+fn batch_seed(seed: u64, epoch: usize, batch_idx: usize, rank: usize) -> i64 {
     let mut z = seed
         ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
-        ^ (batch_idx as u64).wrapping_mul(0xD1B5_4A32_D192_ED03);
+        ^ (batch_idx as u64).wrapping_mul(0xD1B5_4A32_D192_ED03)
+        ^ (rank as u64).wrapping_mul(0x8CB9_2BA7_2F3D_8DD7);
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     ((z ^ (z >> 31)) >> 1) as i64

@@ -69,7 +69,7 @@ impl<M: LightningModule + 'static> Run<'_, M> {
             let Some(loss) = loss else { return Ok(None) };
             let loss = if accumulate > 1 { loss.f_div_scalar(accumulate as f64)? } else { loss };
             d.on_before_backward(module, &loss)?;
-            d.backward(module, &loss)?;
+            d.backward(module, &loss, stepping)?;
             d.on_after_backward(module)?;
             if stepping {
                 // Lightning's order: the hook sees the gradients before clipping changes them.

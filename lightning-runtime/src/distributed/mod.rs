@@ -1,0 +1,107 @@
+//! Training on several processes: data-parallel training over libtorch's own c10d (Gloo), as PyTorch's
+//! `DistributedDataParallel` and Lightning's `strategy="ddp"` do it.
+//!
+//! | file | what |
+//! |---|---|
+//! | `cluster.rs` | this process's rank and the run's size, from torchrun's or SLURM's variables, or by starting the other local processes (the launcher) |
+//! | `c10d.rs` | the process group, its store and c10d's Reducer, over `csrc/distributed.cpp` (`c10d_missing.rs` where the build has no Gloo headers) |
+//! | `ddp.rs` | [`Ddp`], the strategy: connects, broadcasts the weights, arms the Reducer, reports a failed peer |
+
+mod cluster;
+#[cfg(lightning_distributed)]
+mod c10d;
+#[cfg(not(lightning_distributed))]
+#[path = "c10d_missing.rs"]
+mod c10d;
+mod ddp;
+
+use std::sync::Arc;
+
+use tch::Tensor;
+
+pub use ddp::{Ddp, GradientSync};
+pub(crate) use ddp::disconnect;
+
+use crate::Result;
+
+/// What a build without Gloo's headers says when asked for several processes.
+pub(crate) const NOT_BUILT: &str = "this build of lightning has no distributed training: Gloo's headers were not \
+    found when it was compiled. Run `scripts/setup-torch.sh` (or `make setup`) in the lightning repository, which \
+    unpacks Debian's libgloo-dev headers under ~/.cache/lightning-rs/gloo-headers, or set LIGHTNING_GLOO_INCLUDE \
+    to a folder holding `gloo/`, then rebuild (`cargo clean -p lightning-runtime` first)";
+
+/// Whether this build can run on several processes.
+pub fn available() -> bool {
+    c10d::AVAILABLE
+}
+
+/// How [`ProcessGroup::all_reduce`] combines the processes' values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReduceOp {
+    /// The sum.
+    Sum,
+    /// The mean.
+    Mean,
+    /// The largest.
+    Max,
+    /// The smallest.
+    Min,
+}
+
+/// The processes of a distributed run, for collective operations in hooks ([`Ctx::process_group`]
+/// (crate::Ctx::process_group)). Every process must make the same calls in the same order, or they wait for
+/// each other until the run's timeout.
+#[derive(Clone)]
+pub struct ProcessGroup {
+    group: Arc<c10d::Group>,
+}
+
+impl std::fmt::Debug for ProcessGroup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProcessGroup").field("rank", &self.rank()).field("size", &self.size()).finish()
+    }
+}
+
+impl ProcessGroup {
+    /// This process's rank among all processes (0 is the one that writes checkpoints and logs).
+    pub fn rank(&self) -> usize {
+        self.group.rank()
+    }
+
+    /// The number of processes.
+    pub fn size(&self) -> usize {
+        self.group.size()
+    }
+
+    /// Combines `tensor` over every process, in place.
+    ///
+    /// # Errors
+    /// [`Error::Distributed`](crate::Error::Distributed) when a process cannot be reached.
+    pub fn all_reduce(&self, tensor: &Tensor, op: ReduceOp) -> Result<()> {
+        self.group.all_reduce(tensor, op)
+    }
+
+    /// Gives every process `root`'s values of `tensors`, in place.
+    ///
+    /// # Errors
+    /// [`Error::Distributed`](crate::Error::Distributed) when a process cannot be reached.
+    pub fn broadcast(&self, tensors: &[Tensor], root: usize) -> Result<()> {
+        self.group.broadcast(tensors, root)
+    }
+
+    /// Every process's `tensor` (same shape on all), in rank order.
+    ///
+    /// # Errors
+    /// [`Error::Distributed`](crate::Error::Distributed) when a process cannot be reached or the shapes differ.
+    pub fn all_gather(&self, tensor: &Tensor) -> Result<Vec<Tensor>> {
+        self.group.all_gather(tensor)
+    }
+
+    /// Waits until every process gets here.
+    ///
+    /// # Errors
+    /// [`Error::Distributed`](crate::Error::Distributed) when a process cannot be reached.
+    pub fn barrier(&self) -> Result<()> {
+        self.group.barrier()
+    }
+}
