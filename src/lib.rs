@@ -177,6 +177,8 @@ pub use lightning_runtime::*;
 pub mod guide {
     #[doc = include_str!("../docs/coming_from_lightning.md")]
     pub mod coming_from_lightning {}
+    #[doc = include_str!("../docs/distributed.md")]
+    pub mod distributed {}
 }
 
 /// What a module's file needs: the attribute, the runtime's types and tch's. It leaves out the `Batch` trait, whose

@@ -135,6 +135,27 @@ pub fn gloo_include_dir() -> Option<PathBuf> {
     header.exists().then_some(dir)
 }
 
+/// The include folders NCCL's process group of c10d compiles against, when the libtorch has CUDA and the
+/// environment holds NCCL's header and the CUDA runtime's (PyPI's `nvidia-nccl-*`, `nvidia-cuda-runtime`,
+/// `nvidia-cuda-crt` and `nvidia-cuda-cccl`, which `scripts/python-requirements.txt` installs beside torch's CUDA
+/// wheel). `None` otherwise: CUDA runs then communicate through Gloo.
+pub fn nccl_include_dirs() -> Option<Vec<PathBuf>> {
+    let lib = libtorch_lib_dir().ok()?;
+    if !lib.join("libtorch_cuda.so").exists() {
+        return None;
+    }
+    // The wheel's `torch/lib` sits in `site-packages`, beside `nvidia/`.
+    let nvidia = lib.parent()?.parent()?.join("nvidia");
+    let nccl = nvidia.join("nccl").join("include");
+    let cuda = std::fs::read_dir(&nvidia)
+        .ok()?
+        .filter_map(Result::ok)
+        .map(|entry| entry.path().join("include"))
+        .find(|include| include.join("cuda_runtime_api.h").exists() && include.join("crt").join("host_config.h").exists())?;
+    println!("cargo:rerun-if-changed={}", cuda.join("crt").join("host_config.h").display());
+    nccl.join("nccl.h").exists().then(|| vec![cuda.clone(), cuda.join("cccl"), nccl])
+}
+
 /// `$XDG_CACHE_HOME`, else `~/.cache`.
 fn cache_dir() -> Option<PathBuf> {
     env::var_os("XDG_CACHE_HOME")

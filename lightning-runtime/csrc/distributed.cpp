@@ -7,10 +7,14 @@
 // Compiled only when Gloo's headers are available (see build.rs); libtorch_cpu.so carries Gloo itself.
 
 #include <torch/csrc/distributed/c10d/GlooDeviceFactory.hpp>
+#include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroup.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 #include <torch/csrc/distributed/c10d/reducer.hpp>
+#ifdef USE_C10D_NCCL
+#include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
+#endif
 
 #include <chrono>
 #include <cstdlib>
@@ -66,9 +70,10 @@ extern "C" {
 
 // Meets the other processes at host:port (rank 0 serves the store there) and builds a Gloo process group.
 // `device_host` non-empty binds Gloo's connections to that address (127.0.0.1 for one node), else Gloo picks
-// the interface of this host's name (GLOO_SOCKET_IFNAME overrides).
+// the interface of this host's name (GLOO_SOCKET_IFNAME overrides). With `nccl` (a build with NCCL), CUDA
+// tensors go through an NCCL process group instead of Gloo.
 char* lightning_dist_connect(const char* host, int port, int rank, int world, int64_t timeout_ms,
-                             const char* device_host, void** out) {
+                             const char* device_host, bool nccl, void** out) {
   GUARD({
     auto timeout = std::chrono::milliseconds(timeout_ms);
     c10d::TCPStoreOptions options;
@@ -90,6 +95,18 @@ char* lightning_dist_connect(const char* host, int port, int rank, int world, in
     pg->setDefaultBackend(c10d::ProcessGroup::BackendType::GLOO);
     pg->setBackend(c10::DeviceType::CPU, c10d::ProcessGroup::BackendType::GLOO, backend);
     pg->setBackend(c10::DeviceType::CUDA, c10d::ProcessGroup::BackendType::GLOO, backend);
+#ifdef USE_C10D_NCCL
+    if (nccl) {
+      auto nccl_options = c10d::ProcessGroupNCCL::Options::create();
+      nccl_options->timeout = timeout;
+      // A store of its own: the NCCL group's rendezvous keys must not meet Gloo's.
+      auto prefixed = c10::make_intrusive<c10d::PrefixStore>("nccl", store);
+      auto cuda = c10::make_intrusive<c10d::ProcessGroupNCCL>(prefixed, rank, world, nccl_options);
+      pg->setBackend(c10::DeviceType::CUDA, c10d::ProcessGroup::BackendType::NCCL, cuda);
+    }
+#else
+    if (nccl) throw std::runtime_error("this build has no NCCL");
+#endif
     *out = new Group{store, pg};
   })
 }

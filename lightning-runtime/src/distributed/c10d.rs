@@ -18,6 +18,7 @@ extern "C" {
         world: i32,
         timeout_ms: i64,
         device_host: *const c_char,
+        nccl: bool,
         out: *mut *mut c_void,
     ) -> *mut c_char;
     fn lightning_dist_free(group: *mut c_void) -> *mut c_char;
@@ -54,6 +55,8 @@ extern "C" {
 
 /// Whether this build has distributed training (Gloo's headers were found when it was compiled).
 pub(crate) const AVAILABLE: bool = true;
+/// Whether it has NCCL for CUDA tensors (CUDA's and NCCL's headers were found too).
+pub(crate) const NCCL: bool = cfg!(lightning_nccl);
 
 /// Turns the C++ side's answer (NULL, or a message it allocated) into a `Result`.
 fn check(message: *mut c_char) -> Result<()> {
@@ -88,6 +91,7 @@ unsafe impl Sync for Group {}
 impl Group {
     /// Meets the other `world - 1` processes at `addr:port` (rank 0 serves the store there). `local_host`
     /// binds Gloo's connections to that address; `None` lets Gloo use the interface of the host's name.
+    /// `nccl`: CUDA tensors go through NCCL (only where `NCCL`).
     pub fn connect(
         addr: &str,
         port: u16,
@@ -95,6 +99,7 @@ impl Group {
         world: usize,
         timeout: Duration,
         local_host: Option<&str>,
+        nccl: bool,
     ) -> Result<Group> {
         let host = c_string(addr)?;
         let device = c_string(local_host.unwrap_or(""))?;
@@ -109,6 +114,7 @@ impl Group {
                 world as i32,
                 timeout_ms,
                 device.as_ptr(),
+                nccl,
                 &mut raw,
             )
         })?;

@@ -11,13 +11,15 @@ use crate::{Error, Result};
 
 /// Whether this build has distributed training.
 pub(crate) const AVAILABLE: bool = false;
+/// Whether it has NCCL.
+pub(crate) const NCCL: bool = false;
 
 enum Never {}
 
 pub(crate) struct Group(Never);
 
 impl Group {
-    pub fn connect(_: &str, _: u16, _: usize, _: usize, _: Duration, _: Option<&str>) -> Result<Group> {
+    pub fn connect(_: &str, _: u16, _: usize, _: usize, _: Duration, _: Option<&str>, _: bool) -> Result<Group> {
         Err(Error::Config(super::NOT_BUILT.to_string()))
     }
     pub fn rank(&self) -> usize {

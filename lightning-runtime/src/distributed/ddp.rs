@@ -85,7 +85,7 @@ impl Ddp {
 /// other processes notice at once) and when the program exits.
 static SESSION: Mutex<Option<(Cluster, ProcessGroup)>> = Mutex::new(None);
 
-fn session(cluster: &Cluster, timeout: Duration) -> Result<ProcessGroup> {
+fn session(cluster: &Cluster, timeout: Duration, nccl: bool) -> Result<ProcessGroup> {
     let mut session = SESSION.lock().unwrap_or_else(|p| p.into_inner());
     if let Some((known, group)) = session.as_ref() {
         if known == cluster {
@@ -94,7 +94,8 @@ fn session(cluster: &Cluster, timeout: Duration) -> Result<ProcessGroup> {
     }
     *session = None;
     let local = cluster.single_node().then_some("127.0.0.1");
-    let group = Group::connect(&cluster.master_addr, cluster.master_port, cluster.rank, cluster.world, timeout, local)
+    let group =
+        Group::connect(&cluster.master_addr, cluster.master_port, cluster.rank, cluster.world, timeout, local, nccl)
         .map_err(|e| match e {
             Error::Distributed(why) => Error::Distributed(format!(
                 "rank {} of {} could not meet the others at {}:{} ({}): {why}",
@@ -155,7 +156,9 @@ impl Strategy for Ddp {
             None if !super::available() => return Err(Error::Config(super::NOT_BUILT.to_string())),
             None => cluster::launch(devices)?,
         };
-        let group = session(&cluster, self.timeout)?;
+        // CUDA tensors travel through NCCL where the build has it, else through Gloo.
+        let nccl = matches!(device, Device::Cuda(_)) && super::c10d::NCCL;
+        let group = session(&cluster, self.timeout, nccl)?;
         let device = match device {
             Device::Cuda(_) => {
                 let count = tch::Cuda::device_count() as usize;

@@ -184,6 +184,8 @@ impl<M: LightningModule + 'static> Run<'_, M> {
         if self.strategy.is_local_zero() {
             self.hooks.prepare_data(self.module)?;
         }
+        // The other processes of a machine use what local rank 0 prepared: they wait for it.
+        self.strategy.barrier()?;
         self.hooks.setup(self.module, self.stage)?;
         self.hooks.configure_sharded_model(self.module)?;
         self.hooks.configure_model(self.module)?;
