@@ -57,7 +57,11 @@ impl Net {
             if ctx.global_rank() == rank && ctx.global_step() == step {
                 match how {
                     "kill" => unsafe {
-                        libc_kill_self();
+                        signal_self(9);
+                    },
+                    // Ctrl-C reaching one process only: both must stop at the same batch boundary.
+                    "interrupt" => unsafe {
+                        signal_self(2);
                     },
                     _ => panic!("the training step of rank {rank} broke on purpose"),
                 }
@@ -87,13 +91,13 @@ impl Net {
     }
 }
 
-/// SIGKILL to this very process: a rank that dies without a word.
-unsafe fn libc_kill_self() {
+/// A signal to this very process: SIGKILL (a rank that dies without a word) or SIGINT (Ctrl-C).
+unsafe fn signal_self(signal: i32) {
     extern "C" {
         fn kill(pid: i32, sig: i32) -> i32;
         fn getpid() -> i32;
     }
-    kill(getpid(), 9);
+    kill(getpid(), signal);
 }
 
 fn loaders(samples: i64, batch: usize) -> (Loader<(Tensor, Tensor)>, Loader<(Tensor, Tensor)>) {
@@ -196,6 +200,7 @@ fn scenario_fault(dir: &Path, how: &'static str) {
     let text = match result {
         Ok(()) => "ok".to_string(),
         Err(Error::PeerFailed { rank, cause }) => format!("peer {rank}: {cause}"),
+        Err(Error::Interrupted { global_step, .. }) => format!("interrupted at step {global_step}"),
         Err(e) => format!("error: {e}"),
     };
     write(dir, "outcome", rank, &format!("{text}\n{:.1}", started.elapsed().as_secs_f64()));
@@ -328,6 +333,13 @@ fn check_fault(how: &str) {
             let rank1 = read(&dir, "outcome", 1);
             assert!(rank1.contains("broke on purpose"), "rank 1 ended with: {rank1}");
         }
+        "interrupt" => {
+            // Rank 1 saw the signal during step 2; both stop at the same boundary, one batch later.
+            let rank1 = read(&dir, "outcome", 1);
+            let first = |text: &str| text.lines().next().unwrap_or_default().to_string();
+            assert_eq!(first(&rank0), "interrupted at step 4", "rank 0");
+            assert_eq!(first(&rank1), "interrupted at step 4", "rank 1");
+        }
         _ => assert!(rank0.starts_with("error: distributed: rank 0:"), "rank 0 ended with: {rank0}"),
     }
 }
@@ -351,6 +363,7 @@ fn main() {
             "uneven" => scenario_uneven(&dir),
             "panic" => scenario_fault(&dir, "panic"),
             "kill" => scenario_fault(&dir, "kill"),
+            "interrupt" => scenario_fault(&dir, "interrupt"),
             "resume" => scenario_resume(&dir),
             other => panic!("no scenario {other}"),
         }
@@ -360,11 +373,12 @@ fn main() {
         println!("distributed training is not in this build (no Gloo headers): the ddp tests are skipped");
         return;
     }
-    let checks: [(&str, fn()); 5] = [
+    let checks: [(&str, fn()); 6] = [
         ("ddp_train_equals_one_process", check_train),
         ("ddp_uneven_dataset", check_uneven),
         ("ddp_panicking_rank", || check_fault("panic")),
         ("ddp_killed_rank", || check_fault("kill")),
+        ("ddp_interrupt_stops_every_rank_together", || check_fault("interrupt")),
         ("ddp_resume", check_resume),
     ];
     // `cargo test NAME` passes NAME on: run the checks whose name holds it (libtest's flags are ignored).

@@ -127,6 +127,32 @@ char* lightning_dist_all_reduce(void* group, const at::Tensor* tensor, int op) {
   })
 }
 
+// Starts the same in-place reduction and returns at once; `*work` is for lightning_dist_wait.
+char* lightning_dist_all_reduce_start(void* group, const at::Tensor* tensor, int op, void** work) {
+  GUARD({
+    auto* g = static_cast<Group*>(group);
+    std::vector<at::Tensor> list{*tensor};
+    c10d::AllreduceOptions options;
+    options.reduceOp = reduce_op(op);
+    *work = new c10::intrusive_ptr<c10d::Work>(g->pg->allreduce(list, options));
+  })
+}
+
+// Waits for a reduction lightning_dist_all_reduce_start started, and frees its handle.
+char* lightning_dist_wait(void* work) {
+  auto* handle = static_cast<c10::intrusive_ptr<c10d::Work>*>(work);
+  char* error = nullptr;
+  try {
+    (*handle)->wait();
+  } catch (const std::exception& e) {
+    error = error_message(e.what());
+  } catch (...) {
+    error = error_message(nullptr);
+  }
+  delete handle;
+  return error;
+}
+
 // In place: every process gets `root`'s values.
 char* lightning_dist_broadcast(void* group, const at::Tensor* const* handles, size_t n, int root) {
   GUARD({

@@ -23,6 +23,8 @@ extern "C" {
     ) -> *mut c_char;
     fn lightning_dist_free(group: *mut c_void) -> *mut c_char;
     fn lightning_dist_all_reduce(group: *mut c_void, tensor: *const c_void, op: i32) -> *mut c_char;
+    fn lightning_dist_all_reduce_start(group: *mut c_void, tensor: *const c_void, op: i32, work: *mut *mut c_void) -> *mut c_char;
+    fn lightning_dist_wait(work: *mut c_void) -> *mut c_char;
     fn lightning_dist_broadcast(group: *mut c_void, tensors: *const *const c_void, n: usize, root: i32) -> *mut c_char;
     fn lightning_dist_all_gather(
         group: *mut c_void,
@@ -130,14 +132,17 @@ impl Group {
     }
 
     pub fn all_reduce(&self, tensor: &Tensor, op: ReduceOp) -> Result<()> {
-        let op = match op {
-            ReduceOp::Sum => 0,
-            ReduceOp::Mean => 1,
-            ReduceOp::Max => 2,
-            ReduceOp::Min => 3,
-        };
         // SAFETY: a live group and tensor for the duration of the call.
-        check(unsafe { lightning_dist_all_reduce(self.raw, tensor.as_ptr() as *const c_void, op) })
+        check(unsafe { lightning_dist_all_reduce(self.raw, tensor.as_ptr() as *const c_void, op_code(op)) })
+    }
+
+    /// Starts reducing `tensor` in place (not `Mean`) and returns at once; the result is there once the
+    /// returned handle is waited for.
+    pub fn all_reduce_start(&self, tensor: &Tensor, op: ReduceOp) -> Result<Pending> {
+        let mut work = std::ptr::null_mut();
+        // SAFETY: a live group and tensor; the work keeps its own reference to the tensor.
+        check(unsafe { lightning_dist_all_reduce_start(self.raw, tensor.as_ptr() as *const c_void, op_code(op), &mut work) })?;
+        Ok(Pending { work })
     }
 
     pub fn broadcast(&self, tensors: &[Tensor], root: usize) -> Result<()> {
@@ -186,6 +191,40 @@ impl Drop for Group {
     fn drop(&mut self) {
         // SAFETY: freed exactly once; an error while closing connections has nobody left to tell.
         let _ = check(unsafe { lightning_dist_free(self.raw) });
+    }
+}
+
+fn op_code(op: ReduceOp) -> i32 {
+    match op {
+        ReduceOp::Sum => 0,
+        ReduceOp::Mean => 1,
+        ReduceOp::Max => 2,
+        ReduceOp::Min => 3,
+    }
+}
+
+/// A collective under way; dropping it waits for it.
+pub(crate) struct Pending {
+    work: *mut c_void,
+}
+
+// SAFETY: c10d's work handles may be waited for from any thread.
+unsafe impl Send for Pending {}
+
+impl Pending {
+    pub fn wait(mut self) -> Result<()> {
+        let work = std::mem::replace(&mut self.work, std::ptr::null_mut());
+        // SAFETY: a handle from `all_reduce_start`, waited for and freed exactly once.
+        check(unsafe { lightning_dist_wait(work) })
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        if !self.work.is_null() {
+            // SAFETY: as in `wait`.
+            let _ = check(unsafe { lightning_dist_wait(self.work) });
+        }
     }
 }
 

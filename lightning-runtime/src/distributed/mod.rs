@@ -24,6 +24,35 @@ pub(crate) use ddp::disconnect;
 
 use crate::Result;
 
+/// How the processes agree to stop on Ctrl-C or SIGTERM at the same batch boundary: at each boundary every process
+/// starts reducing its own "interrupted" flag (the largest wins) and reads the result of the one started at the
+/// boundary before, which has long arrived; a request seen anywhere stops every process one boundary later,
+/// together. The reduction runs beside the training, so a boundary waits for nothing. A vote under way when the
+/// stage ends is waited for when the vote is dropped: every process cast it.
+#[derive(Default)]
+pub(crate) struct InterruptVote {
+    pending: Option<(Tensor, c10d::Pending)>,
+}
+
+impl InterruptVote {
+    /// Whether the processes agreed to stop at this boundary; casts this process's vote for the next one.
+    pub fn decide(&mut self, group: &ProcessGroup, interrupted_here: bool) -> Result<bool> {
+        let decided = match self.pending.take() {
+            Some((flag, pending)) => {
+                pending.wait()?;
+                flag.int64_value(&[]) != 0
+            }
+            None => false,
+        };
+        if !decided {
+            let flag = Tensor::from(i64::from(interrupted_here));
+            let pending = group.all_reduce_start(&flag, ReduceOp::Max)?;
+            self.pending = Some((flag, pending));
+        }
+        Ok(decided)
+    }
+}
+
 /// What a build without Gloo's headers says when asked for several processes.
 pub(crate) const NOT_BUILT: &str = "this build of lightning has no distributed training: Gloo's headers were not \
     found when it was compiled. Run `scripts/setup-torch.sh` (or `make setup`) in the lightning repository, which \
@@ -79,6 +108,11 @@ impl ProcessGroup {
     /// [`Error::Distributed`](crate::Error::Distributed) when a process cannot be reached.
     pub fn all_reduce(&self, tensor: &Tensor, op: ReduceOp) -> Result<()> {
         self.group.all_reduce(tensor, op)
+    }
+
+    /// Starts a reduction of a flag: see `InterruptVote`.
+    pub(crate) fn all_reduce_start(&self, tensor: &Tensor, op: ReduceOp) -> Result<c10d::Pending> {
+        self.group.all_reduce_start(tensor, op)
     }
 
     /// Gives every process `root`'s values of `tensors`, in place.

@@ -241,11 +241,17 @@ impl<M: LightningModule + 'static> Run<'_, M> {
         }
     }
 
-    /// An error when Ctrl-C was pressed or SIGTERM came: checked at batch boundaries.
+    /// An error when Ctrl-C was pressed or SIGTERM came: checked at batch boundaries. The processes of a
+    /// distributed run stop together, at the boundary after the first of them saw the signal.
     #[inline]
-    pub fn check_interrupt(&self) -> Result<()> {
+    pub fn check_interrupt(&mut self) -> Result<()> {
         // Without its own handlers, a run does not act on a request another run's handlers recorded.
-        if self.cfg.handle_interrupts && super::interrupt::requested() {
+        let here = self.cfg.handle_interrupts && super::interrupt::requested();
+        let stop = match &self.hooks.ctx.process_group {
+            Some(group) if self.cfg.handle_interrupts => self.hooks.interrupt_vote.decide(group, here)?,
+            _ => here,
+        };
+        if stop {
             return Err(Error::Interrupted {
                 signal: super::interrupt::signal_name(),
                 epoch: self.hooks.progress.epoch,

@@ -41,6 +41,8 @@ pub(crate) struct Dispatch {
     /// Whether this process writes the checkpoints hooks ask for (rank 0 of a distributed run; the others run
     /// the same hooks and write nothing, as Lightning's).
     pub writes_files: bool,
+    /// How the processes of a distributed run agree on a stop signal (see `Run::check_interrupt`).
+    pub interrupt_vote: crate::distributed::InterruptVote,
 }
 
 impl Dispatch {
@@ -65,6 +67,7 @@ impl Dispatch {
             held_saves: Vec::new(),
             frozen_metrics: None,
             writes_files: true,
+            interrupt_vote: Default::default(),
         }
     }
 
