@@ -33,7 +33,9 @@ impl Wide {
         let vs = nn::VarStore::new(Device::Cpu);
         let mut net = nn::seq();
         for layer in 0..DEPTH {
-            net = net.add(nn::linear(vs.root() / format!("l{layer}"), WIDTH, WIDTH, Default::default())).add_fn(|x| x.relu());
+            net = net
+                .add(nn::linear(vs.root() / format!("l{layer}"), WIDTH, WIDTH, Default::default()))
+                .add_fn(|x| x.relu());
         }
         net = net.add(nn::linear(vs.root() / "out", WIDTH, 10, Default::default()));
         Wide { vs, net }
@@ -121,7 +123,13 @@ fn python() -> Option<PathBuf> {
 }
 
 fn read_ms(path: &Path) -> Option<f64> {
-    std::fs::read_to_string(path).ok()?.trim().trim_start_matches("{\"per_step_ms\": ").trim_end_matches('}').parse().ok()
+    std::fs::read_to_string(path)
+        .ok()?
+        .trim()
+        .trim_start_matches("{\"per_step_ms\": ")
+        .trim_end_matches('}')
+        .parse()
+        .ok()
 }
 
 /// Runs every command of `group` at once (one intra-op thread each when there are several) and returns the
@@ -189,7 +197,10 @@ fn main() -> lightning::Result<()> {
         (
             "ours, 2 processes, no sync",
             Box::new(|| {
-                Some((vec![ours(2, &["--no-sync", "--rank-alone", "0"]), ours(2, &["--no-sync", "--rank-alone", "1"])], "1"))
+                Some((
+                    vec![ours(2, &["--no-sync", "--rank-alone", "0"]), ours(2, &["--no-sync", "--rank-alone", "1"])],
+                    "1",
+                ))
             }),
         ),
         ("PyTorch DDP (torchrun), 2 processes", Box::new(|| Some((vec![torch(&[])?], "1")))),

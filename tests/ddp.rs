@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use lightning::prelude::*;
 use lightning::loggers::CsvLogger;
+use lightning::prelude::*;
 use lightning::{Accelerator, Callback, DataLoader, Ddp, Error, ModelCheckpoint, Trainer};
 
 /// `y = sin(x · w)` on 8 features, the same on every process.
@@ -100,7 +100,9 @@ unsafe fn signal_self(signal: i32) {
     kill(getpid(), signal);
 }
 
-fn loaders(samples: i64, batch: usize) -> (Loader<(Tensor, Tensor)>, Loader<(Tensor, Tensor)>) {
+type Pairs = Loader<(Tensor, Tensor)>;
+
+fn loaders(samples: i64, batch: usize) -> (Pairs, Pairs) {
     let (x, y) = data(samples + 32);
     let (vx, vy) = (x.narrow(0, samples, 32), y.narrow(0, samples, 32));
     let (x, y) = (x.narrow(0, 0, samples), y.narrow(0, 0, samples));
@@ -237,7 +239,11 @@ fn scenario_resume(dir: &Path) {
 struct SaveAt(PathBuf);
 
 impl Callback for SaveAt {
-    fn on_train_epoch_end(&mut self, ctx: &mut Ctx, _module: &mut dyn lightning::AnyModule) -> lightning::CallbackResult {
+    fn on_train_epoch_end(
+        &mut self,
+        ctx: &mut Ctx,
+        _module: &mut dyn lightning::AnyModule,
+    ) -> lightning::CallbackResult {
         ctx.save_checkpoint(self.0.clone());
         Ok(())
     }
@@ -261,7 +267,11 @@ fn read(dir: &Path, what: &str, rank: usize) -> String {
 }
 
 fn metric(text: &str, name: &str) -> f64 {
-    text.lines().find_map(|l| l.strip_prefix(&format!("{name}="))).unwrap_or_else(|| panic!("no {name} in {text}")).parse().unwrap()
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name}=")))
+        .unwrap_or_else(|| panic!("no {name} in {text}"))
+        .parse()
+        .unwrap()
 }
 
 fn check_train() {

@@ -147,11 +147,9 @@ pub fn nccl_include_dirs() -> Option<Vec<PathBuf>> {
     // The wheel's `torch/lib` sits in `site-packages`, beside `nvidia/`.
     let nvidia = lib.parent()?.parent()?.join("nvidia");
     let nccl = nvidia.join("nccl").join("include");
-    let cuda = std::fs::read_dir(&nvidia)
-        .ok()?
-        .filter_map(Result::ok)
-        .map(|entry| entry.path().join("include"))
-        .find(|include| include.join("cuda_runtime_api.h").exists() && include.join("crt").join("host_config.h").exists())?;
+    let cuda = std::fs::read_dir(&nvidia).ok()?.filter_map(Result::ok).map(|entry| entry.path().join("include")).find(
+        |include| include.join("cuda_runtime_api.h").exists() && include.join("crt").join("host_config.h").exists(),
+    )?;
     println!("cargo:rerun-if-changed={}", cuda.join("crt").join("host_config.h").display());
     nccl.join("nccl.h").exists().then(|| vec![cuda.clone(), cuda.join("cccl"), nccl])
 }

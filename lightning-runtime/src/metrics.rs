@@ -17,7 +17,10 @@ pub(crate) fn mean_over(group: &ProcessGroup, value: Logged) -> crate::Result<Lo
         Logged::Tensor(t) => t.f_to_kind(tch::Kind::Double)?.f_contiguous()?,
     };
     if tensor.numel() != 1 {
-        return Err(crate::Error::Config(format!("only a single number can be averaged, not shape {:?}", tensor.size())));
+        return Err(crate::Error::Config(format!(
+            "only a single number can be averaged, not shape {:?}",
+            tensor.size()
+        )));
     }
     let tensor = tensor.f_detach_copy()?;
     group.all_reduce(&tensor, ReduceOp::Mean)?;

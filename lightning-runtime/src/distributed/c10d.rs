@@ -23,7 +23,12 @@ extern "C" {
     ) -> *mut c_char;
     fn lightning_dist_free(group: *mut c_void) -> *mut c_char;
     fn lightning_dist_all_reduce(group: *mut c_void, tensor: *const c_void, op: i32) -> *mut c_char;
-    fn lightning_dist_all_reduce_start(group: *mut c_void, tensor: *const c_void, op: i32, work: *mut *mut c_void) -> *mut c_char;
+    fn lightning_dist_all_reduce_start(
+        group: *mut c_void,
+        tensor: *const c_void,
+        op: i32,
+        work: *mut *mut c_void,
+    ) -> *mut c_char;
     fn lightning_dist_wait(work: *mut c_void) -> *mut c_char;
     fn lightning_dist_broadcast(group: *mut c_void, tensors: *const *const c_void, n: usize, root: i32) -> *mut c_char;
     fn lightning_dist_all_gather(
@@ -141,7 +146,9 @@ impl Group {
     pub fn all_reduce_start(&self, tensor: &Tensor, op: ReduceOp) -> Result<Pending> {
         let mut work = std::ptr::null_mut();
         // SAFETY: a live group and tensor; the work keeps its own reference to the tensor.
-        check(unsafe { lightning_dist_all_reduce_start(self.raw, tensor.as_ptr() as *const c_void, op_code(op), &mut work) })?;
+        check(unsafe {
+            lightning_dist_all_reduce_start(self.raw, tensor.as_ptr() as *const c_void, op_code(op), &mut work)
+        })?;
         Ok(Pending { work })
     }
 
@@ -152,7 +159,8 @@ impl Group {
     }
 
     pub fn all_gather(&self, tensor: &Tensor) -> Result<Vec<Tensor>> {
-        let outs: Vec<Tensor> = (0..self.world).map(|_| tensor.f_empty_like()).collect::<std::result::Result<_, _>>()?;
+        let outs: Vec<Tensor> =
+            (0..self.world).map(|_| tensor.f_empty_like()).collect::<std::result::Result<_, _>>()?;
         let handles = handles(&outs);
         // SAFETY: live tensors for the duration of the call; `outs` has one tensor per process.
         check(unsafe {

@@ -51,12 +51,11 @@ fn required(name: &str, launcher: &str) -> Result<String> {
 pub(crate) fn from_env() -> Result<Option<Cluster>> {
     if let Some(rank) = number(RANK)? {
         let source = if var("TORCHELASTIC_RUN_ID").is_some() { "torchrun" } else { "the launcher" };
-        let world = number("WORLD_SIZE")?
-            .ok_or_else(|| Error::Config(format!("{source} set RANK but not WORLD_SIZE")))?;
+        let world =
+            number("WORLD_SIZE")?.ok_or_else(|| Error::Config(format!("{source} set RANK but not WORLD_SIZE")))?;
         let port_text = required("MASTER_PORT", source)?;
-        let master_port = port_text
-            .parse()
-            .map_err(|_| Error::Config(format!("MASTER_PORT={port_text:?} is not a port number")))?;
+        let master_port =
+            port_text.parse().map_err(|_| Error::Config(format!("MASTER_PORT={port_text:?} is not a port number")))?;
         return Ok(Some(Cluster {
             rank,
             local_rank: number("LOCAL_RANK")?.unwrap_or(rank),
@@ -130,7 +129,9 @@ pub(crate) fn launch(devices: usize) -> Result<Cluster> {
             .env("MASTER_ADDR", "127.0.0.1")
             .env("MASTER_PORT", port.to_string())
             .spawn()
-            .map_err(|e| Error::Config(format!("could not start the process of rank {rank} ({}): {e}", program.display())))?;
+            .map_err(|e| {
+                Error::Config(format!("could not start the process of rank {rank} ({}): {e}", program.display()))
+            })?;
         children.push((rank, child));
     }
     if children.len() == devices - 1 {

@@ -22,7 +22,7 @@ use crate::{Error, Result};
 ///
 /// ```no_run
 /// use std::time::Duration;
-/// use lightning::{Accelerator, Ddp, Trainer};
+/// use lightning_runtime::{Accelerator, Ddp, Trainer};
 /// let trainer = Trainer::new()
 ///     .accelerator(Accelerator::Cpu)
 ///     .devices(2)
@@ -96,13 +96,13 @@ fn session(cluster: &Cluster, timeout: Duration, nccl: bool) -> Result<ProcessGr
     let local = cluster.single_node().then_some("127.0.0.1");
     let group =
         Group::connect(&cluster.master_addr, cluster.master_port, cluster.rank, cluster.world, timeout, local, nccl)
-        .map_err(|e| match e {
-            Error::Distributed(why) => Error::Distributed(format!(
-                "rank {} of {} could not meet the others at {}:{} ({}): {why}",
-                cluster.rank, cluster.world, cluster.master_addr, cluster.master_port, cluster.source
-            )),
-            other => other,
-        })?;
+            .map_err(|e| match e {
+                Error::Distributed(why) => Error::Distributed(format!(
+                    "rank {} of {} could not meet the others at {}:{} ({}): {why}",
+                    cluster.rank, cluster.world, cluster.master_addr, cluster.master_port, cluster.source
+                )),
+                other => other,
+            })?;
     let group = ProcessGroup { group: Arc::new(group) };
     *session = Some((cluster.clone(), group.clone()));
     Ok(group)
@@ -121,7 +121,9 @@ fn is_communication(error: &Error) -> bool {
         Error::Distributed(_) => true,
         Error::Torch(e) => {
             let text = e.to_string();
-            ["Gloo", "gloo", "c10d", "Connection closed", "Connection reset", "Timed out"].iter().any(|s| text.contains(s))
+            ["Gloo", "gloo", "c10d", "Connection closed", "Connection reset", "Timed out"]
+                .iter()
+                .any(|s| text.contains(s))
         }
         _ => false,
     }
@@ -184,7 +186,12 @@ impl Strategy for Ddp {
         self.active.as_ref().map_or(0, |a| a.cluster.local_rank)
     }
 
-    fn setup_module(&mut self, trainable: &[Tensor], variables: &[Tensor], training: bool) -> Result<Option<GradientSync>> {
+    fn setup_module(
+        &mut self,
+        trainable: &[Tensor],
+        variables: &[Tensor],
+        training: bool,
+    ) -> Result<Option<GradientSync>> {
         let Some(active) = &self.active else { return Ok(None) };
         // Every process starts from rank 0's weights and buffers (each built its own module).
         active.group.broadcast(variables, 0)?;
@@ -203,7 +210,11 @@ impl Strategy for Ddp {
         // A process that failed first left its error in the store before it closed its connections: if one
         // did and this process's error is a lost connection, it is only the consequence.
         let first = (0..active.cluster.world).filter(|&r| r != me && is_communication(&error)).find_map(|r| {
-            group.store_try_get(&failure_key(r)).ok().flatten().map(|cause| (r, String::from_utf8_lossy(&cause).into_owned()))
+            group
+                .store_try_get(&failure_key(r))
+                .ok()
+                .flatten()
+                .map(|cause| (r, String::from_utf8_lossy(&cause).into_owned()))
         });
         let error = match first {
             Some((rank, cause)) => Error::PeerFailed { rank, cause },

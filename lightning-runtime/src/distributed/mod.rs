@@ -7,20 +7,20 @@
 //! | `c10d.rs` | the process group, its store and c10d's Reducer, over `csrc/distributed.cpp` (`c10d_missing.rs` where the build has no Gloo headers) |
 //! | `ddp.rs` | [`Ddp`], the strategy: connects, broadcasts the weights, arms the Reducer, reports a failed peer |
 
-mod cluster;
 #[cfg(lightning_distributed)]
 mod c10d;
 #[cfg(not(lightning_distributed))]
 #[path = "c10d_missing.rs"]
 mod c10d;
+mod cluster;
 mod ddp;
 
 use std::sync::Arc;
 
 use tch::Tensor;
 
-pub use ddp::{Ddp, GradientSync};
 pub(crate) use ddp::disconnect;
+pub use ddp::{Ddp, GradientSync};
 
 use crate::Result;
 
@@ -77,9 +77,9 @@ pub enum ReduceOp {
     Min,
 }
 
-/// The processes of a distributed run, for collective operations in hooks ([`Ctx::process_group`]
-/// (crate::Ctx::process_group)). Every process must make the same calls in the same order, or they wait for
-/// each other until the run's timeout.
+/// The processes of a distributed run, for collective operations in hooks
+/// ([`Ctx::process_group`](crate::Ctx::process_group)). Every process must make the same calls in the same
+/// order, or they wait for each other until the run's timeout.
 #[derive(Clone)]
 pub struct ProcessGroup {
     group: Arc<c10d::Group>,

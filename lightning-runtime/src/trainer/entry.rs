@@ -196,8 +196,7 @@ impl<M: LightningModule + 'static> Run<'_, M> {
         // By name: every process sends its variables in the same order.
         variables.sort_by(|a, b| a.0.cmp(&b.0));
         let variables: Vec<_> = variables.into_iter().map(|(_, t)| t).collect();
-        self.hooks.ctx.gradient_sync =
-            self.strategy.setup_module(&trainable, &variables, self.stage == Stage::Fit)?;
+        self.hooks.ctx.gradient_sync = self.strategy.setup_module(&trainable, &variables, self.stage == Stage::Fit)?;
         Ok(())
     }
 

@@ -62,13 +62,15 @@ impl<M: LightningModule + 'static> Run<'_, M> {
         self.begin()?;
         let mut loader = match data {
             Some(loader) => self.distributed(loader),
-            None => self.hooks.dataloader(self.module, self.stage, false)?.map(|l| self.distributed(l)).ok_or_else(|| {
-                Error::Config(format!(
-                    "`{}` has no data: pass a loader or define `{}`",
-                    self.stage,
-                    kind.dataloader_hook()
-                ))
-            })?,
+            None => self.hooks.dataloader(self.module, self.stage, false)?.map(|l| self.distributed(l)).ok_or_else(
+                || {
+                    Error::Config(format!(
+                        "`{}` has no data: pass a loader or define `{}`",
+                        self.stage,
+                        kind.dataloader_hook()
+                    ))
+                },
+            )?,
         };
         if loader.is_empty() {
             return Err(Error::Config(format!("the {} loader has no batches", self.stage)));

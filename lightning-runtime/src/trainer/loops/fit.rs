@@ -66,12 +66,13 @@ impl<M: LightningModule + 'static> Run<'_, M> {
             checked?;
             self.hooks.on_sanity_check_end(self.module)?;
         }
-        let mut train = match train {
-            Some(train) => train,
-            None => self.hooks.dataloader(self.module, Stage::Fit, true)?.map(|l| self.distributed(l)).ok_or_else(|| {
-                Error::Config("`fit` has no training data: pass a loader or define `train_dataloader`".into())
-            })?,
-        };
+        let mut train =
+            match train {
+                Some(train) => train,
+                None => self.hooks.dataloader(self.module, Stage::Fit, true)?.map(|l| self.distributed(l)).ok_or_else(
+                    || Error::Config("`fit` has no training data: pass a loader or define `train_dataloader`".into()),
+                )?,
+            };
         if validating && val.is_none() {
             self.val_loader(&mut val)?;
         }
@@ -121,7 +122,8 @@ impl<M: LightningModule + 'static> Run<'_, M> {
             self.train_epoch_end()?;
             if self.hooks.ctx.process_group.is_some() {
                 // One process asking to stop (early stopping on its own metrics) stops them all, together.
-                self.hooks.ctx.should_stop = self.strategy.reduce_boolean_decision(self.hooks.ctx.should_stop, false)?;
+                self.hooks.ctx.should_stop =
+                    self.strategy.reduce_boolean_decision(self.hooks.ctx.should_stop, false)?;
             }
             self.hooks.progress.epoch += 1;
         }

@@ -15,9 +15,9 @@ where
         self.begin()?;
         let mut loader = match data {
             Some(loader) => self.distributed(loader),
-            None => self.hooks.dataloader(self.module, self.stage, false)?.map(|l| self.distributed(l)).ok_or_else(|| {
-                Error::Config("`predict` has no data: pass a loader or define `predict_dataloader`".into())
-            })?,
+            None => self.hooks.dataloader(self.module, self.stage, false)?.map(|l| self.distributed(l)).ok_or_else(
+                || Error::Config("`predict` has no data: pass a loader or define `predict_dataloader`".into()),
+            )?,
         };
         if loader.is_empty() {
             return Err(Error::Config("the predict loader has no batches".into()));
