@@ -8,6 +8,7 @@
 //! ```text
 //! cargo run --release --example bench_ddp             # 5 repetitions of each
 //! cargo run --release --example bench_ddp -- --reps 3 --steps 40
+//! cargo run --example bench_ddp -- --smoke             # a few steps of each (what CI runs)
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -157,7 +158,8 @@ fn median(mut xs: Vec<f64>) -> Option<f64> {
 fn main() -> lightning::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let value = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();
-    let steps: usize = value("--steps").and_then(|v| v.parse().ok()).unwrap_or(60);
+    let smoke = args.iter().any(|a| a == "--smoke");
+    let steps: usize = value("--steps").and_then(|v| v.parse().ok()).unwrap_or(if smoke { WARMUP + 4 } else { 60 });
     if let Some(procs) = value("--worker") {
         let procs = procs.parse().unwrap_or(1);
         let sync = !args.iter().any(|a| a == "--no-sync");
@@ -168,7 +170,7 @@ fn main() -> lightning::Result<()> {
         println!("this build has no distributed training (no Gloo headers): run `make setup` and rebuild");
         return Ok(());
     }
-    let reps: usize = value("--reps").and_then(|v| v.parse().ok()).unwrap_or(5);
+    let reps: usize = value("--reps").and_then(|v| v.parse().ok()).unwrap_or(if smoke { 1 } else { 5 });
     let dir = tempfile::tempdir()?;
     let out = dir.path().join("ms");
     let me = std::env::current_exe()?;
