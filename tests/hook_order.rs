@@ -210,6 +210,23 @@ fn fit_calls_hooks_in_lightnings_order() {
 }
 
 #[test]
+fn fit_with_mixed_precision_and_a_gradient_scaler_calls_the_same_hooks() {
+    for precision in [lightning::Precision::Bf16Mixed, lightning::Precision::F16Mixed] {
+        let log = Log::default();
+        let mut module = Recorder::new(log.clone());
+        let mut trainer = trainer(&log)
+            .precision(precision)
+            .max_epochs(1)
+            .limit_train_batches(2)
+            .limit_val_batches(1)
+            .num_sanity_val_steps(2);
+        trainer.fit(&mut module, None, None).unwrap();
+        assert_eq!(calls(&log), strings(FIT), "{precision}");
+        assert_eq!(trainer.global_step(), 2, "{precision}");
+    }
+}
+
+#[test]
 fn validate_calls_hooks_in_lightnings_order() {
     let log = Log::default();
     let mut module = Recorder::new(log.clone());

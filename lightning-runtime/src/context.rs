@@ -104,6 +104,8 @@ pub struct Ctx {
     pub(crate) gradient_sync: Option<crate::distributed::GradientSync>,
     /// A `sync_dist` average that could not reach the other processes: the hook's caller returns it.
     pub(crate) sync_error: Option<crate::Error>,
+    /// The gradient scaler of a `16-mixed` run.
+    pub(crate) scaler: Option<crate::precision::SharedScaler>,
 }
 
 /// A checkpoint a hook asked for; the Trainer writes it when the hook returns.
@@ -202,6 +204,7 @@ impl Ctx {
             local_rank: 0,
             gradient_sync: None,
             sync_error: None,
+            scaler: None,
         }
     }
 
@@ -395,6 +398,12 @@ impl Ctx {
 
     /// `loss.backward()`, with the gradients averaged over the processes of a distributed run when `sync`.
     pub(crate) fn backward_with_sync(&mut self, loss: &Tensor, sync: bool) -> crate::Result<()> {
+        // `16-mixed`: the loss is scaled here and the gradients unscaled by the optimizer's step.
+        let scaled = match &self.scaler {
+            Some(scaler) => Some(scaler.lock().unwrap_or_else(|p| p.into_inner()).scale_loss(loss)?),
+            None => None,
+        };
+        let loss = scaled.as_ref().unwrap_or(loss);
         if let (Some(gradients), true) = (&mut self.gradient_sync, sync) {
             gradients.before_backward(loss)?;
         }

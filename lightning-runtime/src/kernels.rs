@@ -43,7 +43,7 @@ fn handles(tensors: &[Tensor]) -> Vec<*const c_void> {
 }
 
 /// Turns the C++ side's answer (NULL, or a message it allocated) into a `Result`.
-fn check(message: *mut c_char) -> Result<()> {
+pub(crate) fn check(message: *mut c_char) -> Result<()> {
     if message.is_null() {
         return Ok(());
     }

@@ -15,6 +15,7 @@ mod metrics;
 mod module;
 mod optim;
 mod output;
+mod precision;
 mod trainer;
 
 pub use callback::{AnyModule, Callback, CallbackResult};
@@ -34,6 +35,7 @@ pub use module::{
 };
 pub use optim::{GradClipAlgorithm, Interval, LrScheduler, Optimizer, Optimizers, Params};
 pub use output::{BatchControl, HookOutput, StepOutput};
+pub use precision::{Precision, ScalerState};
 pub use tch;
 pub use trainer::{
     Accelerator, Limit, LoadFromCheckpoint, NonFinite, OptimizerClosure, SingleDevice, Strategy, Trainer,

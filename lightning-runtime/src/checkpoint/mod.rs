@@ -55,6 +55,9 @@ pub(crate) struct Meta {
     pub seed: u64,
     pub optimizers: Vec<OptimizerState>,
     pub schedulers: Vec<LrScheduler>,
+    /// The gradient scaler's state (`16-mixed` runs only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scaler: Option<crate::ScalerState>,
     /// Each callback's `state_dict`, by its name.
     pub callbacks: BTreeMap<String, Value>,
     /// The training epoch's partial metrics, so that a resumed epoch reports the same means.
@@ -175,6 +178,21 @@ impl Checkpoint {
     /// The names of the model variables it holds.
     pub fn weight_names(&self) -> Vec<&str> {
         self.tensors.iter().filter_map(|(name, _)| name.strip_prefix("model.")).collect()
+    }
+
+    /// The gradient scaler's state, in a checkpoint of a `16-mixed` run.
+    pub fn scaler(&self) -> Option<crate::ScalerState> {
+        self.meta.scaler
+    }
+
+    /// A tensor of the file by its name: `model.<variable>`, `optimizer.<index>.<parameter>.<slot>`, `grad.<variable>`.
+    pub fn tensor(&self, name: &str) -> Option<&Tensor> {
+        self.tensors.iter().find(|(n, _)| n == name).map(|(_, t)| t)
+    }
+
+    /// The names of every tensor of the file.
+    pub fn tensor_names(&self) -> Vec<&str> {
+        self.tensors.iter().map(|(name, _)| name.as_str()).collect()
     }
 
     /// Reads a checkpoint, naming what is wrong when it cannot be read: a missing file, a truncated or foreign

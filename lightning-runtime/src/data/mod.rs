@@ -19,6 +19,13 @@ pub trait Batch: Sized + Send + 'static {
     fn share(&self) -> Self;
     /// Calls `f` on every tensor of the batch.
     fn for_each_tensor(&self, f: &mut dyn FnMut(&Tensor));
+
+    /// Casts every floating-point tensor of the batch to `kind`: what the `*-true` precisions
+    /// ([`Precision`](crate::Precision)) do to batches in the default `transfer_batch_to_device`. The default
+    /// leaves the batch as it is; a batch type of your own that holds floating-point tensors implements it.
+    fn to_float_kind(self, _kind: tch::Kind) -> Result<Self> {
+        Ok(self)
+    }
     /// The number of samples: the first tensor's first dimension (1 for a scalar or a batch without tensors).
     fn batch_size(&self) -> usize {
         let mut size = None;
@@ -47,6 +54,14 @@ impl Batch for Tensor {
     fn for_each_tensor(&self, f: &mut dyn FnMut(&Tensor)) {
         f(self)
     }
+
+    fn to_float_kind(self, kind: tch::Kind) -> Result<Self> {
+        if self.is_floating_point() && self.kind() != kind {
+            Ok(self.f_to_kind(kind)?)
+        } else {
+            Ok(self)
+        }
+    }
 }
 
 impl Batch for () {
@@ -71,6 +86,10 @@ impl<B: Batch> Batch for Vec<B> {
     fn for_each_tensor(&self, f: &mut dyn FnMut(&Tensor)) {
         self.iter().for_each(|b| b.for_each_tensor(f))
     }
+
+    fn to_float_kind(self, kind: tch::Kind) -> Result<Self> {
+        self.into_iter().map(|b| b.to_float_kind(kind)).collect()
+    }
 }
 
 impl<B: Batch> Batch for Option<B> {
@@ -87,6 +106,10 @@ impl<B: Batch> Batch for Option<B> {
             b.for_each_tensor(f)
         }
     }
+
+    fn to_float_kind(self, kind: tch::Kind) -> Result<Self> {
+        self.map(|b| b.to_float_kind(kind)).transpose()
+    }
 }
 
 impl<B: Batch, const N: usize> Batch for [B; N] {
@@ -100,6 +123,11 @@ impl<B: Batch, const N: usize> Batch for [B; N] {
 
     fn for_each_tensor(&self, f: &mut dyn FnMut(&Tensor)) {
         self.iter().for_each(|b| b.for_each_tensor(f))
+    }
+
+    fn to_float_kind(self, kind: tch::Kind) -> Result<Self> {
+        let cast: Vec<B> = self.into_iter().map(|b| b.to_float_kind(kind)).collect::<Result<_>>()?;
+        Ok(cast.try_into().unwrap_or_else(|_| unreachable!("the length is unchanged")))
     }
 }
 
@@ -122,6 +150,12 @@ macro_rules! tuple_batch {
             fn for_each_tensor(&self, f: &mut dyn FnMut(&Tensor)) {
                 let ($($name,)+) = self;
                 $($name.for_each_tensor(f);)+
+            }
+
+            #[allow(non_snake_case)]
+            fn to_float_kind(self, kind: tch::Kind) -> Result<Self> {
+                let ($($name,)+) = self;
+                Ok(($($name.to_float_kind(kind)?,)+))
             }
         }
     };

@@ -54,6 +54,10 @@ pub struct Optimizer {
     pub(super) state: Vec<Vec<Tensor>>,
     pub(super) steps: u64,
     pub(super) fusion: Fusion,
+    /// Calls of `step`, skipped ones included (what the Trainer counts as global steps, as Lightning does).
+    pub(super) step_calls: u64,
+    /// The run's gradient scaler (`16-mixed`): `step` unscales, and skips a step with an inf/NaN gradient.
+    pub(crate) scaler: Option<crate::precision::SharedScaler>,
 }
 
 /// Whether Adam's steps go through libtorch's fused kernel; decided at the first step, when the parameters are
@@ -93,7 +97,17 @@ impl Params for Vec<Tensor> {
 impl Optimizer {
     fn new(rule: Rule, params: impl Params, lr: f64) -> Self {
         let params = params.params();
-        Optimizer { rule, params, lr, weight_decay: 0.0, state: Vec::new(), steps: 0, fusion: Fusion::Undecided }
+        Optimizer {
+            rule,
+            params,
+            lr,
+            weight_decay: 0.0,
+            state: Vec::new(),
+            steps: 0,
+            fusion: Fusion::Undecided,
+            step_calls: 0,
+            scaler: None,
+        }
     }
 
     /// Stochastic gradient descent.
@@ -242,6 +256,24 @@ impl Optimizer {
     /// Updates the parameters from their gradients. A learning rate that is NaN, infinite or negative (set by
     /// hand, by a schedule) is an error here rather than NaN weights later.
     pub fn step(&mut self) -> Result<()> {
+        self.step_calls += 1;
+        match self.scaler.clone() {
+            Some(scaler) => {
+                let mut scaler = scaler.lock().unwrap_or_else(|p| p.into_inner());
+                let params: Vec<Tensor> = self.params.iter().map(Tensor::shallow_clone).collect();
+                scaler.step(&params, || self.update()).map(drop)
+            }
+            None => self.update(),
+        }
+    }
+
+    /// Calls of `step` so far, steps a gradient scaler skipped included.
+    pub(crate) fn step_calls(&self) -> u64 {
+        self.step_calls
+    }
+
+    /// One update of the parameters from their gradients.
+    fn update(&mut self) -> Result<()> {
         if !(self.lr.is_finite() && self.lr >= 0.0) {
             return Err(crate::Error::Config(format!(
                 "the optimizer's learning rate is {}: it must be a finite number, 0 or more",

@@ -62,6 +62,9 @@ impl Dispatch {
             checkpoint.tensors.extend(tensors);
         }
         checkpoint.meta.schedulers = ctx.schedulers.clone();
+        if let Some(scaler) = &ctx.scaler {
+            checkpoint.meta.scaler = scaler.lock().unwrap_or_else(|p| p.into_inner()).state().ok();
+        }
         checkpoint.meta.progress = Progress {
             epoch: self.progress.epoch,
             global_step: self.progress.global_step,
@@ -132,6 +135,11 @@ impl<M: LightningModule> Run<'_, M> {
             }
         }
         ctx.schedulers = meta.schedulers.clone();
+        match (&ctx.scaler, &meta.scaler) {
+            (Some(scaler), Some(state)) => scaler.lock().unwrap_or_else(|p| p.into_inner()).load(state)?,
+            // A run switched to 16-mixed starts its scaler afresh; one switched away drops it.
+            _ => {}
+        }
         for scheduler in &ctx.schedulers {
             if let Some(optimizer) = ctx.optimizers.get_mut(scheduler.optimizer) {
                 optimizer.set_lr(scheduler.lr());

@@ -42,7 +42,12 @@ impl Trainer {
         if let Some(seed) = self.cfg.seed {
             tch::manual_seed(seed as i64);
         }
+        let precision = self.cfg.precision;
+        precision.check_device(device)?;
         let mut ctx = Ctx::new(device);
+        if precision.scales_loss() {
+            ctx.scaler = Some(crate::precision::GradScaler::new(device)?.shared());
+        }
         ctx.stage = Some(stage);
         ctx.fast_dev_run = self.cfg.fast_dev_run.is_some();
         ctx.process_group = self.strategy.process_group();
@@ -61,6 +66,8 @@ impl Trainer {
         let mut hooks =
             Dispatch::new(callbacks, ctx, loggers, self.cfg.async_checkpointing.then(CheckpointWriter::default));
         hooks.writes_files = global_zero;
+        hooks.autocast = precision.autocast_kind().map(|kind| crate::precision::Autocast::new(device, kind));
+        hooks.batch_kind = precision.true_kind();
         let mut run = Run { module, hooks, cfg: &self.cfg, strategy: &mut *self.strategy, stage, torn_down: false };
         let _signals = super::interrupt::arm(self.cfg.handle_interrupts);
         let outcome = catch_unwind(AssertUnwindSafe(|| body(&mut run)));
@@ -189,6 +196,14 @@ impl<M: LightningModule + 'static> Run<'_, M> {
         self.hooks.setup(self.module, self.stage)?;
         self.hooks.configure_sharded_model(self.module)?;
         self.hooks.configure_model(self.module)?;
+        if let Some(kind) = self.cfg.precision.true_kind() {
+            // `*-true`: the floating-point weights (and buffers) take the precision's dtype, once.
+            match kind {
+                tch::Kind::Half => self.module.var_store_mut().half(),
+                tch::Kind::BFloat16 => self.module.var_store_mut().bfloat16(),
+                _ => self.module.var_store_mut().double(),
+            }
+        }
         to_device(self.module, self.hooks.ctx.device);
         let store = self.module.var_store();
         let trainable = store.trainable_variables();

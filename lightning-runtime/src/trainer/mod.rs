@@ -125,6 +125,7 @@ pub(crate) struct Config {
     pub handle_interrupts: bool,
     pub devices: usize,
     pub num_nodes: usize,
+    pub precision: crate::Precision,
 }
 
 impl Default for Config {
@@ -157,6 +158,7 @@ impl Default for Config {
             handle_interrupts: true,
             devices: 1,
             num_nodes: 1,
+            precision: crate::Precision::F32True,
         }
     }
 }
@@ -291,6 +293,13 @@ impl Trainer {
         /// the other processes of this machine (each re-runs the program: do the same work before `fit` in
         /// each), or joins those torchrun or SLURM started. On CUDA, process `k` of a machine uses GPU `k`.
         devices: usize => devices
+    );
+    option!(
+        /// The numerical precision (Lightning's `precision`, default `"32-true"`): `Precision::Bf16Mixed` runs
+        /// the steps under autocast with fp32 weights, `Precision::F16Mixed` adds a gradient scaler,
+        /// `*True` casts the weights and batches; from Lightning's strings with `"bf16-mixed".parse()?`. See
+        /// [`Precision`](crate::Precision).
+        precision: crate::Precision => precision
     );
     option!(
         /// The number of machines (Lightning's `num_nodes`, default 1): more than one needs a launcher that

@@ -50,6 +50,7 @@ impl Dispatch {
             Evaluation::Validation => (info::validation_step, M::HOOKS.validation_step),
             Evaluation::Test => (info::test_step, M::HOOKS.test_step),
         };
+        let _autocast = self.autocast.map(|a| a.enter()).transpose()?;
         Ok(self.module(hook, module, pointer, |f, m, ctx| f(m, batch, batch_idx, 0, ctx))?.flatten())
     }
 

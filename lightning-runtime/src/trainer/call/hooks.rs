@@ -235,7 +235,10 @@ impl Dispatch {
                     f(m, batch, device, dataloader_idx, ctx)
                 })?
                 .expect("defined")),
-            None => batch.to_device(device),
+            None => match self.batch_kind {
+                Some(kind) => batch.to_device(device)?.to_float_kind(kind),
+                None => batch.to_device(device),
+            },
         }
     }
 
@@ -291,6 +294,7 @@ impl Dispatch {
         batch: &M::Batch,
         batch_idx: usize,
     ) -> Result<StepOutput> {
+        let _autocast = self.autocast.map(|a| a.enter()).transpose()?;
         let output =
             self.module(info::training_step, module, M::HOOKS.training_step, |f, m, ctx| f(m, batch, batch_idx, ctx))?;
         Ok(output.flatten())
@@ -473,6 +477,7 @@ impl Dispatch {
         batch: &M::Batch,
         batch_idx: usize,
     ) -> Result<M::Prediction> {
+        let _autocast = self.autocast.map(|a| a.enter()).transpose()?;
         let prediction =
             self.module(info::predict_step, module, M::HOOKS.predict_step, |f, m, ctx| f(m, batch, batch_idx, 0, ctx))?;
         prediction.ok_or_else(|| Error::Config("`predict` needs a module with `predict_step`".into()))

@@ -43,6 +43,10 @@ pub(crate) struct Dispatch {
     pub writes_files: bool,
     /// How the processes of a distributed run agree on a stop signal (see `Run::check_interrupt`).
     pub interrupt_vote: crate::distributed::InterruptVote,
+    /// `*-mixed`: the steps run under this autocast.
+    pub autocast: Option<crate::precision::Autocast>,
+    /// `*-true`: the dtype the default batch transfer casts floating-point tensors to.
+    pub batch_kind: Option<tch::Kind>,
 }
 
 impl Dispatch {
@@ -68,6 +72,8 @@ impl Dispatch {
             frozen_metrics: None,
             writes_files: true,
             interrupt_vote: Default::default(),
+            autocast: None,
+            batch_kind: None,
         }
     }
 

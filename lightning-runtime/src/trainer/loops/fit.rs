@@ -235,6 +235,10 @@ impl<M: LightningModule + 'static> Run<'_, M> {
             })?;
             scheduler.set_base_lr(optimizer.lr());
         }
+        let mut optimizers = optimizers;
+        for optimizer in &mut optimizers {
+            optimizer.scaler = self.hooks.ctx.scaler.clone();
+        }
         self.hooks.ctx.optimizers = optimizers;
         self.hooks.ctx.schedulers = schedulers;
         Ok(())

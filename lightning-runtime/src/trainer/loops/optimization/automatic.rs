@@ -48,7 +48,7 @@ impl<M: LightningModule + 'static> Run<'_, M> {
         let accumulate = cfg.accumulate_grad_batches;
         let clip = (cfg.gradient_clip_val, cfg.gradient_clip_algorithm);
         let epoch = self.hooks.progress.epoch;
-        let steps_before = optimizer.steps();
+        let steps_before = optimizer.step_calls();
         // `optimizer_step` is the hook running while the closure's hooks are not: recorded here, since the closure
         // holds the context while it runs.
         let outer = std::mem::replace(&mut self.hooks.ctx.hook, info::optimizer_step);
@@ -68,9 +68,19 @@ impl<M: LightningModule + 'static> Run<'_, M> {
             }
             let Some(loss) = loss else { return Ok(None) };
             let loss = if accumulate > 1 { loss.f_div_scalar(accumulate as f64)? } else { loss };
-            d.on_before_backward(module, &loss)?;
-            d.backward(module, &loss, stepping)?;
+            // `16-mixed`: backward (and, as in Lightning, `on_before_backward`) sees the scaled loss.
+            let scaler = d.ctx.scaler.clone();
+            let lock =
+                |s: &crate::precision::SharedScaler| s.lock().unwrap_or_else(|p| p.into_inner()).scale_loss(&loss);
+            let scaled = scaler.as_ref().map(lock).transpose()?;
+            let backward_loss = scaled.as_ref().unwrap_or(&loss);
+            d.on_before_backward(module, backward_loss)?;
+            d.backward(module, backward_loss, stepping)?;
             d.on_after_backward(module)?;
+            if let (Some(scaler), true) = (&scaler, stepping) {
+                // Lightning's order: the hook and clipping see unscaled gradients.
+                scaler.lock().unwrap_or_else(|p| p.into_inner()).unscale(optimizer.params())?;
+            }
             if stepping {
                 // Lightning's order: the hook sees the gradients before clipping changes them.
                 d.on_before_optimizer_step(module, optimizer)?;
@@ -86,7 +96,7 @@ impl<M: LightningModule + 'static> Run<'_, M> {
             closure.run(self.module, optimizer)?;
         }
         self.hooks.ctx.hook = outer;
-        self.hooks.progress.global_step += (optimizer.steps() - steps_before) as usize;
+        self.hooks.progress.global_step += (optimizer.step_calls() - steps_before) as usize;
         Ok(output)
     }
 }

@@ -11,12 +11,12 @@ use crate::Result;
 impl<M: LightningModule + 'static> Run<'_, M> {
     /// Manual optimization: the step owns the optimizers; every optimizer step counts as a global step.
     pub fn manual_step(&mut self, batch: &M::Batch, batch_idx: usize) -> Result<StepOutput> {
-        let before: u64 = self.hooks.ctx.optimizers.iter().map(Optimizer::steps).sum();
+        let before: u64 = self.hooks.ctx.optimizers.iter().map(Optimizer::step_calls).sum();
         let output = self.hooks.training_step(self.module, batch, batch_idx)?;
         if let Some(loss) = &output {
             check_loss(loss, self.cfg.nonfinite, &self.hooks, batch_idx)?;
         }
-        let after: u64 = self.hooks.ctx.optimizers.iter().map(Optimizer::steps).sum();
+        let after: u64 = self.hooks.ctx.optimizers.iter().map(Optimizer::step_calls).sum();
         self.hooks.progress.global_step += (after - before) as usize;
         Ok(output.map(|loss| loss.detach()))
     }
