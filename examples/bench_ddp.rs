@@ -13,76 +13,14 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::Instant;
 
 use lightning::prelude::*;
-use lightning::{Accelerator, AnyModule, Callback, CallbackResult, DataLoader, Ddp, Trainer};
+use lightning::{Accelerator, DataLoader, Ddp, Trainer};
 
-const WIDTH: i64 = 512;
-const DEPTH: usize = 4;
-const GLOBAL_BATCH: i64 = 256;
-const WARMUP: usize = 10;
+#[path = "shared/wide.rs"]
+mod wide;
 
-struct Wide {
-    vs: nn::VarStore,
-    net: nn::Sequential,
-}
-
-impl Wide {
-    fn new() -> Self {
-        tch::manual_seed(1);
-        let vs = nn::VarStore::new(Device::Cpu);
-        let mut net = nn::seq();
-        for layer in 0..DEPTH {
-            net = net
-                .add(nn::linear(vs.root() / format!("l{layer}"), WIDTH, WIDTH, Default::default()))
-                .add_fn(|x| x.relu());
-        }
-        net = net.add(nn::linear(vs.root() / "out", WIDTH, 10, Default::default()));
-        Wide { vs, net }
-    }
-}
-
-#[lightning_module]
-impl Wide {
-    fn training_step(&mut self, (x, y): &(Tensor, Tensor), _batch_idx: usize, _ctx: &mut Ctx) -> Tensor {
-        self.net.forward(x).cross_entropy_for_logits(y)
-    }
-
-    fn configure_optimizers(&mut self) -> Optimizer {
-        Optimizer::sgd(&self.vs, 0.01)
-    }
-}
-
-/// Times from the start of batch `WARMUP` to the end of training; rank 0 writes the per-step milliseconds.
-struct Timer {
-    out: PathBuf,
-    steps: usize,
-    start: Option<Instant>,
-}
-
-impl Callback for Timer {
-    fn on_train_batch_start(
-        &mut self,
-        _ctx: &mut Ctx,
-        _module: &mut dyn AnyModule,
-        _batch: &dyn std::any::Any,
-        batch_idx: usize,
-    ) -> CallbackResult {
-        if batch_idx == WARMUP {
-            self.start = Some(Instant::now());
-        }
-        Ok(())
-    }
-
-    fn on_train_end(&mut self, ctx: &mut Ctx, _module: &mut dyn AnyModule) -> CallbackResult {
-        if let (Some(start), true) = (self.start, ctx.is_global_zero()) {
-            let ms = start.elapsed().as_secs_f64() * 1000.0 / (self.steps - WARMUP) as f64;
-            std::fs::write(&self.out, ms.to_string())?;
-        }
-        Ok(())
-    }
-}
+use wide::{median, python, read_ms, Timer, Wide, GLOBAL_BATCH, WARMUP, WIDTH};
 
 /// One worker: `procs` processes with DDP (`sync`), or one process of a no-sync pair (`--rank-alone`).
 fn worker(procs: usize, sync: bool, alone_rank: usize, steps: usize, out: PathBuf) -> lightning::Result<()> {
@@ -112,25 +50,7 @@ fn worker(procs: usize, sync: bool, alone_rank: usize, steps: usize, out: PathBu
     if world > 1 {
         trainer = trainer.devices(world).strategy(Ddp::default());
     }
-    trainer.fit(&mut Wide::new(), loader, None)
-}
-
-fn python() -> Option<PathBuf> {
-    if let Some(python) = std::env::var_os("LIGHTNING_BENCH_PYTHON") {
-        return Some(PathBuf::from(python));
-    }
-    let python = lightning_build::managed_env_dir()?.join("bin").join("python");
-    python.exists().then_some(python)
-}
-
-fn read_ms(path: &Path) -> Option<f64> {
-    std::fs::read_to_string(path)
-        .ok()?
-        .trim()
-        .trim_start_matches("{\"per_step_ms\": ")
-        .trim_end_matches('}')
-        .parse()
-        .ok()
+    trainer.fit(&mut Wide::new(false), loader, None)
 }
 
 /// Runs every command of `group` at once (one intra-op thread each when there are several) and returns the
@@ -148,11 +68,6 @@ fn run_together(group: Vec<Command>, out: &Path, threads: &str) -> Option<f64> {
         }
     }
     read_ms(out)
-}
-
-fn median(mut xs: Vec<f64>) -> Option<f64> {
-    xs.sort_by(|a, b| a.total_cmp(b));
-    (!xs.is_empty()).then(|| xs[xs.len() / 2])
 }
 
 fn main() -> lightning::Result<()> {
@@ -209,7 +124,7 @@ fn main() -> lightning::Result<()> {
         ("PyTorch DDP, 2 processes, no_sync", Box::new(|| Some((vec![torch(&["--no-sync"])?], "1")))),
         ("Lightning strategy=\"ddp\", 2 processes", Box::new(|| Some((vec![lightning()?], "1")))),
     ];
-    println!("wide MLP {WIDTH}x{DEPTH}, SGD, global batch {GLOBAL_BATCH}, {steps} steps ({WARMUP} warm-up), CPU, {reps} repetitions");
+    println!("wide MLP {WIDTH}x{}, SGD, global batch {GLOBAL_BATCH}, {steps} steps ({WARMUP} warm-up), CPU, {reps} repetitions", wide::DEPTH);
     let mut results: Vec<(String, Option<f64>)> = setups.iter().map(|(name, _)| (name.to_string(), None)).collect();
     let mut samples: Vec<Vec<f64>> = vec![Vec::new(); setups.len()];
     for _ in 0..reps {

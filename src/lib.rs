@@ -179,6 +179,8 @@ pub mod guide {
     pub mod coming_from_lightning {}
     #[doc = include_str!("../docs/distributed.md")]
     pub mod distributed {}
+    #[doc = include_str!("../docs/precision.md")]
+    pub mod precision {}
 }
 
 /// What a module's file needs: the attribute, the runtime's types and tch's. It leaves out the `Batch` trait, whose
