@@ -75,7 +75,8 @@ fn main() -> lightning::Result<()> {
             .iter()
             .flat_map(|&precision| {
                 let mut ours = Command::new(&me);
-                ours.args(["--worker", precision, "--device", device, "--steps", &steps.to_string(), "--out"]).arg(&out);
+                ours.args(["--worker", precision, "--device", device, "--steps", &steps.to_string(), "--out"])
+                    .arg(&out);
                 let python = |mode: &str| {
                     let mut c = Command::new(py.as_ref()?);
                     c.arg(&script).args(["--mode", mode, "--precision", precision, "--device", device]);
@@ -105,7 +106,10 @@ fn main() -> lightning::Result<()> {
             wide::GLOBAL_BATCH,
             wide::WARMUP
         );
-        println!("  {:<12} {:>10} {:>14} {:>10} {:>16}", "precision", "ours", "PyTorch loop", "Lightning", "ours / PyTorch");
+        println!(
+            "  {:<12} {:>10} {:>14} {:>10} {:>16}",
+            "precision", "ours", "PyTorch loop", "Lightning", "ours / PyTorch"
+        );
         for (p, &precision) in PRECISIONS.iter().enumerate() {
             let ms: Vec<Option<f64>> = (0..3).map(|k| median(samples[p * 3 + k].clone())).collect();
             let show = |v: Option<f64>| v.map_or("n/a".to_string(), |v| format!("{v:.2}"));

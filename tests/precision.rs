@@ -15,6 +15,13 @@ fn blobs(n: i64) -> (Tensor, Tensor) {
     (x, y)
 }
 
+/// The share of `data` that `net` (with weights of `kind`) classifies right.
+fn accuracy_of(net: &nn::Sequential, kind: Kind, (x, y): &(Tensor, Tensor)) -> f64 {
+    let _guard = tch::no_grad_guard();
+    let x = x.to_kind(kind);
+    net.forward(&x).argmax(-1, false).eq_tensor(y).to_kind(Kind::Float).mean(Kind::Float).double_value(&[])
+}
+
 /// What a step saw: the dtype of its logits and of its loss.
 type Seen = Arc<Mutex<Vec<(Kind, Kind)>>>;
 
@@ -37,10 +44,8 @@ impl Classifier {
         Classifier { vs, net, seen: Seen::default(), loss_factor: 1.0 }
     }
 
-    fn accuracy(&self, (x, y): &(Tensor, Tensor)) -> f64 {
-        let _guard = tch::no_grad_guard();
-        let x = x.to_kind(self.vs.kind());
-        self.net.forward(&x).argmax(-1, false).eq_tensor(y).to_kind(Kind::Float).mean(Kind::Float).double_value(&[])
+    fn accuracy(&self, data: &(Tensor, Tensor)) -> f64 {
+        accuracy_of(&self.net, self.vs.kind(), data)
     }
 }
 
@@ -92,7 +97,10 @@ fn precision_names_parse_as_lightnings() {
 
 #[test]
 fn bf16_mixed_computes_in_bf16_keeps_fp32_weights_and_learns_as_fp32_does() {
-    let (train, test) = (blobs(2048), blobs(512));
+    // One draw split in two (tests run on threads that share torch's generator: two draws could differ).
+    let all = blobs(2560);
+    let train = (all.0.narrow(0, 0, 2048), all.1.narrow(0, 0, 2048));
+    let test = (all.0.narrow(0, 2048, 512), all.1.narrow(0, 2048, 512));
     let mut accuracies = Vec::new();
     for precision in [Precision::F32True, Precision::Bf16Mixed] {
         let mut model = Classifier::new();
@@ -107,7 +115,7 @@ fn bf16_mixed_computes_in_bf16_keeps_fp32_weights_and_learns_as_fp32_does() {
         for (name, tensor) in model.vs.variables() {
             assert_eq!(tensor.kind(), Kind::Float, "{precision}: weight {name}");
         }
-        save_and_check_state_kinds(&mut model, &path, precision);
+        save_and_check_state_kinds(&mut model, &path, precision, &train);
         accuracies.push(model.accuracy(&test));
     }
     let (fp32, bf16) = (accuracies[0], accuracies[1]);
@@ -116,7 +124,12 @@ fn bf16_mixed_computes_in_bf16_keeps_fp32_weights_and_learns_as_fp32_does() {
 }
 
 /// One more epoch that saves a checkpoint, whose optimizer state must be fp32.
-fn save_and_check_state_kinds(model: &mut Classifier, path: &std::path::Path, precision: Precision) {
+fn save_and_check_state_kinds(
+    model: &mut Classifier,
+    path: &std::path::Path,
+    precision: Precision,
+    data: &(Tensor, Tensor),
+) {
     struct SaveAtEnd(std::path::PathBuf);
     impl lightning::Callback for SaveAtEnd {
         fn on_train_end(&mut self, ctx: &mut Ctx, _m: &mut dyn lightning::AnyModule) -> lightning::CallbackResult {
@@ -124,8 +137,7 @@ fn save_and_check_state_kinds(model: &mut Classifier, path: &std::path::Path, pr
             Ok(())
         }
     }
-    let data = blobs(256);
-    trainer(precision).max_epochs(1).callback(SaveAtEnd(path.to_path_buf())).fit(model, loader(&data), None).unwrap();
+    trainer(precision).max_epochs(1).callback(SaveAtEnd(path.to_path_buf())).fit(model, loader(data), None).unwrap();
     let checkpoint = lightning::Checkpoint::read(path).unwrap();
     let moments: Vec<&str> = checkpoint.tensor_names().into_iter().filter(|n| n.starts_with("optimizer.")).collect();
     assert!(!moments.is_empty());
@@ -225,4 +237,39 @@ fn a_nonfinite_loss_under_16_mixed_is_still_an_error() {
     model.loss_factor = f64::NAN;
     let error = trainer(Precision::F16Mixed).max_epochs(1).fit(&mut model, loader(&blobs(64)), None).unwrap_err();
     assert!(matches!(error, Error::NonFiniteLoss { .. }), "{error}");
+}
+
+/// Manual optimization under `16-mixed`: `manual_backward` scales, `Optimizer::step` unscales and steps.
+struct Manual {
+    vs: nn::VarStore,
+    net: nn::Sequential,
+}
+
+#[lightning_module(manual_optimization)]
+impl Manual {
+    fn training_step(&mut self, (x, y): &(Tensor, Tensor), _batch_idx: usize, ctx: &mut Ctx) -> Result<Tensor, Error> {
+        let loss = self.net.forward(x).cross_entropy_for_logits(y);
+        ctx.optimizers()[0].zero_grad()?;
+        ctx.manual_backward(&loss)?;
+        ctx.optimizers()[0].step()?;
+        Ok(loss)
+    }
+
+    fn configure_optimizers(&mut self) -> Optimizer {
+        Optimizer::adam(&self.vs, 1e-2)
+    }
+}
+
+#[test]
+fn sixteen_mixed_in_manual_optimization_scales_and_unscales() {
+    let data = blobs(1024);
+    let Classifier { vs, net, .. } = Classifier::new();
+    let mut model = Manual { vs, net };
+    let before = accuracy_of(&model.net, Kind::Float, &data);
+    let mut trainer = trainer(Precision::F16Mixed).max_epochs(3);
+    trainer.fit(&mut model, loader(&data), None).unwrap();
+    // Every call of `step` counts, skipped or not: 16 batches x 3 epochs.
+    assert_eq!(trainer.global_step(), 48);
+    let after = accuracy_of(&model.net, Kind::Float, &data);
+    assert!(after > 0.9 && after > before, "accuracy {before} -> {after}");
 }

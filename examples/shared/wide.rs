@@ -28,7 +28,9 @@ impl Wide {
         let vs = nn::VarStore::new(Device::Cpu);
         let mut net = nn::seq();
         for layer in 0..DEPTH {
-            net = net.add(nn::linear(vs.root() / format!("l{layer}"), WIDTH, WIDTH, Default::default())).add_fn(|x| x.relu());
+            net = net
+                .add(nn::linear(vs.root() / format!("l{layer}"), WIDTH, WIDTH, Default::default()))
+                .add_fn(|x| x.relu());
         }
         net = net.add(nn::linear(vs.root() / "out", WIDTH, 10, Default::default()));
         Wide { vs, net, adam }
@@ -91,7 +93,13 @@ pub fn python() -> Option<PathBuf> {
 
 /// The per-step milliseconds a run wrote: a number, or the Python side's `{"per_step_ms": x}`.
 pub fn read_ms(path: &Path) -> Option<f64> {
-    std::fs::read_to_string(path).ok()?.trim().trim_start_matches("{\"per_step_ms\": ").trim_end_matches('}').parse().ok()
+    std::fs::read_to_string(path)
+        .ok()?
+        .trim()
+        .trim_start_matches("{\"per_step_ms\": ")
+        .trim_end_matches('}')
+        .parse()
+        .ok()
 }
 
 pub fn median(mut xs: Vec<f64>) -> Option<f64> {
