@@ -141,3 +141,49 @@ fn a_checkpoint_with_settings_that_cannot_work_is_refused() {
         assert!(error.contains(expected), "{name}: {error}");
     }
 }
+
+/// Records the clipping settings `configure_gradient_clipping` receives.
+struct ClipSpy {
+    vs: nn::VarStore,
+    layers: Vec<nn::Linear>,
+    seen: Vec<(Option<f64>, Option<lightning::GradClipAlgorithm>)>,
+}
+
+#[lightning_module]
+impl ClipSpy {
+    fn training_step(&mut self, (x, y): &(Tensor, Tensor)) -> Tensor {
+        let h = self.layers[0].forward(x).relu();
+        self.layers[1].forward(&h).mse_loss(y, Reduction::Mean)
+    }
+
+    fn configure_optimizers(&mut self) -> Optimizer {
+        Optimizer::sgd(&self.vs, 0.01)
+    }
+
+    fn configure_gradient_clipping(
+        &mut self,
+        optimizer: &mut Optimizer,
+        gradient_clip_val: Option<f64>,
+        gradient_clip_algorithm: Option<lightning::GradClipAlgorithm>,
+    ) -> Result<(), lightning::Error> {
+        self.seen.push((gradient_clip_val, gradient_clip_algorithm));
+        optimizer.clip_gradients(gradient_clip_val, gradient_clip_algorithm)
+    }
+}
+
+#[test]
+fn configure_gradient_clipping_gets_the_trainers_settings_and_none_for_what_was_not_set() {
+    use lightning::GradClipAlgorithm::Value;
+    for (trainer, expected) in [
+        (cpu().max_epochs(1), (None, None)),
+        (cpu().max_epochs(1).gradient_clip_val(0.5), (Some(0.5), None)),
+        (cpu().max_epochs(1).gradient_clip_val(0.5).gradient_clip_algorithm(Value), (Some(0.5), Some(Value))),
+    ] {
+        let Net { vs, layers, .. } = Net::mlp(0.0, Opt::SgdOnly);
+        let mut module = ClipSpy { vs, layers, seen: Vec::new() };
+        let mut trainer = trainer.limit_val_batches(0);
+        trainer.fit(&mut module, train_loader(1), None).unwrap();
+        assert!(!module.seen.is_empty());
+        assert!(module.seen.iter().all(|seen| *seen == expected), "{:?}, expected {expected:?}", module.seen);
+    }
+}

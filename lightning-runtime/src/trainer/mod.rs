@@ -111,7 +111,8 @@ pub(crate) struct Config {
     pub val_check_interval: Option<Limit>,
     pub accumulate_grad_batches: usize,
     pub gradient_clip_val: Option<f64>,
-    pub gradient_clip_algorithm: GradClipAlgorithm,
+    /// `None` unless set: `configure_gradient_clipping` then gets `None`, as Lightning passes it.
+    pub gradient_clip_algorithm: Option<GradClipAlgorithm>,
     pub fast_dev_run: Option<usize>,
     pub overfit_batches: Option<Limit>,
     pub seed: Option<u64>,
@@ -144,7 +145,7 @@ impl Default for Config {
             val_check_interval: None,
             accumulate_grad_batches: 1,
             gradient_clip_val: None,
-            gradient_clip_algorithm: GradClipAlgorithm::Norm,
+            gradient_clip_algorithm: None,
             fast_dev_run: None,
             overfit_batches: None,
             seed: None,
@@ -237,7 +238,7 @@ impl Trainer {
     );
     option!(
         /// How `gradient_clip_val` clips.
-        gradient_clip_algorithm: GradClipAlgorithm => gradient_clip_algorithm
+        gradient_clip_algorithm: GradClipAlgorithm => gradient_clip_algorithm = Some
     );
     option!(
         /// Runs `n` batches of each stage for one epoch, without sanity check, to find bugs fast.

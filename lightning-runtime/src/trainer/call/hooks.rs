@@ -362,16 +362,17 @@ impl Dispatch {
         &mut self,
         module: &mut M,
         optimizer: &mut Optimizer,
-        clip: (Option<f64>, GradClipAlgorithm),
+        clip: (Option<f64>, Option<GradClipAlgorithm>),
     ) -> Result<()> {
         let (value, algorithm) = clip;
         match M::HOOKS.configure_gradient_clipping {
             Some(f) => self
                 .module(info::configure_gradient_clipping, module, Some(f), |f, m, ctx| {
-                    f(m, optimizer, value, Some(algorithm), ctx)
+                    f(m, optimizer, value, algorithm, ctx)
                 })
                 .map(drop),
-            None => optimizer.clip_gradients(value, Some(algorithm)),
+            // By norm when the algorithm was not set (Lightning's default).
+            None => optimizer.clip_gradients(value, algorithm),
         }
     }
 

@@ -117,7 +117,11 @@ impl<M: LightningModule + 'static> Run<'_, M> {
             }
             (self.hooks.progress.batches_done, self.hooks.progress.epoch_finished) = (skip, false);
             self.hooks.ctx.total_batches = self.train_limit().resolve(train.len(), "train")?;
-            self.hooks.on_train_epoch_start(self.module)?;
+            // A run resumed inside an epoch goes on with it: the epoch has started already (Lightning calls no
+            // `on_train_epoch_start` then either).
+            if skip == 0 {
+                self.hooks.on_train_epoch_start(self.module)?;
+            }
             self.hooks.progress.epoch_finished = self.training_epoch(&mut train, &mut val, skip)?;
             self.train_epoch_end()?;
             if self.hooks.ctx.process_group.is_some() {
