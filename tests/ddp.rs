@@ -72,6 +72,9 @@ impl Net {
         ctx.log("train_loss", &loss).on_epoch(true).sync_dist(true);
         ctx.log("rank_synced", ctx.global_rank() as f64).on_step(false).on_epoch(true).sync_dist(true);
         ctx.log("rank_plain", ctx.global_rank() as f64).on_step(false).on_epoch(true);
+        let rank = ctx.global_rank() as f64;
+        ctx.log("rank_max", rank).on_step(false).on_epoch(true).reduce_fx(lightning::ReduceFx::Max).sync_dist(true);
+        ctx.log("rank_min", rank).on_step(false).on_epoch(true).reduce_fx(lightning::ReduceFx::Min).sync_dist(true);
         loss
     }
 
@@ -303,6 +306,9 @@ fn check_train() {
     assert_eq!(metric(&m0, "rank_synced"), 0.5);
     assert_eq!(metric(&m1, "rank_synced"), 0.5);
     assert_eq!((metric(&m0, "rank_plain"), metric(&m1, "rank_plain")), (0.0, 1.0));
+    for m in [&m0, &m1] {
+        assert_eq!((metric(m, "rank_max"), metric(m, "rank_min")), (1.0, 0.0), "reduce_fx with sync_dist");
+    }
     assert_eq!(metric(&m0, "val_loss"), metric(&m1, "val_loss"));
     assert_eq!(metric(&m0, "train_loss"), metric(&m1, "train_loss"));
     // Each process ran half the batches: 256 samples / 2 / 8 per batch, 3 epochs.

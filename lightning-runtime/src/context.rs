@@ -4,6 +4,7 @@ use std::fmt;
 
 use tch::{Device, Tensor};
 
+use crate::log_call::LogCall;
 use crate::metrics::{LogOptions, Metrics};
 use crate::optim::{LrScheduler, Optimizer};
 
@@ -241,6 +242,19 @@ impl Ctx {
                 return;
             }
         };
+        if let Logged::Tensor(t) = &value {
+            // A shape is metadata: no device sync.
+            if t.numel() != 1 {
+                self.log_error.get_or_insert(format!(
+                    "`ctx.log(\"{name}\", ..)` in `{}`: the value is a tensor of shape {:?}, but a logged value must \
+                     be a single number: reduce it first (e.g. `.mean(Kind::Float)`), or log its parts under names \
+                     of their own",
+                    self.hook.name,
+                    t.size()
+                ));
+                return;
+            }
+        }
         let batch_size = options.batch_size.unwrap_or(self.batch_size);
         let value = match (&self.process_group, options.sync_dist, on_step) {
             // A step value is averaged over the processes when it is logged (Lightning's `sync_dist`); epoch
@@ -454,61 +468,5 @@ impl Ctx {
             None => vec![tensor],
         };
         Ok(Tensor::f_stack(&parts, 0)?)
-    }
-}
-
-/// A value being logged; options set on it apply when it is dropped (at the end of the `ctx.log(..)` statement).
-pub struct LogCall<'c> {
-    ctx: &'c mut Ctx,
-    name: Option<&'c str>,
-    value: Option<Logged>,
-    options: LogOptions,
-}
-
-impl LogCall<'_> {
-    /// Show the value in the progress bar.
-    pub fn prog_bar(mut self, on: bool) -> Self {
-        self.options.prog_bar = on;
-        self
-    }
-
-    /// Record the value per step.
-    pub fn on_step(mut self, on: bool) -> Self {
-        self.options.on_step = Some(on);
-        self
-    }
-
-    /// Reduce the value over the epoch (mean weighted by batch size).
-    pub fn on_epoch(mut self, on: bool) -> Self {
-        self.options.on_epoch = Some(on);
-        self
-    }
-
-    /// Send the value to the loggers (default true).
-    pub fn logger(mut self, on: bool) -> Self {
-        self.options.logger = on;
-        self
-    }
-
-    /// The batch size to weight the epoch mean with (default: the batch's first dimension).
-    pub fn batch_size(mut self, size: usize) -> Self {
-        self.options.batch_size = Some(size);
-        self
-    }
-
-    /// Average the value over the processes of a distributed run (Lightning's `sync_dist`): a step value when
-    /// it is logged, an epoch value (the batch-size-weighted mean over every process's batches) when the epoch
-    /// ends, so every process sees the same number (what callbacks monitor). No effect in one process.
-    pub fn sync_dist(mut self, on: bool) -> Self {
-        self.options.sync_dist = on;
-        self
-    }
-}
-
-impl Drop for LogCall<'_> {
-    fn drop(&mut self) {
-        if let (Some(name), Some(value)) = (self.name.take(), self.value.take()) {
-            self.ctx.record(name, value, self.options);
-        }
     }
 }

@@ -10,6 +10,7 @@ pub mod distributed;
 mod error;
 mod json_float;
 mod kernels;
+mod log_call;
 pub mod loggers;
 mod metrics;
 mod module;
@@ -24,11 +25,13 @@ pub use callbacks::{
     MonitorMode, OnExceptionCheckpoint, ProgressBar, SummaryRow,
 };
 pub use checkpoint::{Checkpoint, LoadOptions, FORMAT_VERSION};
-pub use context::{Ctx, LogCall, LogValue, Stage};
+pub use context::{Ctx, LogValue, Stage};
 pub use data::{Batch, BatchSource, DataLoader, Dataset, Loader};
 pub use distributed::{Ddp, ProcessGroup, ReduceOp};
 pub use error::{Error, HookError, Result};
+pub use log_call::{LogCall, LogDict};
 pub use loggers::Logger;
+pub use metrics::ReduceFx;
 pub use module::{
     assert_fit, defined_hooks, Fit, HasConfigureOptimizers, HasPredictStep, HasTestStep, HasTrainingStep,
     HasValidationStep, HookTable, LightningModule, HOOK_NAMES,

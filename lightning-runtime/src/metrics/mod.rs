@@ -7,8 +7,14 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use tch::Tensor;
 
+mod reduce;
+
+pub use reduce::ReduceFx;
+
 use crate::context::Logged;
 use crate::distributed::{ProcessGroup, ReduceOp};
+use crate::json_float::JsonF64;
+use reduce::{read, EpochState};
 
 /// `value` averaged over the processes of `group` (a step value logged with `sync_dist`).
 pub(crate) fn mean_over(group: &ProcessGroup, value: Logged) -> crate::Result<Logged> {
@@ -36,11 +42,20 @@ pub struct LogOptions {
     pub logger: bool,
     pub batch_size: Option<usize>,
     pub sync_dist: bool,
+    pub reduce_fx: ReduceFx,
 }
 
 impl Default for LogOptions {
     fn default() -> Self {
-        LogOptions { prog_bar: false, on_step: None, on_epoch: None, logger: true, batch_size: None, sync_dist: false }
+        LogOptions {
+            prog_bar: false,
+            on_step: None,
+            on_epoch: None,
+            logger: true,
+            batch_size: None,
+            sync_dist: false,
+            reduce_fx: ReduceFx::Mean,
+        }
     }
 }
 
@@ -65,41 +80,11 @@ struct Entry {
     /// The last value logged per step, and whether a logger has seen it yet.
     step: Option<Logged>,
     step_unsent: bool,
-    /// The batch-size-weighted sum over the epoch so far, and the weights.
-    epoch_sum: Option<Logged>,
-    epoch_weight: f64,
+    /// How the epoch's values are reduced, and the epoch so far.
+    reduce: ReduceFx,
+    epoch: EpochState,
     /// The reduced value of the last finished epoch.
     epoch_value: Option<f64>,
-}
-
-fn read(value: &Logged) -> f64 {
-    match value {
-        Logged::Number(x) => *x,
-        Logged::Tensor(t) => t.f_double_value(&[]).unwrap_or(f64::NAN),
-    }
-}
-
-fn weighted(value: &Logged, weight: f64) -> Logged {
-    match value {
-        Logged::Number(x) => Logged::Number(x * weight),
-        Logged::Tensor(t) => Logged::Tensor(
-            t.f_to_kind(tch::Kind::Double)
-                .and_then(|t| t.f_mul_scalar(weight))
-                .unwrap_or_else(|_| Tensor::from(f64::NAN)),
-        ),
-    }
-}
-
-fn add(sum: Logged, value: Logged) -> Logged {
-    match (sum, value) {
-        (Logged::Number(a), Logged::Number(b)) => Logged::Number(a + b),
-        (Logged::Tensor(a), Logged::Tensor(b)) => {
-            Logged::Tensor(a.f_add(&b.f_to_device(a.device()).unwrap_or(b)).unwrap_or_else(|_| Tensor::from(f64::NAN)))
-        }
-        (Logged::Tensor(a), Logged::Number(b)) | (Logged::Number(b), Logged::Tensor(a)) => {
-            Logged::Tensor(a.f_add_scalar(b).unwrap_or_else(|_| Tensor::from(f64::NAN)))
-        }
-    }
 }
 
 /// A training metric's partial epoch, as a checkpoint keeps it.
@@ -115,6 +100,16 @@ pub struct MetricState {
     epoch_sum: f64,
     #[serde(with = "crate::json_float")]
     epoch_weight: f64,
+    /// `reduce_fx`'s name (`mean` in checkpoints that predate it).
+    #[serde(default = "mean_name")]
+    reduce: String,
+    /// A custom reduction's values so far.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    values: Vec<JsonF64>,
+}
+
+fn mean_name() -> String {
+    ReduceFx::Mean.name().to_string()
 }
 
 /// Every value logged in a run.
@@ -134,7 +129,8 @@ impl Metrics {
         batch_size: usize,
         options: LogOptions,
     ) {
-        let (prog_bar, logger, sync_dist) = (options.prog_bar, options.logger, options.sync_dist);
+        let (prog_bar, logger, sync_dist, reduce) =
+            (options.prog_bar, options.logger, options.sync_dist, options.reduce_fx);
         let scope = self.scope;
         // A handful of metrics: a linear scan beats hashing the name.
         let index = match self.entries.iter().position(|e| e.name == name) {
@@ -150,28 +146,32 @@ impl Metrics {
                     sync_dist,
                     step: None,
                     step_unsent: false,
-                    epoch_sum: None,
-                    epoch_weight: 0.0,
+                    reduce,
+                    epoch: EpochState::default(),
                     epoch_value: None,
                 });
                 self.entries.len() - 1
             }
         };
         let entry = &mut self.entries[index];
-        (entry.scope, entry.on_step, entry.on_epoch, entry.prog_bar, entry.logger, entry.sync_dist) =
-            (scope, on_step, on_epoch, prog_bar, logger, sync_dist);
-        if on_epoch {
-            let weight = batch_size.max(1) as f64;
-            let part = weighted(&value, weight);
-            entry.epoch_sum = Some(match entry.epoch_sum.take() {
-                Some(sum) => add(sum, part),
-                None => part,
-            });
-            entry.epoch_weight += weight;
-        }
-        if on_step {
-            entry.step = Some(value);
-            entry.step_unsent = true;
+        (entry.scope, entry.on_step, entry.on_epoch, entry.prog_bar, entry.logger, entry.sync_dist, entry.reduce) =
+            (scope, on_step, on_epoch, prog_bar, logger, sync_dist, reduce);
+        match (on_epoch, on_step) {
+            (true, true) => {
+                let copy = match &value {
+                    Logged::Number(x) => Logged::Number(*x),
+                    Logged::Tensor(t) => Logged::Tensor(t.shallow_clone()),
+                };
+                entry.epoch.add(copy, batch_size, reduce);
+                entry.step = Some(value);
+                entry.step_unsent = true;
+            }
+            (true, false) => entry.epoch.add(value, batch_size, reduce),
+            (false, true) => {
+                entry.step = Some(value);
+                entry.step_unsent = true;
+            }
+            (false, false) => {}
         }
     }
 
@@ -181,31 +181,57 @@ impl Metrics {
         match (&entry.step, entry.epoch_value) {
             (Some(step), None) => Some(read(step)),
             (_, Some(epoch)) => Some(epoch),
-            (None, None) => entry.epoch_sum.as_ref().map(|sum| read(sum) / entry.epoch_weight),
+            (None, None) => entry.epoch.finish(entry.reduce),
         }
     }
 
     /// Ends the epoch of `scope`'s loop: reduces its epoch values; returns what the loggers should receive.
-    /// Sums the epoch sums and weights of the values logged with `sync_dist` over the processes, in one
-    /// collective (by name, so every process sends them in the same order), before `end_epoch` divides them.
+    /// Reduces the epochs of the values logged with `sync_dist` over the processes before `end_epoch` reads
+    /// them: means and sums by summing (the weighted sums and the weights), maxima and minima by their own
+    /// reductions, a custom reduction's local result averaged. One collective per kind of reduction, each over
+    /// the metrics sorted by name, so that every process sends them in the same order.
     pub fn sync_epoch(&mut self, scope: Scope, group: &ProcessGroup) -> crate::Result<()> {
         let mut synced: Vec<&mut Entry> =
-            self.entries.iter_mut().filter(|e| e.scope == scope && e.sync_dist && e.epoch_sum.is_some()).collect();
-        if synced.is_empty() {
-            return Ok(());
-        }
+            self.entries.iter_mut().filter(|e| e.scope == scope && e.sync_dist && !e.epoch.is_empty()).collect();
         synced.sort_by(|a, b| a.name.cmp(&b.name));
-        let mut values = Vec::with_capacity(synced.len() * 2);
-        for entry in &synced {
-            values.push(entry.epoch_sum.as_ref().map_or(0.0, read));
-            values.push(entry.epoch_weight);
-        }
-        let totals = Tensor::from_slice(&values);
-        group.all_reduce(&totals, ReduceOp::Sum)?;
-        let totals = Vec::<f64>::try_from(&totals)?;
-        for (entry, pair) in synced.iter_mut().zip(totals.chunks(2)) {
-            entry.epoch_sum = Some(Logged::Number(pair[0]));
-            entry.epoch_weight = pair[1];
+        for op in [ReduceOp::Sum, ReduceOp::Max, ReduceOp::Min] {
+            let of_op = |e: &&mut Entry| match e.reduce {
+                ReduceFx::Max => op == ReduceOp::Max,
+                ReduceFx::Min => op == ReduceOp::Min,
+                _ => op == ReduceOp::Sum,
+            };
+            let mut group_entries: Vec<&mut &mut Entry> = synced.iter_mut().filter(|e| of_op(e)).collect();
+            if group_entries.is_empty() {
+                continue;
+            }
+            let mut values = Vec::with_capacity(group_entries.len() * 2);
+            for entry in &group_entries {
+                let (value, weight) = match entry.reduce {
+                    ReduceFx::Mean => (entry.epoch.running.as_ref().map_or(0.0, read), entry.epoch.weight),
+                    ReduceFx::Custom(_) => (entry.epoch.finish(entry.reduce).unwrap_or(f64::NAN), 1.0),
+                    _ => (entry.epoch.running.as_ref().map_or(f64::NAN, read), 0.0),
+                };
+                values.extend([value, weight]);
+            }
+            let totals = Tensor::from_slice(&values);
+            // The weights ride along: summed for sums, and harmlessly maxed or minned for extremes.
+            group.all_reduce(&totals, op)?;
+            let totals = Vec::<f64>::try_from(&totals)?;
+            for (entry, pair) in group_entries.iter_mut().zip(totals.chunks(2)) {
+                let world = group.size() as f64;
+                let state = &mut entry.epoch;
+                match entry.reduce {
+                    // A custom reduction's local results, averaged: kept as a mean of weight 1.
+                    ReduceFx::Custom(_) => {
+                        state.values.clear();
+                        state.values.push(Logged::Number(pair[0] / world));
+                    }
+                    _ => {
+                        state.running = Some(Logged::Number(pair[0]));
+                        state.weight = pair[1];
+                    }
+                }
+            }
         }
         Ok(())
     }
@@ -213,10 +239,9 @@ impl Metrics {
     pub fn end_epoch(&mut self, scope: Scope) -> Vec<(String, f64)> {
         let mut out = Vec::new();
         for entry in self.entries.iter_mut().filter(|e| e.scope == scope) {
-            if let Some(sum) = entry.epoch_sum.take() {
-                let value = read(&sum) / entry.epoch_weight;
+            let epoch = std::mem::take(&mut entry.epoch);
+            if let Some(value) = epoch.finish(entry.reduce) {
                 entry.epoch_value = Some(value);
-                entry.epoch_weight = 0.0;
                 if entry.logger {
                     let key = if entry.on_step { format!("{}_epoch", entry.name) } else { entry.name.clone() };
                     out.push((key, value));
@@ -230,8 +255,7 @@ impl Metrics {
     pub fn start_epoch(&mut self, scope: Scope) {
         for entry in self.entries.iter_mut().filter(|e| e.scope == scope) {
             entry.epoch_value = None;
-            entry.epoch_sum = None;
-            entry.epoch_weight = 0.0;
+            entry.epoch = EpochState::default();
         }
     }
 
@@ -277,15 +301,17 @@ impl Metrics {
     pub fn export(&self) -> Vec<MetricState> {
         self.entries
             .iter()
-            .filter(|e| e.scope == Scope::Train && e.epoch_sum.is_some())
+            .filter(|e| e.scope == Scope::Train && !e.epoch.is_empty())
             .map(|e| MetricState {
                 name: e.name.clone(),
                 on_step: e.on_step,
                 on_epoch: e.on_epoch,
                 prog_bar: e.prog_bar,
                 logger: e.logger,
-                epoch_sum: e.epoch_sum.as_ref().map_or(0.0, read),
-                epoch_weight: e.epoch_weight,
+                epoch_sum: e.epoch.running.as_ref().map_or(0.0, read),
+                epoch_weight: e.epoch.weight,
+                reduce: e.reduce.name().to_string(),
+                values: e.epoch.values.iter().map(|v| JsonF64(read(v))).collect(),
             })
             .collect()
     }
@@ -304,8 +330,12 @@ impl Metrics {
                 sync_dist: false,
                 step: None,
                 step_unsent: false,
-                epoch_sum: Some(Logged::Number(state.epoch_sum)),
-                epoch_weight: state.epoch_weight,
+                reduce: ReduceFx::from_name(&state.reduce),
+                epoch: EpochState {
+                    running: (state.values.is_empty()).then_some(Logged::Number(state.epoch_sum)),
+                    weight: state.epoch_weight,
+                    values: state.values.iter().map(|v| Logged::Number(v.0)).collect(),
+                },
                 epoch_value: None,
             });
         }
