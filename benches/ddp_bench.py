@@ -9,9 +9,10 @@ training, divided by the steps in between.
 """
 
 import argparse
-import json
 import os
 import time
+
+from wide_common import lightning_parts, network, write_ms
 
 
 def parse_args():
@@ -26,14 +27,6 @@ def parse_args():
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--out", required=True)
     return parser.parse_args()
-
-
-def network(torch, args):
-    layers, width = [], args.width
-    for _ in range(args.depth):
-        layers += [torch.nn.Linear(width, width), torch.nn.ReLU()]
-    layers.append(torch.nn.Linear(width, 10))
-    return torch.nn.Sequential(*layers)
 
 
 def data(torch, args, rank, world):
@@ -52,7 +45,7 @@ def run_torch(args):
     dist.init_process_group("gloo")
     rank, world = dist.get_rank(), dist.get_world_size()
     torch.manual_seed(1)
-    model = torch.nn.parallel.DistributedDataParallel(network(torch, args))
+    model = torch.nn.parallel.DistributedDataParallel(network(torch, args.width, args.depth))
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
     x, y = data(torch, args, rank, world)
     per = args.global_batch // world
@@ -70,10 +63,8 @@ def run_torch(args):
             loss = torch.nn.functional.cross_entropy(model(xb), yb)
             loss.backward()
         optimizer.step()
-    elapsed = time.perf_counter() - start
     if rank == 0:
-        with open(args.out, "w") as f:
-            json.dump({"per_step_ms": elapsed * 1000 / (args.steps - args.warmup)}, f)
+        write_ms(args.out, time.perf_counter() - start, args.steps, args.warmup)
     dist.destroy_process_group()
 
 
@@ -81,29 +72,7 @@ def run_lightning(args):
     import torch
     import lightning as L
 
-    class Wide(L.LightningModule):
-        def __init__(self):
-            super().__init__()
-            torch.manual_seed(1)
-            self.net = network(torch, args)
-
-        def training_step(self, batch, batch_idx):
-            x, y = batch
-            return torch.nn.functional.cross_entropy(self.net(x), y)
-
-        def configure_optimizers(self):
-            return torch.optim.SGD(self.parameters(), lr=0.01)
-
-    class Timer(L.Callback):
-        def on_train_batch_start(self, trainer, module, batch, batch_idx):
-            if batch_idx == args.warmup:
-                self.start = time.perf_counter()
-
-        def on_train_end(self, trainer, module):
-            elapsed = time.perf_counter() - self.start
-            if trainer.global_rank == 0:
-                with open(args.out, "w") as f:
-                    json.dump({"per_step_ms": elapsed * 1000 / (args.steps - args.warmup)}, f)
+    Wide, Timer = lightning_parts(torch, L, args, lambda parameters: torch.optim.SGD(parameters, lr=0.01))
 
     x, y = data(torch, args, 0, 1)
     loader = torch.utils.data.DataLoader(

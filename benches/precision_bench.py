@@ -7,8 +7,9 @@ to the end, divided by the steps in between.
 """
 
 import argparse
-import json
 import time
+
+from wide_common import lightning_parts, network, write_ms
 
 
 def parse_args():
@@ -25,23 +26,10 @@ def parse_args():
     return parser.parse_args()
 
 
-def network(torch, args):
-    layers = []
-    for _ in range(args.depth):
-        layers += [torch.nn.Linear(args.width, args.width), torch.nn.ReLU()]
-    layers.append(torch.nn.Linear(args.width, 10))
-    return torch.nn.Sequential(*layers)
-
-
 def data(torch, args):
     generator = torch.Generator().manual_seed(0)
     n = args.batch * args.steps
     return torch.rand(n, args.width, generator=generator), torch.randint(0, 10, (n,), generator=generator)
-
-
-def write(args, elapsed):
-    with open(args.out, "w") as f:
-        json.dump({"per_step_ms": elapsed * 1000 / (args.steps - args.warmup)}, f)
 
 
 def synchronize(torch, device):
@@ -54,7 +42,7 @@ def run_torch(args):
 
     torch.manual_seed(1)
     device = torch.device(args.device)
-    model = network(torch, args).to(device)
+    model = network(torch, args.width, args.depth).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, fused=True)
     x, y = data(torch, args)
     x, y = x.to(device), y.to(device)
@@ -74,35 +62,15 @@ def run_torch(args):
         scaler.step(optimizer)
         scaler.update()
     synchronize(torch, args.device)
-    write(args, time.perf_counter() - start)
+    write_ms(args.out, time.perf_counter() - start, args.steps, args.warmup)
 
 
 def run_lightning(args):
     import torch
     import lightning as L
 
-    class Wide(L.LightningModule):
-        def __init__(self):
-            super().__init__()
-            torch.manual_seed(1)
-            self.net = network(torch, args)
-
-        def training_step(self, batch, batch_idx):
-            x, y = batch
-            return torch.nn.functional.cross_entropy(self.net(x), y)
-
-        def configure_optimizers(self):
-            return torch.optim.Adam(self.parameters(), lr=1e-3, fused=True)
-
-    class Timer(L.Callback):
-        def on_train_batch_start(self, trainer, module, batch, batch_idx):
-            if batch_idx == args.warmup:
-                synchronize(torch, args.device)
-                self.start = time.perf_counter()
-
-        def on_train_end(self, trainer, module):
-            synchronize(torch, args.device)
-            write(args, time.perf_counter() - self.start)
+    adam = lambda parameters: torch.optim.Adam(parameters, lr=1e-3, fused=True)  # noqa: E731
+    Wide, Timer = lightning_parts(torch, L, args, adam, lambda: synchronize(torch, args.device))
 
     x, y = data(torch, args)
     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=args.batch)
