@@ -3,11 +3,14 @@
 
 mod configured;
 mod optimizer;
+mod plateau;
+mod schedule;
 mod scheduler;
 mod state;
 
 pub use configured::Optimizers;
 pub use optimizer::{GradClipAlgorithm, Optimizer, Params};
+pub use plateau::Plateau;
 pub use scheduler::{Interval, LrScheduler};
 pub use state::OptimizerState;
 

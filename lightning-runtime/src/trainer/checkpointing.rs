@@ -118,7 +118,12 @@ impl<M: LightningModule> Run<'_, M> {
                 ctx.schedulers.len()
             )));
         }
-        for (index, scheduler) in meta.schedulers.iter().enumerate() {
+        // What a checkpoint cannot hold (a lambda schedule's function) comes from the configured schedulers.
+        let mut restored = meta.schedulers.clone();
+        for (saved, configured) in restored.iter_mut().zip(&ctx.schedulers) {
+            saved.take_functions_from(configured);
+        }
+        for (index, scheduler) in restored.iter().enumerate() {
             scheduler
                 .check()
                 .map_err(|problem| fail(format!("LR scheduler {index} has an invalid setting: {problem}")))?;
@@ -134,11 +139,10 @@ impl<M: LightningModule> Run<'_, M> {
                 return Err(fail(format!("LR scheduler {index} sets the learning rate to {lr}")));
             }
         }
-        ctx.schedulers = meta.schedulers.clone();
-        match (&ctx.scaler, &meta.scaler) {
-            (Some(scaler), Some(state)) => scaler.lock().unwrap_or_else(|p| p.into_inner()).load(state)?,
-            // A run switched to 16-mixed starts its scaler afresh; one switched away drops it.
-            _ => {}
+        ctx.schedulers = restored;
+        // (A run switched to 16-mixed starts its scaler afresh; one switched away drops the saved state.)
+        if let (Some(scaler), Some(state)) = (&ctx.scaler, &meta.scaler) {
+            scaler.lock().unwrap_or_else(|p| p.into_inner()).load(state)?;
         }
         for scheduler in &ctx.schedulers {
             if let Some(optimizer) = ctx.optimizers.get_mut(scheduler.optimizer) {

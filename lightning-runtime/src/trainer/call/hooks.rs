@@ -412,10 +412,7 @@ impl Dispatch {
             Some(f) => self
                 .module(info::lr_scheduler_step, module, Some(f), |f, m, ctx| f(m, &mut scheduler, metric, ctx))
                 .map(drop),
-            None => {
-                scheduler.step();
-                Ok(())
-            }
+            None => scheduler.step_with(metric),
         };
         let lr = scheduler.lr();
         let optimizer = scheduler.optimizer;

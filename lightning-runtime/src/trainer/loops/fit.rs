@@ -129,7 +129,10 @@ impl<M: LightningModule + 'static> Run<'_, M> {
                 self.hooks.ctx.should_stop =
                     self.strategy.reduce_boolean_decision(self.hooks.ctx.should_stop, false)?;
             }
+            // The next epoch has not started: a checkpoint taken now (`on_train_end`, `on_fit_end`) resumes at
+            // its beginning, not one epoch further on.
             self.hooks.progress.epoch += 1;
+            (self.hooks.progress.batches_done, self.hooks.progress.epoch_finished) = (0, false);
         }
         self.hooks.on_train_end(self.module)?;
         self.hooks.on_fit_end(self.module)?;
@@ -163,6 +166,9 @@ impl<M: LightningModule + 'static> Run<'_, M> {
         self.hooks.frozen_metrics = None;
         monitored?;
         if defer {
+            // Plateau schedulers step on the epoch's metrics once every callback has seen them, and before the
+            // checkpoints asked for in `on_train_epoch_end` are taken, so that those hold the stepped state.
+            self.step_plateau_schedulers(self.hooks.progress.epoch + 1)?;
             self.hooks.release_saves(self.module)?;
         }
         Ok(())
@@ -210,7 +216,7 @@ impl<M: LightningModule + 'static> Run<'_, M> {
 
     fn configure_optimizers(&mut self) -> Result<()> {
         let configured = self.hooks.configure_optimizers(self.module)?;
-        let (optimizers, mut schedulers) = (configured.optimizers, configured.schedulers);
+        let (mut optimizers, mut schedulers) = (configured.optimizers, configured.schedulers);
         if optimizers.is_empty() {
             return Err(Error::Config("`configure_optimizers` returned no optimizer".into()));
         }
@@ -230,16 +236,18 @@ impl<M: LightningModule + 'static> Run<'_, M> {
             scheduler.check().map_err(|problem| {
                 Error::Config(format!("LR scheduler {index} from `configure_optimizers`: {problem}"))
             })?;
-            let optimizer = optimizers.get(scheduler.optimizer).ok_or_else(|| {
+            let count = optimizers.len();
+            let optimizer = optimizers.get_mut(scheduler.optimizer).ok_or_else(|| {
                 Error::Config(format!(
-                    "an LR scheduler drives optimizer {}, but there are {} optimizers",
-                    scheduler.optimizer,
-                    optimizers.len()
+                    "an LR scheduler drives optimizer {}, but there are {count} optimizers",
+                    scheduler.optimizer
                 ))
             })?;
             scheduler.set_base_lr(optimizer.lr());
+            // As PyTorch's schedulers do when they are made: the rate of step 0 (a warm-up's start, one-cycle's
+            // initial rate).
+            optimizer.set_lr(scheduler.lr());
         }
-        let mut optimizers = optimizers;
         for optimizer in &mut optimizers {
             optimizer.scaler = self.hooks.ctx.scaler.clone();
         }
@@ -248,18 +256,49 @@ impl<M: LightningModule + 'static> Run<'_, M> {
         Ok(())
     }
 
-    /// Steps the schedulers of `interval` whose frequency comes round at `count` (epochs or steps done).
+    /// Steps the schedulers of `interval` whose frequency comes round at `count` (epochs or steps done), except
+    /// epoch-interval plateau schedulers, which step once the epoch has ended (`step_plateau_schedulers`).
     pub fn step_schedulers(&mut self, interval: Interval, count: usize) -> Result<()> {
+        self.step_schedulers_where(interval, count, |s| interval == Interval::Step || s.monitor().is_none())
+    }
+
+    /// Steps the epoch-interval `ReduceLROnPlateau` schedulers, after the epoch's validation and
+    /// `on_train_epoch_end` (Lightning's `update_plateau_schedulers`), on the metric each monitors.
+    pub fn step_plateau_schedulers(&mut self, count: usize) -> Result<()> {
+        self.step_schedulers_where(Interval::Epoch, count, |s| s.monitor().is_some())
+    }
+
+    fn step_schedulers_where(
+        &mut self,
+        interval: Interval,
+        count: usize,
+        which: impl Fn(&crate::LrScheduler) -> bool,
+    ) -> Result<()> {
         if !M::AUTOMATIC_OPTIMIZATION {
             return Ok(());
         }
         for index in 0..self.hooks.ctx.schedulers.len() {
             let scheduler = &self.hooks.ctx.schedulers[index];
-            if scheduler.interval == interval && count % scheduler.frequency == 0 {
-                self.hooks.lr_scheduler_step(self.module, index, None)?;
+            if scheduler.interval == interval && count % scheduler.frequency == 0 && which(scheduler) {
+                let metric = match scheduler.monitor() {
+                    Some(name) => Some(self.monitored(index, name)?),
+                    None => None,
+                };
+                self.hooks.lr_scheduler_step(self.module, index, metric)?;
             }
         }
         Ok(())
+    }
+
+    /// The value of the metric a plateau scheduler monitors, or an error listing the metrics that were logged.
+    fn monitored(&self, index: usize, name: &str) -> Result<f64> {
+        self.hooks.ctx.metrics.get(name).ok_or_else(|| {
+            let logged: Vec<String> = self.hooks.ctx.metrics.snapshot().into_keys().collect();
+            Error::Config(format!(
+                "ReduceLROnPlateau (LR scheduler {index}) monitors `{name}`, which was not logged; the logged metrics \
+                 are {logged:?}: log it with `ctx.log(\"{name}\", ..)` or monitor one of these"
+            ))
+        })
     }
 
     /// Lightning's `FitLoop.done`: a step or epoch limit reached, or a stop requested once the minimums are met.
