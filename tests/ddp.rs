@@ -360,6 +360,27 @@ fn check_fault(how: &str) {
     }
 }
 
+/// torchrun starts both processes (`--no-python` runs this program itself): they join its rendezvous instead of
+/// launching, as several nodes do.
+fn check_torchrun() {
+    let Some(python) = lightning_build::managed_env_dir().map(|d| d.join("bin").join("python")).filter(|p| p.exists())
+    else {
+        println!("no managed Python environment (make setup): the torchrun check is skipped");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let status = Command::new(python)
+        .args(["-m", "torch.distributed.run", "--no-python", "--nproc-per-node", "2", "--master-port", "29561"])
+        .arg(std::env::current_exe().unwrap())
+        .args(["--scenario", "uneven", "--dir"])
+        .arg(dir.path())
+        .status()
+        .unwrap();
+    assert!(status.success(), "the torchrun run failed: {status}");
+    assert_eq!(read(dir.path(), "batches", 0), "10");
+    assert_eq!(read(dir.path(), "batches", 1), "10");
+}
+
 fn check_resume() {
     let (dir, status, _keep) = run_scenario("resume");
     assert!(status.success(), "the resume run failed: {status}");
@@ -389,13 +410,14 @@ fn main() {
         println!("distributed training is not in this build (no Gloo headers): the ddp tests are skipped");
         return;
     }
-    let checks: [(&str, fn()); 6] = [
+    let checks: [(&str, fn()); 7] = [
         ("ddp_train_equals_one_process", check_train),
         ("ddp_uneven_dataset", check_uneven),
         ("ddp_panicking_rank", || check_fault("panic")),
         ("ddp_killed_rank", || check_fault("kill")),
         ("ddp_interrupt_stops_every_rank_together", || check_fault("interrupt")),
         ("ddp_resume", check_resume),
+        ("ddp_joins_torchrun", check_torchrun),
     ];
     // `cargo test NAME` passes NAME on: run the checks whose name holds it (libtest's flags are ignored).
     let filters: Vec<&String> = args.iter().filter(|a| !a.starts_with('-')).collect();

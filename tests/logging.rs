@@ -30,11 +30,11 @@ impl Logs {
         let i = batch_idx as f64;
         ctx.log("count", 1.0).on_step(false).on_epoch(true).reduce_fx(ReduceFx::Sum);
         ctx.log("largest", i).on_step(false).on_epoch(true).reduce_fx(ReduceFx::Max);
-        ctx.log("smallest", &Tensor::from(i + 10.0)).on_step(false).on_epoch(true).reduce_fx(ReduceFx::Min);
+        ctx.log("smallest", Tensor::from(i + 10.0)).on_step(false).on_epoch(true).reduce_fx(ReduceFx::Min);
         ctx.log("median", i * i).on_step(false).on_epoch(true).reduce_fx(ReduceFx::Custom(median));
         ctx.log_dict([("first", i), ("twice", 2.0 * i)]).on_step(true).on_epoch(true);
         if self.log_a_vector {
-            ctx.log("per_class", &Tensor::ones([3, 2], (Kind::Float, Device::Cpu)));
+            ctx.log("per_class", Tensor::ones([3, 2], (Kind::Float, Device::Cpu)));
         }
         (x * &self.w).sum(Kind::Float)
     }
