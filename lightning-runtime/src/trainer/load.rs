@@ -25,16 +25,109 @@ pub trait LoadFromCheckpoint: LightningModule + Sized + 'static {
     }
 
     /// This module with the checkpoint's weights, with `options`.
-    fn load_from_checkpoint_with(mut self, path: impl AsRef<Path>, options: LoadOptions) -> Result<Self> {
+    fn load_from_checkpoint_with(self, path: impl AsRef<Path>, options: LoadOptions) -> Result<Self> {
         let path = path.as_ref();
-        let mut checkpoint = Checkpoint::read(path)?;
-        let mut dispatch = Dispatch::standalone(self.var_store().device());
-        dispatch.configure_sharded_model(&mut self)?;
-        dispatch.configure_model(&mut self)?;
-        dispatch.on_load_checkpoint_module(&mut self, &mut checkpoint)?;
-        load_weights(path, &checkpoint, self.var_store_mut(), options)?;
-        Ok(self)
+        let checkpoint = Checkpoint::read(path)?;
+        load_into(self, path, checkpoint, options)
     }
 }
 
+/// `configure_model`, `on_load_checkpoint`, then the weights of `checkpoint` (read from `path`) into `module`.
+fn load_into<M: LightningModule + 'static>(
+    mut module: M,
+    path: &Path,
+    mut checkpoint: Checkpoint,
+    options: LoadOptions,
+) -> Result<M> {
+    let mut dispatch = Dispatch::standalone(module.var_store().device());
+    dispatch.configure_sharded_model(&mut module)?;
+    dispatch.configure_model(&mut module)?;
+    dispatch.on_load_checkpoint_module(&mut module, &mut checkpoint)?;
+    load_weights(path, &checkpoint, module.var_store_mut(), options)?;
+    Ok(module)
+}
+
 impl<M: LightningModule + 'static> LoadFromCheckpoint for M {}
+
+/// A module that can be built from its hyper-parameters (what `#[lightning_module(hparams = field)]` saves in
+/// checkpoints), so that a checkpoint alone rebuilds it: Lightning's `Model.load_from_checkpoint(path)`, where
+/// [`LoadFromCheckpoint`] loads into a module built the usual way.
+///
+/// ```no_run
+/// use lightning_runtime::tch::{nn, Device, Kind, Tensor};
+/// use lightning_runtime::{FromHparams, Optimizer};
+///
+/// #[derive(serde::Serialize, serde::Deserialize)]
+/// struct Hyper {
+///     lr: f64,
+/// }
+///
+/// struct Net {
+///     vs: nn::VarStore,
+///     hyper: Hyper,
+/// }
+///
+/// #[lightning_macros::lightning_module(crate = lightning_runtime, hparams = hyper)]
+/// impl Net {
+///     fn training_step(&mut self, x: &Tensor) -> Tensor {
+///         x.sum(Kind::Float)
+///     }
+///
+///     fn configure_optimizers(&mut self) -> Optimizer {
+///         Optimizer::sgd(&self.vs, self.hyper.lr)
+///     }
+/// }
+///
+/// impl FromHparams for Net {
+///     type Hparams = Hyper;
+///
+///     fn from_hparams(hyper: Hyper) -> Self {
+///         Net { vs: nn::VarStore::new(Device::Cpu), hyper }
+///     }
+/// }
+///
+/// let net = Net::from_checkpoint("checkpoints/last.ckpt")?;
+/// # Ok::<(), lightning_runtime::Error>(())
+/// ```
+pub trait FromHparams: LightningModule + Sized + 'static {
+    /// The hyper-parameters' type, as the module's `hparams` field serializes them.
+    type Hparams: serde::de::DeserializeOwned;
+
+    /// The module, with freshly initialized weights, for these hyper-parameters.
+    fn from_hparams(hparams: Self::Hparams) -> Self;
+
+    /// The module the checkpoint at `path` was written from: built from the hyper-parameters it holds, then its
+    /// weights loaded as [`LoadFromCheckpoint::load_from_checkpoint`] loads them (`configure_model` and
+    /// `on_load_checkpoint` run first).
+    ///
+    /// # Errors
+    /// The file's own errors, a file that holds no hyper-parameters, or hyper-parameters of another shape than
+    /// `Hparams` (each naming the file).
+    fn from_checkpoint(path: impl AsRef<Path>) -> Result<Self> {
+        Self::from_checkpoint_with(path, LoadOptions::default())
+    }
+
+    /// [`FromHparams::from_checkpoint`] with [`LoadOptions`].
+    ///
+    /// # Errors
+    /// As [`FromHparams::from_checkpoint`].
+    fn from_checkpoint_with(path: impl AsRef<Path>, options: LoadOptions) -> Result<Self> {
+        let path = path.as_ref();
+        let checkpoint = Checkpoint::read(path)?;
+        let fail = |problem: String| crate::Error::Checkpoint { path: path.to_path_buf(), problem };
+        let hparams = checkpoint.hparams().cloned().ok_or_else(|| {
+            fail(
+                "holds no hyper-parameters to build the module from: the module that wrote it declared none \
+                  (`#[lightning_module(hparams = field)]`); build the module yourself and use `load_from_checkpoint`"
+                    .into(),
+            )
+        })?;
+        let hparams: Self::Hparams = serde_json::from_value(hparams).map_err(|e| {
+            fail(format!(
+                "holds hyper-parameters of another shape than `{}`: {e}",
+                std::any::type_name::<Self::Hparams>()
+            ))
+        })?;
+        load_into(Self::from_hparams(hparams), path, checkpoint, options)
+    }
+}

@@ -21,7 +21,7 @@ use std::collections::BTreeMap;
 use tch::Device;
 
 pub use limits::Limit;
-pub use load::LoadFromCheckpoint;
+pub use load::{FromHparams, LoadFromCheckpoint};
 pub use loops::OptimizerClosure;
 pub use strategy::{SingleDevice, Strategy};
 
