@@ -1,7 +1,7 @@
 //! A small GAN trained with manual optimization: a generator learns to turn 8-D Gaussian noise into samples of
 //! a 2-D Gaussian it never sees directly (mean (2, -1), standard deviations (0.5, 1.5)), while a discriminator
 //! learns to tell its samples from real ones. Shows `#[lightning_module(manual_optimization)]`, two optimizers
-//! over disjoint parameter lists of one `VarStore`, `ctx.optimizers()` and `ctx.manual_backward`, logging both
+//! over disjoint parameter lists of one `VarStore`, `ctx.optimizers()`, `ctx.manual_backward` and `ctx.step_optimizer`, logging both
 //! losses, and a callback that reads the epoch's losses and looks at the module through `as_any_mut`.
 //!
 //! Run with `cargo run --example gan` (a few seconds on a CPU).
@@ -80,15 +80,15 @@ impl Gan {
         let d_loss =
             bce(&self.discriminator.forward(real), 1.0) + bce(&self.discriminator.forward(&fake.detach()), 0.0);
         ctx.optimizers()[1].zero_grad()?;
-        ctx.manual_backward(&d_loss)?;
-        ctx.optimizers()[1].step()?;
+        ctx.manual_backward(self, &d_loss)?;
+        ctx.step_optimizer(self, 1)?;
 
         // Generator: make the (just updated) discriminator call the fakes real. This backward also leaves
         // gradients on the discriminator's variables, but its optimizer zeroes them before they are used.
         let g_loss = bce(&self.discriminator.forward(&fake), 1.0);
         ctx.optimizers()[0].zero_grad()?;
-        ctx.manual_backward(&g_loss)?;
-        ctx.optimizers()[0].step()?;
+        ctx.manual_backward(self, &g_loss)?;
+        ctx.step_optimizer(self, 0)?;
 
         // Per-epoch means: a GAN's per-step losses are too noisy to read.
         ctx.log("d_loss", &d_loss).on_step(false).on_epoch(true);

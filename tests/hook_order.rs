@@ -349,3 +349,72 @@ fn every_hook_of_the_catalogue_is_called() {
     let missed = hook_order_example::run().unwrap();
     assert!(missed.is_empty(), "hooks of the catalogue the Trainer never called: {missed:?}");
 }
+
+/// Manual optimization with the hooks Lightning calls from `manual_backward` and `opt.step()`.
+struct ManualRecorder {
+    vs: nn::VarStore,
+    linear: nn::Linear,
+    log: Log,
+}
+
+impl ManualRecorder {
+    fn record(&self, name: &str) {
+        self.log.lock().unwrap().push(name.to_string());
+    }
+}
+
+#[lightning_module(manual_optimization)]
+impl ManualRecorder {
+    fn training_step(&mut self, (x, y): &(Tensor, Tensor), ctx: &mut Ctx) -> lightning::Result<Tensor> {
+        self.record("training_step");
+        let loss = self.linear.forward(x).mse_loss(y, Reduction::Mean);
+        ctx.optimizers()[0].zero_grad()?;
+        ctx.manual_backward(self, &loss)?;
+        ctx.step_optimizer(self, 0)?;
+        Ok(loss)
+    }
+
+    fn on_before_backward(&mut self, _loss: &Tensor) {
+        self.record("on_before_backward");
+    }
+
+    fn backward(&mut self, loss: &Tensor) {
+        self.record("backward");
+        loss.backward();
+    }
+
+    fn on_after_backward(&mut self) {
+        self.record("on_after_backward");
+    }
+
+    fn on_before_optimizer_step(&mut self, _optimizer: &mut Optimizer) {
+        self.record("on_before_optimizer_step");
+    }
+
+    fn configure_optimizers(&mut self) -> Optimizer {
+        Optimizer::sgd(&self.vs, 0.1)
+    }
+}
+
+#[test]
+fn manual_optimization_calls_the_backward_and_step_hooks_as_lightning_does() {
+    let log = Log::default();
+    let vs = nn::VarStore::new(Device::Cpu);
+    let linear = nn::linear(vs.root(), 3, 1, Default::default());
+    let mut module = ManualRecorder { vs, linear, log: log.clone() };
+    let mut trainer = trainer(&log).max_epochs(1).enable_progress_bar(false).enable_model_summary(false);
+    trainer.fit(&mut module, Loader::from(common::recorder::regression_batches(2)), None).unwrap();
+    let step_hooks = [
+        "training_step",
+        "Callback.on_before_backward",
+        "on_before_backward",
+        "backward",
+        "Callback.on_after_backward",
+        "on_after_backward",
+        "Callback.on_before_optimizer_step",
+        "on_before_optimizer_step",
+    ];
+    let seen: Vec<String> = calls(&log).into_iter().filter(|c| step_hooks.contains(&c.as_str())).collect();
+    assert_eq!(seen, strings(&[step_hooks, step_hooks].concat()));
+    assert_eq!(trainer.global_step(), 2);
+}

@@ -250,7 +250,7 @@ impl Manual {
     fn training_step(&mut self, (x, y): &(Tensor, Tensor), _batch_idx: usize, ctx: &mut Ctx) -> Result<Tensor, Error> {
         let loss = self.net.forward(x).cross_entropy_for_logits(y);
         ctx.optimizers()[0].zero_grad()?;
-        ctx.manual_backward(&loss)?;
+        ctx.manual_backward(self, &loss)?;
         ctx.optimizers()[0].step()?;
         Ok(loss)
     }

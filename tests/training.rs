@@ -302,7 +302,7 @@ impl TwoOptimizers {
         let generator_loss = self.generator.forward(x).mse_loss(y, Reduction::Mean);
         let opts = ctx.optimizers();
         opts[0].zero_grad()?;
-        ctx.manual_backward(&generator_loss)?;
+        ctx.manual_backward(self, &generator_loss)?;
         ctx.optimizers()[0].step()?;
         ctx.log("generator_loss", &generator_loss).on_epoch(true);
         Ok(generator_loss)

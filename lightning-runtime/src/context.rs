@@ -107,6 +107,8 @@ pub struct Ctx {
     pub(crate) sync_error: Option<crate::Error>,
     /// The gradient scaler of a `16-mixed` run.
     pub(crate) scaler: Option<crate::precision::SharedScaler>,
+    /// The callbacks, lent by the dispatcher while a manual-optimization step runs (`ctx.manual_backward`).
+    pub(crate) lent_callbacks: Option<Vec<Box<dyn crate::Callback>>>,
 }
 
 /// A checkpoint a hook asked for; the Trainer writes it when the hook returns.
@@ -206,6 +208,7 @@ impl Ctx {
             gradient_sync: None,
             sync_error: None,
             scaler: None,
+            lent_callbacks: None,
         }
     }
 
@@ -402,26 +405,6 @@ impl Ctx {
     /// The learning-rate schedulers, for manual optimization.
     pub fn lr_schedulers(&mut self) -> &mut [LrScheduler] {
         &mut self.schedulers
-    }
-
-    /// Backpropagates `loss` in manual optimization (Lightning's `manual_backward`); in a distributed run the
-    /// gradients are averaged over the processes as it goes.
-    pub fn manual_backward(&mut self, loss: &Tensor) -> crate::Result<()> {
-        self.backward_with_sync(loss, true)
-    }
-
-    /// `loss.backward()`, with the gradients averaged over the processes of a distributed run when `sync`.
-    pub(crate) fn backward_with_sync(&mut self, loss: &Tensor, sync: bool) -> crate::Result<()> {
-        // `16-mixed`: the loss is scaled here and the gradients unscaled by the optimizer's step.
-        let scaled = match &self.scaler {
-            Some(scaler) => Some(scaler.lock().unwrap_or_else(|p| p.into_inner()).scale_loss(loss)?),
-            None => None,
-        };
-        let loss = scaled.as_ref().unwrap_or(loss);
-        if let (Some(gradients), true) = (&mut self.gradient_sync, sync) {
-            gradients.before_backward(loss)?;
-        }
-        Ok(loss.f_backward()?)
     }
 
     /// This process's rank among all processes of the run (0 in a single-process run).

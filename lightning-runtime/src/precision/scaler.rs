@@ -39,7 +39,7 @@ pub struct ScalerState {
 }
 
 /// One run's scaler; the optimizers and the context share it (manual optimization scales in
-/// `ctx.manual_backward` and unscales in `Optimizer::step`).
+/// `ctx.manual_backward(self, &loss)` and unscales in `Optimizer::step`).
 pub(crate) type SharedScaler = Arc<Mutex<GradScaler>>;
 
 pub(crate) struct GradScaler {

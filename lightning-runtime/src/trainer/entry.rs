@@ -247,6 +247,8 @@ impl<M: LightningModule + 'static> Run<'_, M> {
         // A failure inside a step that holds checkpoint requests back (a batch, the end of an epoch) must not keep
         // them, or `on_exception`'s own, from being written: they go out after `on_exception`.
         self.hooks.end_deferral();
+        // A panic inside a manual-optimization step leaves the callbacks lent to the context.
+        self.hooks.reclaim_callbacks();
         let _ = catch_unwind(AssertUnwindSafe(|| self.hooks.on_exception(self.module, error)));
         let _ = catch_unwind(AssertUnwindSafe(|| self.hooks.release_saves(self.module)));
         if !self.torn_down {

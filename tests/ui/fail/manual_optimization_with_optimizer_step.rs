@@ -9,7 +9,7 @@ struct Model {
 impl Model {
     fn training_step(&mut self, batch: &Tensor, ctx: &mut Ctx) {
         let loss = batch.sum(Kind::Float);
-        let _ = ctx.manual_backward(&loss);
+        let _ = ctx.manual_backward(self, &loss);
     }
 
     fn optimizer_step(

@@ -9,6 +9,7 @@
 
 mod eval_hooks;
 mod hooks;
+mod lent;
 
 use tch::Device;
 

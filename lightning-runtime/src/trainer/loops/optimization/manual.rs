@@ -12,7 +12,12 @@ impl<M: LightningModule + 'static> Run<'_, M> {
     /// Manual optimization: the step owns the optimizers; every optimizer step counts as a global step.
     pub fn manual_step(&mut self, batch: &M::Batch, batch_idx: usize) -> Result<StepOutput> {
         let before: u64 = self.hooks.ctx.optimizers.iter().map(Optimizer::step_calls).sum();
-        let output = self.hooks.training_step(self.module, batch, batch_idx)?;
+        // The step calls `on_before_backward`, `backward`, ... itself (`ctx.manual_backward`): it gets the
+        // callbacks for the while.
+        self.hooks.lend_callbacks();
+        let output = self.hooks.training_step(self.module, batch, batch_idx);
+        self.hooks.reclaim_callbacks();
+        let output = output?;
         if let Some(loss) = &output {
             check_loss(loss, self.cfg.nonfinite, &self.hooks, batch_idx)?;
         }

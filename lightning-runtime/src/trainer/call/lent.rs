@@ -1,0 +1,111 @@
+//! The hooks Lightning calls from inside a manual-optimization `training_step`: `ctx.manual_backward(self, &loss)`
+//! runs `on_before_backward`, `backward` and `on_after_backward`, and `ctx.step_optimizer(self, i)` runs
+//! `on_before_optimizer_step` before the step, each callback's first, as the Trainer calls them elsewhere.
+//!
+//! `training_step` holds the module (`&mut self`) and the context, so the dispatcher cannot call them itself:
+//! while a manual step runs it lends the callbacks to the context, and these methods build a dispatcher around
+//! the context, the lent callbacks and the module the step passes in, call the hooks through it, and give all
+//! of it back. Checkpoints the hooks ask for stay queued for the real dispatcher (the loop defers them during a
+//! batch), and a panic in a hook gives everything back before it goes on.
+
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
+
+use tch::Tensor;
+
+use super::Dispatch;
+use crate::context::Ctx;
+use crate::module::LightningModule;
+use crate::optim::Optimizer;
+use crate::trainer::loops::RunProgress;
+use crate::Result;
+
+impl Dispatch {
+    /// Lends the callbacks to the context for a manual-optimization step.
+    pub(crate) fn lend_callbacks(&mut self) {
+        self.ctx.lent_callbacks = Some(std::mem::take(&mut self.callbacks));
+    }
+
+    /// Takes the lent callbacks back (also after a failure or a panic in the step).
+    pub(crate) fn reclaim_callbacks(&mut self) {
+        if let Some(callbacks) = self.ctx.lent_callbacks.take() {
+            self.callbacks = callbacks;
+        }
+    }
+}
+
+impl Ctx {
+    /// Runs `body` with a dispatcher made of this context, the callbacks lent to it (none outside a manual
+    /// training step) and the progress it shows, then puts everything back, panics included.
+    fn with_dispatch<R>(&mut self, body: impl FnOnce(&mut Dispatch) -> Result<R>) -> Result<R> {
+        let callbacks = self.lent_callbacks.take().unwrap_or_default();
+        let progress = RunProgress {
+            epoch: self.current_epoch,
+            global_step: self.global_step,
+            batches_done: self.batches_done,
+            ..RunProgress::default()
+        };
+        let device = self.device;
+        let ctx = std::mem::replace(self, Ctx::new(device));
+        let mut dispatch = Dispatch::new(callbacks, ctx, Vec::new(), None);
+        dispatch.progress = progress;
+        // Queued for the Trainer's own dispatcher, which writes them when the batch is done.
+        dispatch.defer_saves();
+        let outcome = catch_unwind(AssertUnwindSafe(|| body(&mut dispatch)));
+        let Dispatch { callbacks, ctx, .. } = dispatch;
+        *self = ctx;
+        self.lent_callbacks = Some(callbacks);
+        outcome.unwrap_or_else(|payload| resume_unwind(payload))
+    }
+
+    /// Backpropagates `loss` in manual optimization (Lightning's `self.manual_backward(loss)`), calling
+    /// `on_before_backward`, the module's `backward` (or `loss.backward()`) and `on_after_backward`, callbacks
+    /// first, as Lightning does. `module` is the module whose `training_step` calls it (`self`). Under
+    /// `16-mixed` the loss is scaled first (the hooks see the scaled loss, as in Lightning); in a distributed
+    /// run the gradients are averaged over the processes as backward goes.
+    ///
+    /// ```text
+    /// fn training_step(&mut self, batch: &(Tensor, Tensor), ctx: &mut Ctx) -> Result<Tensor, lightning::Error> {
+    ///     let loss = ...;
+    ///     ctx.optimizers()[0].zero_grad()?;
+    ///     ctx.manual_backward(self, &loss)?;
+    ///     ctx.step_optimizer(self, 0)?;
+    ///     Ok(loss)
+    /// }
+    /// ```
+    pub fn manual_backward<M: LightningModule + 'static>(&mut self, module: &mut M, loss: &Tensor) -> Result<()> {
+        let scaled = match &self.scaler {
+            Some(scaler) => Some(scaler.lock().unwrap_or_else(|p| p.into_inner()).scale_loss(loss)?),
+            None => None,
+        };
+        let loss = scaled.as_ref().unwrap_or(loss);
+        self.with_dispatch(|d| {
+            d.on_before_backward(module, loss)?;
+            d.backward(module, loss, true)?;
+            d.on_after_backward(module)
+        })
+    }
+
+    /// Steps optimizer `index` in manual optimization as Lightning's `opt.step()` does: `on_before_optimizer_step`
+    /// (callbacks first, then the module), then the step (which, under `16-mixed`, unscales the gradients,
+    /// skips a step with an inf/NaN and updates the scale). `module` is the module whose `training_step` calls
+    /// it (`self`). `ctx.optimizers()[index].step()` steps without the hook.
+    ///
+    /// # Errors
+    /// No optimizer `index`, a hook's error, or the step's.
+    pub fn step_optimizer<M: LightningModule + 'static>(&mut self, module: &mut M, index: usize) -> Result<()> {
+        if index >= self.optimizers.len() {
+            return Err(crate::Error::Config(format!(
+                "`ctx.step_optimizer(self, {index})`: `configure_optimizers` returned {} optimizer(s)",
+                self.optimizers.len()
+            )));
+        }
+        self.with_dispatch(|d| {
+            // Out of the context while the hook runs, which gets it as its own argument.
+            let mut optimizer = std::mem::replace(&mut d.ctx.optimizers[index], Optimizer::sgd(Vec::new(), 0.0));
+            let result = d.on_before_optimizer_step(module, &mut optimizer);
+            d.ctx.optimizers[index] = optimizer;
+            result?;
+            d.ctx.optimizers[index].step()
+        })
+    }
+}
