@@ -54,7 +54,7 @@ impl Net {
 impl Net {
     fn training_step(&mut self, (x, y): &(Tensor, Tensor), _batch_idx: usize, ctx: &mut Ctx) -> Tensor {
         if let Some((rank, step, how)) = self.fault {
-            if ctx.global_rank() == rank && ctx.global_step() == step {
+            if ctx.global_rank() == rank && ctx.global_step() == step && how != "nan" {
                 match how {
                     "kill" => unsafe {
                         signal_self(9);
@@ -75,7 +75,13 @@ impl Net {
         let rank = ctx.global_rank() as f64;
         ctx.log("rank_max", rank).on_step(false).on_epoch(true).reduce_fx(lightning::ReduceFx::Max).sync_dist(true);
         ctx.log("rank_min", rank).on_step(false).on_epoch(true).reduce_fx(lightning::ReduceFx::Min).sync_dist(true);
-        loss
+        // A NaN loss on one process only (after the same logging as the others: `sync_dist` values are
+        // collectives every process must make), under `NonFinite::Skip`: both must skip the step.
+        match self.fault {
+            // By batch, not step: a skipped step does not advance the step count.
+            Some((rank, batch, "nan")) if ctx.global_rank() == rank && self.batches == batch + 1 => loss * f64::NAN,
+            _ => loss,
+        }
     }
 
     fn validation_step(&mut self, (x, y): &(Tensor, Tensor), _batch_idx: usize, ctx: &mut Ctx) {
@@ -210,6 +216,18 @@ fn scenario_fault(dir: &Path, how: &'static str) {
     };
     write(dir, "outcome", rank, &format!("{text}\n{:.1}", started.elapsed().as_secs_f64()));
     std::process::exit(if text == "ok" { 0 } else { 3 });
+}
+
+/// Rank 1's loss is NaN at step 2 under `NonFinite::Skip`: both processes skip that step and finish, equal.
+fn scenario_nan_skip(dir: &Path) {
+    let rank = my_rank();
+    let mut net = Net::new(1);
+    net.fault = Some((1, 2, "nan"));
+    let (train, _) = loaders(64, 8);
+    let mut trainer = trainer(2, 1).limit_val_batches(0).nonfinite_loss(lightning::NonFinite::Skip);
+    trainer.fit(&mut net, train, None).unwrap();
+    save(&out(dir, "weights", rank), &net.weights());
+    write(dir, "steps", rank, &trainer.global_step().to_string());
 }
 
 /// 2 processes train 1 epoch and save; a second fit resumes to epoch 3 and must equal 3 epochs straight.
@@ -381,6 +399,15 @@ fn check_torchrun() {
     assert_eq!(read(dir.path(), "batches", 1), "10");
 }
 
+fn check_nan_skip() {
+    let (dir, status, _keep) = run_scenario("nan_skip");
+    assert!(status.success(), "a NaN loss on one process hung or failed the run: {status}");
+    // 64 samples / 2 processes / 8 per batch = 4 batches; the NaN one skipped on both.
+    assert_eq!(read(&dir, "steps", 0), "3");
+    assert_eq!(read(&dir, "steps", 1), "3");
+    assert_eq!(max_difference(&load(&out(&dir, "weights", 0)), &load(&out(&dir, "weights", 1))), 0.0);
+}
+
 fn check_resume() {
     let (dir, status, _keep) = run_scenario("resume");
     assert!(status.success(), "the resume run failed: {status}");
@@ -401,6 +428,7 @@ fn main() {
             "panic" => scenario_fault(&dir, "panic"),
             "kill" => scenario_fault(&dir, "kill"),
             "interrupt" => scenario_fault(&dir, "interrupt"),
+            "nan_skip" => scenario_nan_skip(&dir),
             "resume" => scenario_resume(&dir),
             other => panic!("no scenario {other}"),
         }
@@ -410,13 +438,14 @@ fn main() {
         println!("distributed training is not in this build (no Gloo headers): the ddp tests are skipped");
         return;
     }
-    let checks: [(&str, fn()); 7] = [
+    let checks: [(&str, fn()); 8] = [
         ("ddp_train_equals_one_process", check_train),
         ("ddp_uneven_dataset", check_uneven),
         ("ddp_panicking_rank", || check_fault("panic")),
         ("ddp_killed_rank", || check_fault("kill")),
         ("ddp_interrupt_stops_every_rank_together", || check_fault("interrupt")),
         ("ddp_resume", check_resume),
+        ("ddp_nan_loss_skipped_by_every_rank", check_nan_skip),
         ("ddp_joins_torchrun", check_torchrun),
     ];
     // `cargo test NAME` passes NAME on: run the checks whose name holds it (libtest's flags are ignored).

@@ -25,7 +25,15 @@ fn check_loss(loss: &Tensor, policy: NonFinite, d: &Dispatch, batch_idx: usize) 
         )));
     }
     let value = loss.f_double_value(&[])?;
-    if value.is_finite() {
+    let mut finite = value.is_finite();
+    if let (Some(group), NonFinite::Skip) = (&d.ctx.process_group, policy) {
+        // Every process skips together: one that skipped alone would leave the others waiting for its
+        // gradients in the averaging until the timeout.
+        let skip = Tensor::from(i64::from(!finite));
+        group.all_reduce(&skip, crate::ReduceOp::Max)?;
+        finite = skip.int64_value(&[]) == 0;
+    }
+    if finite {
         return Ok(true);
     }
     match policy {
