@@ -36,7 +36,7 @@ pub use module::{
     assert_fit, defined_hooks, Fit, HasConfigureOptimizers, HasPredictStep, HasTestStep, HasTrainingStep,
     HasValidationStep, HookTable, LightningModule, HOOK_NAMES,
 };
-pub use optim::{GradClipAlgorithm, Interval, LrScheduler, Optimizer, Optimizers, Params, Plateau};
+pub use optim::{GradClipAlgorithm, Interval, LrScheduler, Optimizer, Optimizers, ParamGroup, Params, Plateau};
 pub use output::{BatchControl, HookOutput, StepOutput};
 pub use precision::{Precision, ScalerState};
 pub use tch;

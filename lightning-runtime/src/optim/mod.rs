@@ -2,6 +2,7 @@
 //! tch's own `nn::Optimizer` keeps its state out of reach).
 
 mod configured;
+mod groups;
 mod optimizer;
 mod plateau;
 mod schedule;
@@ -9,6 +10,7 @@ mod scheduler;
 mod state;
 
 pub use configured::Optimizers;
+pub use groups::ParamGroup;
 pub use optimizer::{GradClipAlgorithm, Optimizer, Params};
 pub use plateau::Plateau;
 pub use scheduler::{Interval, LrScheduler};

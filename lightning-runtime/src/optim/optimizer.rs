@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 use tch::{nn::VarStore, Device, Kind, Tensor};
 
+use super::groups::{GroupSettings, ParamGroup};
 use crate::kernels::AdamStep;
 use crate::Result;
 
@@ -58,6 +59,8 @@ pub struct Optimizer {
     pub(super) step_calls: u64,
     /// The run's gradient scaler (`16-mixed`): `step` unscales, and skips a step with an inf/NaN gradient.
     pub(crate) scaler: Option<crate::precision::SharedScaler>,
+    /// Parameter groups after the first (whose settings are the optimizer's own), in order.
+    pub(super) groups: Vec<GroupSettings>,
 }
 
 /// Whether Adam's steps go through libtorch's fused kernel; decided at the first step, when the parameters are
@@ -107,6 +110,7 @@ impl Optimizer {
             fusion: Fusion::Undecided,
             step_calls: 0,
             scaler: None,
+            groups: Vec::new(),
         }
     }
 
@@ -162,6 +166,50 @@ impl Optimizer {
         self
     }
 
+    /// Adds parameters with settings of their own (PyTorch's `param_groups`): what the group does not set, it
+    /// takes from this optimizer. The optimizer's own parameters are the first group.
+    pub fn param_group(mut self, group: ParamGroup) -> Self {
+        let mut settings = group.settings;
+        (settings.start, settings.len) = (self.params.len(), group.params.len());
+        // Kept as a multiple of the optimizer's rate, which schedulers set: the group follows them.
+        settings.lr_scale = settings.lr.map(|lr| if self.lr == 0.0 { f64::INFINITY } else { lr / self.lr });
+        self.params.extend(group.params);
+        self.groups.push(settings);
+        self
+    }
+
+    /// The parameter groups: for each, its parameters' range among [`params`](Self::params), its learning rate,
+    /// weight decay.
+    pub fn groups(&self) -> Vec<(std::ops::Range<usize>, f64, f64)> {
+        self.segments().into_iter().map(|(range, lr, wd, _)| (range, lr, wd)).collect()
+    }
+
+    /// State tensors per parameter: one layout for every parameter (checkpoints keep it so), with a momentum
+    /// buffer if any group has momentum.
+    pub(super) fn slots(&self) -> usize {
+        self.segments()
+            .iter()
+            .map(|(.., rule)| match rule {
+                Rule::Sgd { momentum, .. } if *momentum == 0.0 => 0,
+                Rule::Sgd { .. } => 1,
+                Rule::Adam { .. } => 2,
+            })
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Each group's range of parameters and its settings, the optimizer's own first.
+    fn segments(&self) -> Vec<(std::ops::Range<usize>, f64, f64, Rule)> {
+        let first_end = self.groups.first().map_or(self.params.len(), |g| g.start);
+        let mut out = vec![(0..first_end, self.lr, self.weight_decay, self.rule)];
+        for group in &self.groups {
+            let lr = self.lr * group.lr_scale.unwrap_or(1.0);
+            let wd = group.weight_decay.unwrap_or(self.weight_decay);
+            out.push((group.start..group.start + group.len, lr, wd, group.rule(self.rule)));
+        }
+        out
+    }
+
     /// The learning rate.
     pub fn lr(&self) -> f64 {
         self.lr
@@ -186,23 +234,16 @@ impl Optimizer {
     /// negative or not a number, betas outside `[0, 1)`, a negative epsilon. The Trainer refuses such an
     /// optimizer when `fit` starts, and when a checkpoint brings one back.
     pub fn check(&self) -> std::result::Result<(), String> {
-        let at_least_zero = super::finite_at_least_zero;
-        at_least_zero("learning rate", self.lr)?;
-        at_least_zero("weight_decay", self.weight_decay)?;
-        match self.rule {
-            Rule::Sgd { momentum, dampening, .. } => {
-                at_least_zero("momentum", momentum)?;
-                at_least_zero("dampening", dampening)
-            }
-            Rule::Adam { beta1, beta2, eps, .. } => {
-                for (index, beta) in [beta1, beta2].into_iter().enumerate() {
-                    if !(0.0..1.0).contains(&beta) {
-                        return Err(format!("beta{} = {beta}: it must be within [0, 1)", index + 1));
-                    }
+        for (index, (_, lr, weight_decay, rule)) in self.segments().into_iter().enumerate() {
+            check_settings(lr, weight_decay, rule).map_err(|problem| {
+                if index == 0 {
+                    problem
+                } else {
+                    format!("parameter group {index}: {problem}")
                 }
-                at_least_zero("eps", eps)
-            }
+            })?;
         }
+        Ok(())
     }
 
     /// Clears the gradients of its parameters: sets them to None (PyTorch's `zero_grad(set_to_none=True)`, its
@@ -274,54 +315,55 @@ impl Optimizer {
 
     /// One update of the parameters from their gradients.
     fn update(&mut self) -> Result<()> {
-        if !(self.lr.is_finite() && self.lr >= 0.0) {
+        let segments = self.segments();
+        if let Some((index, (_, lr, ..))) =
+            segments.iter().enumerate().find(|(_, (_, lr, ..))| !(lr.is_finite() && *lr >= 0.0))
+        {
+            let which = if index == 0 { String::new() } else { format!(" (parameter group {index})") };
             return Err(crate::Error::Config(format!(
-                "the optimizer's learning rate is {}: it must be a finite number, 0 or more",
-                self.lr
+                "the optimizer's learning rate{which} is {lr}: it must be a finite number, 0 or more"
             )));
         }
         self.steps += 1;
         let _guard = tch::no_grad_guard();
         if self.state.is_empty() {
-            let slots = match self.rule {
-                Rule::Sgd { momentum: 0.0, .. } => 0,
-                Rule::Sgd { .. } => 1,
-                Rule::Adam { .. } => 2,
-            };
+            let slots = self.slots();
             self.state = self
                 .params
                 .iter()
                 .map(|p| (0..slots).map(|_| p.f_zeros_like()).collect::<std::result::Result<Vec<_>, _>>())
                 .collect::<std::result::Result<_, _>>()?;
         }
-        if let Rule::Adam { beta1, beta2, eps, decoupled } = self.rule {
-            if matches!(self.fusion, Fusion::Undecided) {
-                self.fusion = fusion(&self.params)?;
-            }
-            if let Fusion::On(step) = &self.fusion {
-                let h = AdamStep {
-                    t: self.steps,
-                    lr: self.lr,
-                    beta1,
-                    beta2,
-                    weight_decay: self.weight_decay,
-                    eps,
-                    decoupled,
-                };
-                return crate::kernels::fused_adam(&self.params, &self.state, step, &h);
-            }
+        if matches!(self.rule, Rule::Adam { .. }) && matches!(self.fusion, Fusion::Undecided) {
+            self.fusion = fusion(&self.params)?;
         }
-        let (lr, wd, t) = (self.lr, self.weight_decay, self.steps as i32);
-        for (param, state) in self.params.iter().zip(self.state.iter_mut()) {
+        for (range, lr, wd, rule) in segments {
+            self.update_group(range, lr, wd, rule)?;
+        }
+        Ok(())
+    }
+
+    /// One step of the parameters in `range` with these settings.
+    fn update_group(&mut self, range: std::ops::Range<usize>, lr: f64, wd: f64, rule: Rule) -> Result<()> {
+        if range.is_empty() {
+            return Ok(());
+        }
+        if let (Rule::Adam { beta1, beta2, eps, decoupled }, Fusion::On(step)) = (rule, &self.fusion) {
+            let h = AdamStep { t: self.steps, lr, beta1, beta2, weight_decay: wd, eps, decoupled };
+            return crate::kernels::fused_adam(&self.params[range.clone()], &self.state[range], step, &h);
+        }
+        let t = self.steps as i32;
+        for (param, state) in self.params[range.clone()].iter().zip(self.state[range].iter_mut()) {
             let grad = param.grad();
             if !grad.defined() {
                 continue;
             }
             let mut param = param.shallow_clone();
-            match self.rule {
+            match rule {
                 Rule::Sgd { momentum, dampening, nesterov } => {
                     let mut g = if wd != 0.0 { grad.f_add(&param.f_mul_scalar(wd)?)? } else { grad };
-                    if let Some(buf) = state.first_mut() {
+                    // (A group without momentum leaves the buffer another group's momentum made it.)
+                    if let (Some(buf), true) = (state.first_mut(), momentum != 0.0) {
                         if t == 1 {
                             buf.f_copy_(&g)?;
                         } else if dampening == 0.0 {
@@ -365,6 +407,27 @@ impl Optimizer {
 }
 
 /// `Fusion::On` when libtorch's fused Adam kernel takes `params`: dense floating tensors on one CPU or CUDA device.
+/// An error naming a setting that cannot work.
+fn check_settings(lr: f64, weight_decay: f64, rule: Rule) -> std::result::Result<(), String> {
+    let at_least_zero = super::finite_at_least_zero;
+    at_least_zero("learning rate", lr)?;
+    at_least_zero("weight_decay", weight_decay)?;
+    match rule {
+        Rule::Sgd { momentum, dampening, .. } => {
+            at_least_zero("momentum", momentum)?;
+            at_least_zero("dampening", dampening)
+        }
+        Rule::Adam { beta1, beta2, eps, .. } => {
+            for (index, beta) in [beta1, beta2].into_iter().enumerate() {
+                if !(0.0..1.0).contains(&beta) {
+                    return Err(format!("beta{} = {beta}: it must be within [0, 1)", index + 1));
+                }
+            }
+            at_least_zero("eps", eps)
+        }
+    }
+}
+
 fn fusion(params: &[Tensor]) -> Result<Fusion> {
     let Some(first) = params.first() else { return Ok(Fusion::Off) };
     let device = first.device();
@@ -390,137 +453,5 @@ pub enum GradClipAlgorithm {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use tch::Kind;
-
-    /// A parameter `p` (starting at `start`) and `f(p) = sum(p²) / 2`, whose gradient is `p`.
-    fn param(start: &[f32]) -> Tensor {
-        Tensor::from_slice(start).set_requires_grad(true)
-    }
-
-    fn step_on_half_square(opt: &mut Optimizer, p: &Tensor) {
-        opt.zero_grad().unwrap();
-        (p * p / 2.0).sum(Kind::Float).backward();
-        opt.step().unwrap();
-    }
-
-    fn values(p: &Tensor) -> Vec<f64> {
-        Vec::<f64>::try_from(p.to_kind(Kind::Double)).unwrap()
-    }
-
-    fn close(a: &[f64], b: &[f64]) {
-        assert!(a.iter().zip(b).all(|(x, y)| (x - y).abs() < 1e-6), "{a:?} != {b:?}");
-    }
-
-    #[test]
-    fn sgd_with_momentum_matches_pytorch() {
-        let p = param(&[1.0]);
-        let mut opt = Optimizer::sgd(vec![p.shallow_clone()], 0.1).momentum(0.9);
-        step_on_half_square(&mut opt, &p); // buf = 1, p = 0.9
-        close(&values(&p), &[0.9]);
-        step_on_half_square(&mut opt, &p); // buf = 0.9 + 0.9 = 1.8, p = 0.72
-        close(&values(&p), &[0.72]);
-        let p = param(&[1.0]);
-        let mut opt = Optimizer::sgd(vec![p.shallow_clone()], 0.1).momentum(0.9).nesterov(true).weight_decay(1.0);
-        step_on_half_square(&mut opt, &p); // g = 2, buf = 2, g' = 2 + 1.8 = 3.8, p = 0.62
-        close(&values(&p), &[0.62]);
-    }
-
-    #[test]
-    fn adam_and_adamw_first_steps_match_pytorch() {
-        let p = param(&[2.0, -3.0]);
-        let mut opt = Optimizer::adam(vec![p.shallow_clone()], 0.1);
-        step_on_half_square(&mut opt, &p); // the first step moves each element by lr against its gradient's sign
-        close(&values(&p), &[1.9, -2.9]);
-        let p = param(&[2.0]);
-        let mut opt = Optimizer::adamw(vec![p.shallow_clone()], 0.1).weight_decay(0.5);
-        step_on_half_square(&mut opt, &p); // p * (1 - 0.05) = 1.9, then - 0.1
-        close(&values(&p), &[1.8]);
-        assert_eq!(opt.steps(), 1);
-    }
-
-    /// Adam on `sum(p²) / 2` (gradient `p`), element by element in f64, as PyTorch's documentation states it.
-    fn adam_reference(start: &[f64], steps: i32, lr: f64, wd: f64, decoupled: bool) -> Vec<f64> {
-        let (b1, b2, eps) = (0.9f64, 0.999f64, 1e-8);
-        let mut out = Vec::new();
-        for &x in start {
-            let (mut p, mut m, mut v) = (x, 0.0, 0.0);
-            for t in 1..=steps {
-                let mut g = p;
-                if decoupled {
-                    p *= 1.0 - lr * wd;
-                } else {
-                    g += wd * p;
-                }
-                m = b1 * m + (1.0 - b1) * g;
-                v = b2 * v + (1.0 - b2) * g * g;
-                let (m_hat, v_hat) = (m / (1.0 - b1.powi(t)), v / (1.0 - b2.powi(t)));
-                p -= lr * m_hat / (v_hat.sqrt() + eps);
-            }
-            out.push(p);
-        }
-        out
-    }
-
-    #[test]
-    fn fused_and_single_tensor_adam_follow_the_reference_over_many_steps() {
-        let start = [2.0, -3.0, 0.5, 1e-3];
-        for (decoupled, wd) in [(false, 0.0), (false, 0.1), (true, 0.1)] {
-            let expected = adam_reference(&start, 30, 0.05, wd, decoupled);
-            for fused in [true, false] {
-                let p = param(&start.map(|x| x as f32));
-                let unused = param(&[7.0]);
-                let params = vec![p.shallow_clone(), unused.shallow_clone()];
-                let opt = if decoupled { Optimizer::adamw(params, 0.05) } else { Optimizer::adam(params, 0.05) };
-                let mut opt = opt.weight_decay(wd).fused(fused);
-                for _ in 0..30 {
-                    step_on_half_square(&mut opt, &p);
-                }
-                let got = values(&p);
-                let ok = got.iter().zip(&expected).all(|(a, b)| (a - b).abs() <= 1e-5 * (1.0 + b.abs()));
-                assert!(ok, "fused {fused}, decoupled {decoupled}, wd {wd}: {got:?} != {expected:?}");
-                // A parameter without a gradient is left alone, as PyTorch's optimizers do.
-                assert_eq!(values(&unused), [7.0]);
-            }
-        }
-    }
-
-    #[test]
-    fn zero_grad_sets_gradients_to_none() {
-        let p = param(&[1.0]);
-        let mut opt = Optimizer::sgd(vec![p.shallow_clone()], 0.1);
-        (&p * 2.0).sum(Kind::Float).backward();
-        assert!(p.grad().defined());
-        opt.zero_grad().unwrap();
-        assert!(!p.grad().defined());
-        // The next backward writes the gradient afresh rather than adding to an old one.
-        (&p * 3.0).sum(Kind::Float).backward();
-        close(&values(&p.grad()), &[3.0]);
-    }
-
-    #[test]
-    fn clipping_by_norm_and_by_value() {
-        let p = param(&[3.0, 4.0]);
-        let mut opt = Optimizer::sgd(vec![p.shallow_clone()], 1.0);
-        (&p * &p / 2.0).sum(Kind::Float).backward();
-        let norm = opt.clip_grad_norm(1.0).unwrap();
-        assert!((norm - 5.0).abs() < 1e-6);
-        close(&values(&p.grad()), &[0.6, 0.8]);
-        opt.clip_gradients(Some(0.7), Some(GradClipAlgorithm::Value)).unwrap();
-        close(&values(&p.grad()), &[0.6, 0.7]);
-    }
-
-    #[test]
-    fn a_learning_rate_or_clip_value_that_cannot_work_is_an_error_not_nan_weights() {
-        let p = param(&[1.0]);
-        let mut opt = Optimizer::sgd(vec![p.shallow_clone()], 0.1);
-        (&p * 2.0).sum(Kind::Float).backward();
-        let message = opt.clip_gradients(Some(f64::NAN), Some(GradClipAlgorithm::Value)).unwrap_err().to_string();
-        assert!(message.contains("gradient clipping value NaN"), "{message}");
-        opt.set_lr(f64::NAN);
-        assert!(opt.step().unwrap_err().to_string().contains("learning rate is NaN"));
-        assert_eq!((values(&p), opt.steps()), (vec![1.0], 0), "nothing moved");
-        assert!(opt.check().unwrap_err().contains("learning rate = NaN"));
-    }
-}
+#[path = "optimizer_tests.rs"]
+mod tests;

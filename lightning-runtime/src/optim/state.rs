@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 use tch::Tensor;
 
+use super::groups::GroupSettings;
 use super::optimizer::Rule;
 use super::Optimizer;
 
@@ -20,6 +21,9 @@ pub struct OptimizerState {
     shapes: Vec<Vec<i64>>,
     /// State tensors per parameter (0 before the first step).
     slots: usize,
+    /// The parameter groups after the first (none in checkpoints that predate them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    groups: Vec<GroupSettings>,
 }
 
 impl Optimizer {
@@ -32,6 +36,7 @@ impl Optimizer {
             steps: self.steps,
             shapes: self.params.iter().map(Tensor::size).collect(),
             slots: self.state.first().map_or(0, Vec::len),
+            groups: self.groups.clone(),
         };
         let tensors = self
             .state
@@ -72,11 +77,27 @@ impl Optimizer {
             }
             restored.push(slots);
         }
-        let kept = (self.rule, self.lr, self.weight_decay);
-        (self.rule, self.lr, self.weight_decay) = (state.rule, state.lr, state.weight_decay);
+        let layout = |groups: &[GroupSettings]| groups.iter().map(|g| (g.start, g.len)).collect::<Vec<_>>();
+        if layout(&self.groups) != layout(&state.groups) {
+            return Err(format!(
+                "optimizer {index} has parameter groups at (start, length) {:?} here, but {:?} in the checkpoint",
+                layout(&self.groups),
+                layout(&state.groups)
+            ));
+        }
+        let kept = (self.rule, self.lr, self.weight_decay, std::mem::take(&mut self.groups));
+        (self.rule, self.lr, self.weight_decay, self.groups) =
+            (state.rule, state.lr, state.weight_decay, state.groups.clone());
         if let Err(problem) = self.check() {
-            (self.rule, self.lr, self.weight_decay) = kept;
+            (self.rule, self.lr, self.weight_decay, self.groups) = kept;
             return Err(format!("optimizer {index} has an invalid setting: {problem}"));
+        }
+        let needed = self.slots();
+        if state.slots != 0 && state.slots != needed {
+            return Err(format!(
+                "optimizer {index} keeps {} state tensor(s) per parameter in the checkpoint, but its settings need {needed}",
+                state.slots
+            ));
         }
         self.state = if state.slots == 0 { Vec::new() } else { restored };
         self.steps = state.steps;
