@@ -591,3 +591,43 @@ fn misconfigurations_fail_in_setup_naming_the_problem() {
     }
     assert_eq!(parsed.unwrap_err(), "`mode` can be min or max, but got \"maximum\"");
 }
+
+#[test]
+fn ckpt_path_best_and_last_pick_the_model_checkpoints_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let checkpoint = || ModelCheckpoint::new(dir.path()).monitor("val_loss").save_last(true);
+    let first = checkpoint();
+    let handle = first.handle();
+    // val_loss 0.5, 0.125, 0.375: the best is epoch 1's, the last epoch 2's.
+    let (mut module, mut fitted) = fit(&[0.5, 0.125, 0.375], first);
+    let best = handle.best_model_path().unwrap();
+    assert_eq!(file_name(&best), "epoch=1-step=8.ckpt");
+    let mut loaded = Scripted::new(&[]).load_from_checkpoint(&best).unwrap();
+    let expected = Trainer::new().accelerator(Accelerator::Cpu).validate(&mut loaded, val_loader()).unwrap();
+    let from_best = fitted.validate_from(&mut module, val_loader(), "best").unwrap();
+    assert_eq!(
+        from_best["real_val_loss"], expected["real_val_loss"],
+        "validate(ckpt_path=\"best\") used other weights"
+    );
+    assert!(same_weights(&module.vs, &loaded.vs));
+    let from_last = fitted.validate_from(&mut module, val_loader(), "last").unwrap();
+    assert_ne!(from_last["real_val_loss"], from_best["real_val_loss"]);
+
+    // A new Trainer (a re-run of a killed job) continues from the folder's last checkpoint: one more epoch.
+    let mut resumed = Scripted::new(&[0.5, 0.125, 0.375, 0.25]);
+    let mut again = trainer(4, checkpoint());
+    again.fit_from(&mut resumed, train_loader(), val_loader(), "last").unwrap();
+    assert_eq!((again.global_step(), again.current_epoch()), (4 * BATCHES, 4));
+}
+
+#[test]
+fn ckpt_path_last_with_no_checkpoint_starts_afresh_and_best_without_a_model_checkpoint_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut module = Scripted::new(&[0.5]);
+    let mut fresh = trainer(1, ModelCheckpoint::new(dir.path().join("none-yet")).save_last(true));
+    fresh.fit_from(&mut module, train_loader(), val_loader(), "last").unwrap();
+    assert_eq!(fresh.global_step(), BATCHES);
+    let error =
+        Trainer::new().accelerator(Accelerator::Cpu).validate_from(&mut module, val_loader(), "best").unwrap_err();
+    assert!(error.to_string().contains("ModelCheckpoint"), "{error}");
+}

@@ -78,6 +78,12 @@ pub trait Callback: Send {
         self.name()
     }
 
+    /// This callback as a [`ModelCheckpoint`](crate::ModelCheckpoint), if it is one: where `ckpt_path = "best"` and
+    /// `"last"` look for checkpoints.
+    fn as_model_checkpoint(&self) -> Option<&crate::ModelCheckpoint> {
+        None
+    }
+
     /// Whether it monitors metrics at the end of a training epoch (early stopping, checkpointing): such
     /// callbacks run their `on_train_epoch_end` after the module's, once the epoch's metrics are reduced.
     fn monitors(&self) -> bool {

@@ -283,6 +283,10 @@ impl ModelCheckpoint {
 }
 
 impl Callback for ModelCheckpoint {
+    fn as_model_checkpoint(&self) -> Option<&ModelCheckpoint> {
+        Some(self)
+    }
+
     fn saves_checkpoints(&self) -> bool {
         true
     }

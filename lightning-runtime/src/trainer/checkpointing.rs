@@ -95,6 +95,13 @@ impl<M: LightningModule> Run<'_, M> {
         self.hooks.load_callback_states(checkpoint)
     }
 
+    /// An evaluation stage's `ckpt_path`: the module's `on_load_checkpoint`, then the weights (Lightning restores
+    /// only the model outside `fit`).
+    pub(crate) fn restore_weights(&mut self, path: &Path, checkpoint: &mut Checkpoint) -> Result<()> {
+        self.hooks.on_load_checkpoint_module(self.module, checkpoint)?;
+        load_weights(path, checkpoint, self.module.var_store_mut(), LoadOptions::default())
+    }
+
     /// The optimizers' and schedulers' state, the loop's position, the seed and the epoch's partial metrics.
     pub(crate) fn restore_training(&mut self, path: &Path, checkpoint: &Checkpoint) -> Result<ResumeAt> {
         let meta = &checkpoint.meta;

@@ -9,6 +9,7 @@
 pub(crate) mod call;
 mod checkpoint_writer;
 mod checkpointing;
+mod ckpt_path;
 mod entry;
 mod interrupt;
 mod limits;
@@ -20,6 +21,7 @@ use std::collections::BTreeMap;
 
 use tch::Device;
 
+pub use ckpt_path::CkptPath;
 pub use limits::Limit;
 pub use load::{FromHparams, LoadFromCheckpoint};
 pub use loops::OptimizerClosure;
@@ -379,20 +381,39 @@ impl Trainer {
         self.run_stage(module, Stage::Fit, move |run| run.fit_resuming(train, val, None))
     }
 
-    /// Resumes training from the checkpoint at `ckpt_path` (Lightning's `fit(..., ckpt_path=...)`): the weights,
-    /// the optimizers' and schedulers' state, the callbacks' state, the position in the epoch and the seed come
-    /// back, and the run goes on as if it had never stopped. The file is read and checked before any hook runs.
+    /// Resumes training from a checkpoint (Lightning's `fit(..., ckpt_path=...)`): the weights, the optimizers' and
+    /// schedulers' state, the callbacks' state, the position in the epoch and the seed come back, and the run goes
+    /// on as if it had never stopped. `ckpt_path` is a file, or `"last"` (the newest last checkpoint of the
+    /// Trainer's `ModelCheckpoint`s, so that re-running a killed job continues it; with none yet, the fit starts
+    /// afresh, as Lightning's does), or `"best"`. The file is read and checked before any hook runs.
     pub fn fit_from<M: HasTrainingStep + HasConfigureOptimizers + 'static>(
         &mut self,
         module: &mut M,
         train: impl Into<Option<Loader<M::Batch>>>,
         val: impl Into<Option<Loader<M::Batch>>>,
-        ckpt_path: impl AsRef<std::path::Path>,
+        ckpt_path: impl Into<CkptPath>,
     ) -> Result<()> {
-        let path = ckpt_path.as_ref().to_path_buf();
+        let which = ckpt_path.into();
+        let Some(path) = self.resolve_ckpt_path(&which)? else {
+            eprintln!("lightning: ckpt_path = \"last\" found no checkpoint: training starts from scratch");
+            return self.fit(module, train, val);
+        };
         let checkpoint = crate::Checkpoint::read(&path)?;
         let (train, val) = (train.into(), val.into());
         self.run_stage(module, Stage::Fit, move |run| run.fit_resuming(train, val, Some((path, checkpoint))))
+    }
+
+    /// The checkpoint `ckpt_path` names, read, for an evaluation stage.
+    fn eval_checkpoint(&self, ckpt_path: CkptPath) -> Result<(std::path::PathBuf, crate::Checkpoint)> {
+        let path = self.resolve_ckpt_path(&ckpt_path)?.ok_or_else(|| {
+            crate::Error::Config(
+                "ckpt_path = \"last\": the Trainer's ModelCheckpoint callbacks have no last checkpoint (add one with \
+                 `save_last(true)`, or pass a checkpoint's path)"
+                    .into(),
+            )
+        })?;
+        let checkpoint = crate::Checkpoint::read(&path)?;
+        Ok((path, checkpoint))
     }
 
     /// Runs one validation epoch on `data` (or the module's `val_dataloader`); returns the epoch's metrics.
@@ -402,7 +423,20 @@ impl Trainer {
         data: impl Into<Option<Loader<M::Batch>>>,
     ) -> Result<BTreeMap<String, f64>> {
         let data = data.into();
-        self.run_stage(module, Stage::Validate, move |run| run.evaluate_stage(Evaluation::Validation, data))
+        self.run_stage(module, Stage::Validate, move |run| run.evaluate_stage(Evaluation::Validation, data, None))
+    }
+
+    /// [`validate`](Self::validate) with the weights of a checkpoint (Lightning's `validate(..., ckpt_path=...)`):
+    /// a file, `"best"` or `"last"` (see [`CkptPath`]). The module's `on_load_checkpoint` runs, then the weights
+    /// load, after `setup` and `configure_model`.
+    pub fn validate_from<M: HasValidationStep + 'static>(
+        &mut self,
+        module: &mut M,
+        data: impl Into<Option<Loader<M::Batch>>>,
+        ckpt_path: impl Into<CkptPath>,
+    ) -> Result<BTreeMap<String, f64>> {
+        let (data, from) = (data.into(), Some(self.eval_checkpoint(ckpt_path.into())?));
+        self.run_stage(module, Stage::Validate, move |run| run.evaluate_stage(Evaluation::Validation, data, from))
     }
 
     /// Runs one test epoch on `data` (or the module's `test_dataloader`); returns the epoch's metrics.
@@ -412,7 +446,19 @@ impl Trainer {
         data: impl Into<Option<Loader<M::Batch>>>,
     ) -> Result<BTreeMap<String, f64>> {
         let data = data.into();
-        self.run_stage(module, Stage::Test, move |run| run.evaluate_stage(Evaluation::Test, data))
+        self.run_stage(module, Stage::Test, move |run| run.evaluate_stage(Evaluation::Test, data, None))
+    }
+
+    /// [`test`](Self::test) with the weights of a checkpoint (Lightning's `test(..., ckpt_path=...)`): a file,
+    /// `"best"` or `"last"` (see [`CkptPath`]).
+    pub fn test_from<M: HasTestStep + 'static>(
+        &mut self,
+        module: &mut M,
+        data: impl Into<Option<Loader<M::Batch>>>,
+        ckpt_path: impl Into<CkptPath>,
+    ) -> Result<BTreeMap<String, f64>> {
+        let (data, from) = (data.into(), Some(self.eval_checkpoint(ckpt_path.into())?));
+        self.run_stage(module, Stage::Test, move |run| run.evaluate_stage(Evaluation::Test, data, from))
     }
 
     /// Runs `predict_step` over `data` (or the module's `predict_dataloader`); returns every batch's prediction.
@@ -422,7 +468,19 @@ impl Trainer {
         data: impl Into<Option<Loader<M::Batch>>>,
     ) -> Result<Vec<M::Prediction>> {
         let data = data.into();
-        self.run_stage(module, Stage::Predict, move |run| run.predict_stage(data))
+        self.run_stage(module, Stage::Predict, move |run| run.predict_stage(data, None))
+    }
+
+    /// [`predict`](Self::predict) with the weights of a checkpoint (Lightning's `predict(..., ckpt_path=...)`):
+    /// a file, `"best"` or `"last"` (see [`CkptPath`]).
+    pub fn predict_from<M: HasPredictStep + 'static>(
+        &mut self,
+        module: &mut M,
+        data: impl Into<Option<Loader<M::Batch>>>,
+        ckpt_path: impl Into<CkptPath>,
+    ) -> Result<Vec<M::Prediction>> {
+        let (data, from) = (data.into(), Some(self.eval_checkpoint(ckpt_path.into())?));
+        self.run_stage(module, Stage::Predict, move |run| run.predict_stage(data, from))
     }
 
     /// The metrics of the last run, as callbacks saw them at its end (Lightning's `callback_metrics`).

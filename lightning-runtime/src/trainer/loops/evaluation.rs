@@ -58,8 +58,12 @@ impl<M: LightningModule + 'static> Run<'_, M> {
         &mut self,
         kind: Evaluation,
         data: Option<Loader<M::Batch>>,
+        from: Option<(std::path::PathBuf, crate::Checkpoint)>,
     ) -> Result<BTreeMap<String, f64>> {
         self.begin()?;
+        if let Some((path, mut checkpoint)) = from {
+            self.restore_weights(&path, &mut checkpoint)?;
+        }
         let mut loader = match data {
             Some(loader) => self.distributed(loader),
             None => self.hooks.dataloader(self.module, self.stage, false)?.map(|l| self.distributed(l)).ok_or_else(

@@ -11,8 +11,15 @@ impl<M: LightningModule + 'static> Run<'_, M>
 where
     M::Prediction: 'static,
 {
-    pub fn predict_stage(&mut self, data: Option<Loader<M::Batch>>) -> Result<Vec<M::Prediction>> {
+    pub fn predict_stage(
+        &mut self,
+        data: Option<Loader<M::Batch>>,
+        from: Option<(std::path::PathBuf, crate::Checkpoint)>,
+    ) -> Result<Vec<M::Prediction>> {
         self.begin()?;
+        if let Some((path, mut checkpoint)) = from {
+            self.restore_weights(&path, &mut checkpoint)?;
+        }
         let mut loader = match data {
             Some(loader) => self.distributed(loader),
             None => self.hooks.dataloader(self.module, self.stage, false)?.map(|l| self.distributed(l)).ok_or_else(
