@@ -68,6 +68,8 @@ impl Trainer {
         hooks.writes_files = global_zero;
         hooks.autocast = precision.autocast_kind().map(|kind| crate::precision::Autocast::new(device, kind));
         hooks.batch_kind = precision.true_kind();
+        // Rank 0's table only, as Lightning's profilers.
+        hooks.profiler = self.profiler.clone().filter(|_| global_zero).map(super::profiler::Recorder::new);
         let mut run = Run { module, hooks, cfg: &self.cfg, strategy: &mut *self.strategy, stage, torn_down: false };
         let _signals = super::interrupt::arm(self.cfg.handle_interrupts);
         let outcome = catch_unwind(AssertUnwindSafe(|| body(&mut run)));
@@ -101,6 +103,11 @@ impl Trainer {
         }
         if result.is_ok() {
             run.strategy.teardown();
+        }
+        if let Some(profiler) = &run.hooks.profiler {
+            if let (Ok(_), Err(error)) = (&result, profiler.finish(&stage.to_string())) {
+                result = Err(error);
+            }
         }
         let Run { hooks, .. } = run;
         self.state = State {

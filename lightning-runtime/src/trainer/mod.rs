@@ -15,6 +15,7 @@ mod interrupt;
 mod limits;
 mod load;
 mod loops;
+mod profiler;
 mod strategy;
 
 use std::collections::BTreeMap;
@@ -25,6 +26,7 @@ pub use ckpt_path::CkptPath;
 pub use limits::Limit;
 pub use load::{FromHparams, LoadFromCheckpoint};
 pub use loops::OptimizerClosure;
+pub use profiler::SimpleProfiler;
 pub use strategy::{SingleDevice, Strategy};
 
 use loops::Evaluation;
@@ -94,6 +96,7 @@ pub struct Trainer {
     pub(crate) strategy: Box<dyn Strategy>,
     /// Whether the user chose the strategy (else several devices pick `Ddp`).
     pub(crate) strategy_set: bool,
+    pub(crate) profiler: Option<SimpleProfiler>,
     pub(crate) state: State,
 }
 
@@ -183,6 +186,7 @@ impl Default for Trainer {
             loggers: Vec::new(),
             strategy: Box::new(SingleDevice),
             strategy_set: false,
+            profiler: None,
             state: State::default(),
         }
     }
@@ -347,6 +351,13 @@ impl Trainer {
     /// Trains (and validates) on the first batches of the training data again and again: a count or a fraction.
     pub fn overfit_batches(mut self, limit: impl Into<Limit>) -> Self {
         self.cfg.overfit_batches = Some(limit.into());
+        self
+    }
+
+    /// Times every hook and loop section and prints Lightning's SimpleProfiler table when each stage ends
+    /// (Lightning's `Trainer(profiler="simple")`).
+    pub fn profiler(mut self, profiler: SimpleProfiler) -> Self {
+        self.profiler = Some(profiler);
         self
     }
 

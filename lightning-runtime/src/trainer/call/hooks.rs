@@ -339,7 +339,14 @@ impl Dispatch {
         }
         match M::HOOKS.backward {
             Some(f) => self.module(info::backward, module, Some(f), |f, m, ctx| f(m, loss, ctx)).map(drop),
-            None => Ok(loss.f_backward()?),
+            None => {
+                let started = self.profiler.as_ref().map(|_| std::time::Instant::now());
+                loss.f_backward()?;
+                if let (Some(profiler), Some(started)) = (&mut self.profiler, started) {
+                    profiler.record("[Loop]backward", started.elapsed());
+                }
+                Ok(())
+            }
         }
     }
 

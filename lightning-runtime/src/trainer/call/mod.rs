@@ -48,6 +48,8 @@ pub(crate) struct Dispatch {
     pub autocast: Option<crate::precision::Autocast>,
     /// `*-true`: the dtype the default batch transfer casts floating-point tensors to.
     pub batch_kind: Option<tch::Kind>,
+    /// Times every hook and section when set (`Trainer::profiler`).
+    pub profiler: Option<crate::trainer::profiler::Recorder>,
 }
 
 impl Dispatch {
@@ -75,6 +77,7 @@ impl Dispatch {
             interrupt_vote: Default::default(),
             autocast: None,
             batch_kind: None,
+            profiler: None,
         }
     }
 
@@ -83,7 +86,11 @@ impl Dispatch {
     #[inline]
     pub fn section<R>(&mut self, section: HookInfo, f: impl FnOnce() -> R) -> R {
         let outer = std::mem::replace(&mut self.ctx.hook, section);
+        let started = self.profiler.as_ref().map(|_| std::time::Instant::now());
         let value = f();
+        if let (Some(profiler), Some(started)) = (&mut self.profiler, started) {
+            profiler.record(format!("[Loop]{}", section.name), started.elapsed());
+        }
         self.ctx.hook = outer;
         value
     }
@@ -104,11 +111,12 @@ impl Dispatch {
                 continue;
             }
             self.ctx.hook = hook;
-            f(callback.as_mut(), &mut self.ctx, module).map_err(|source| Error::Callback {
-                callback: callback.name(),
-                hook: hook.name,
-                source,
-            })?;
+            let started = self.profiler.as_ref().map(|_| std::time::Instant::now());
+            let result = f(callback.as_mut(), &mut self.ctx, module);
+            if let (Some(profiler), Some(started)) = (&mut self.profiler, started) {
+                profiler.record(format!("[Callback]{}.{}", callback.name(), hook.name), started.elapsed());
+            }
+            result.map_err(|source| Error::Callback { callback: callback.name(), hook: hook.name, source })?;
             take_log_error(&mut self.ctx)?;
             // Restored after each call (not left set on error or panic, which report the hook themselves), so that
             // a hook called from inside another one leaves the outer one recorded.
@@ -142,7 +150,12 @@ impl Dispatch {
         let Some(f) = pointer else { return Ok(None) };
         let outer = std::mem::replace(&mut self.ctx.hook, hook);
         self.publish_progress();
-        let value = call(f, module, &mut self.ctx).map_err(|source| Error::Hook { hook: hook.name, source })?;
+        let started = self.profiler.as_ref().map(|_| std::time::Instant::now());
+        let value = call(f, module, &mut self.ctx);
+        if let (Some(profiler), Some(started)) = (&mut self.profiler, started) {
+            profiler.record(format!("[LightningModule]{}", hook.name), started.elapsed());
+        }
+        let value = value.map_err(|source| Error::Hook { hook: hook.name, source })?;
         take_log_error(&mut self.ctx)?;
         self.ctx.hook = outer;
         self.flush_saves(module)?;

@@ -52,6 +52,7 @@ impl<M: LightningModule + 'static> Run<'_, M> {
         // `optimizer_step` is the hook running while the closure's hooks are not: recorded here, since the closure
         // holds the context while it runs.
         let outer = std::mem::replace(&mut self.hooks.ctx.hook, info::optimizer_step);
+        let started = self.hooks.profiler.as_ref().map(|_| std::time::Instant::now());
         let d: &mut Dispatch = &mut self.hooks;
         let mut output: StepOutput = None;
         let mut body = |module: &mut M, optimizer: &mut Optimizer| -> Result<StepOutput> {
@@ -94,6 +95,11 @@ impl<M: LightningModule + 'static> Run<'_, M> {
             Dispatch::optimizer_step(self.module, epoch, batch_idx, optimizer, &mut closure)?;
         } else {
             closure.run(self.module, optimizer)?;
+        }
+        if let (Some(profiler), Some(started)) = (&mut self.hooks.profiler, started) {
+            let action =
+                if stepping { "[Loop]optimizer_step (the closure included)" } else { "[Loop]closure (accumulating)" };
+            profiler.record(action, started.elapsed());
         }
         self.hooks.ctx.hook = outer;
         self.hooks.progress.global_step += (optimizer.step_calls() - steps_before) as usize;
