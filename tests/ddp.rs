@@ -218,6 +218,17 @@ fn scenario_fault(dir: &Path, how: &'static str) {
     std::process::exit(if text == "ok" { 0 } else { 3 });
 }
 
+/// Rank 1 panics before it reaches `fit` (so before the processes meet): rank 0 must not wait for it.
+fn scenario_early_death(_dir: &Path) {
+    if my_rank() == 1 {
+        panic!("rank 1 broke before fit");
+    }
+    let (train, _) = loaders(64, 8);
+    // A long timeout: the run must end because the launcher saw its process die, not because time ran out.
+    let mut trainer = trainer(2, 1).limit_val_batches(0).strategy(Ddp::default().timeout(Duration::from_secs(600)));
+    let _ = trainer.fit(&mut Net::new(1), train, None);
+}
+
 /// Rank 1's loss is NaN at step 2 under `NonFinite::Skip`: both processes skip that step and finish, equal.
 fn scenario_nan_skip(dir: &Path) {
     let rank = my_rank();
@@ -408,6 +419,19 @@ fn check_nan_skip() {
     assert_eq!(max_difference(&load(&out(&dir, "weights", 0)), &load(&out(&dir, "weights", 1))), 0.0);
 }
 
+fn check_early_death() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = Command::new(std::env::current_exe().unwrap())
+        .args(["--scenario", "early_death", "--dir"])
+        .arg(dir.path())
+        .env_remove("RANK")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(stderr.contains("the process of rank 1 ended") && stderr.contains("before the processes met"), "{stderr}");
+}
+
 fn check_resume() {
     let (dir, status, _keep) = run_scenario("resume");
     assert!(status.success(), "the resume run failed: {status}");
@@ -429,6 +453,7 @@ fn main() {
             "kill" => scenario_fault(&dir, "kill"),
             "interrupt" => scenario_fault(&dir, "interrupt"),
             "nan_skip" => scenario_nan_skip(&dir),
+            "early_death" => scenario_early_death(&dir),
             "resume" => scenario_resume(&dir),
             other => panic!("no scenario {other}"),
         }
@@ -438,7 +463,7 @@ fn main() {
         println!("distributed training is not in this build (no Gloo headers): the ddp tests are skipped");
         return;
     }
-    let checks: [(&str, fn()); 8] = [
+    let checks: [(&str, fn()); 9] = [
         ("ddp_train_equals_one_process", check_train),
         ("ddp_uneven_dataset", check_uneven),
         ("ddp_panicking_rank", || check_fault("panic")),
@@ -447,6 +472,7 @@ fn main() {
         ("ddp_resume", check_resume),
         ("ddp_nan_loss_skipped_by_every_rank", check_nan_skip),
         ("ddp_joins_torchrun", check_torchrun),
+        ("ddp_a_process_dead_before_meeting_ends_the_run", check_early_death),
     ];
     // `cargo test NAME` passes NAME on: run the checks whose name holds it (libtest's flags are ignored).
     let filters: Vec<&String> = args.iter().filter(|a| !a.starts_with('-')).collect();

@@ -418,3 +418,36 @@ fn manual_optimization_calls_the_backward_and_step_hooks_as_lightning_does() {
     assert_eq!(seen, strings(&[step_hooks, step_hooks].concat()));
     assert_eq!(trainer.global_step(), 2);
 }
+
+/// `ctx.manual_backward` in automatic optimization: an error that names the attribute, as Lightning raises.
+struct AutomaticCallingManual {
+    vs: nn::VarStore,
+    linear: nn::Linear,
+}
+
+#[lightning_module]
+impl AutomaticCallingManual {
+    fn training_step(&mut self, (x, y): &(Tensor, Tensor), ctx: &mut Ctx) -> lightning::Result<Tensor> {
+        let loss = self.linear.forward(x).mse_loss(y, Reduction::Mean);
+        ctx.manual_backward(self, &loss)?;
+        Ok(loss)
+    }
+
+    fn configure_optimizers(&mut self) -> Optimizer {
+        Optimizer::sgd(&self.vs, 0.1)
+    }
+}
+
+#[test]
+fn manual_backward_in_automatic_optimization_is_an_error() {
+    let vs = nn::VarStore::new(Device::Cpu);
+    let linear = nn::linear(vs.root(), 3, 1, Default::default());
+    let mut module = AutomaticCallingManual { vs, linear };
+    let error = Trainer::new()
+        .accelerator(Accelerator::Cpu)
+        .max_epochs(1)
+        .enable_progress_bar(false)
+        .fit(&mut module, Loader::from(common::recorder::regression_batches(1)), None)
+        .unwrap_err();
+    assert!(error.to_string().contains("manual_optimization"), "{error}");
+}

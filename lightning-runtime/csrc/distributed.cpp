@@ -119,6 +119,10 @@ char* lightning_dist_free(void* group) { GUARD(delete static_cast<Group*>(group)
 char* lightning_dist_all_reduce(void* group, const at::Tensor* tensor, int op) {
   GUARD({
     auto* g = static_cast<Group*>(group);
+    if (op == 1 && !tensor->is_floating_point()) {
+      // Checked first: the sum would be done, and the tensor changed, before the division failed.
+      throw std::invalid_argument("a mean over the processes needs a floating-point tensor");
+    }
     std::vector<at::Tensor> list{*tensor};
     c10d::AllreduceOptions options;
     options.reduceOp = reduce_op(op);

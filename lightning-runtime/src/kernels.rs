@@ -38,19 +38,24 @@ pub(crate) fn one_thread_here() -> bool {
     unsafe { lightning_one_thread_here() }
 }
 
-fn handles(tensors: &[Tensor]) -> Vec<*const c_void> {
+pub(crate) fn handles(tensors: &[Tensor]) -> Vec<*const c_void> {
     tensors.iter().map(|t| t.as_ptr() as *const c_void).collect()
 }
 
 /// Turns the C++ side's answer (NULL, or a message it allocated) into a `Result`.
 pub(crate) fn check(message: *mut c_char) -> Result<()> {
+    check_as(message, |text| Error::Torch(tch::TchError::Torch(text)))
+}
+
+/// [`check`], with the message turned into an error by `wrap` (the distributed calls' `Error::Distributed`).
+pub(crate) fn check_as(message: *mut c_char, wrap: fn(String) -> Error) -> Result<()> {
     if message.is_null() {
         return Ok(());
     }
     // SAFETY: a non-null answer is a NUL-terminated string from `strdup`, freed here exactly once.
     let text = unsafe { CStr::from_ptr(message) }.to_string_lossy().into_owned();
     unsafe { lightning_free_error(message) };
-    Err(Error::Torch(tch::TchError::Torch(text)))
+    Err(wrap(text))
 }
 
 /// Drops the gradients of `params` (PyTorch's `zero_grad(set_to_none=True)`): no kernel, and the next backward

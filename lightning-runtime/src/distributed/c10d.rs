@@ -2,12 +2,13 @@
 //! Reducer. Each call hands tch tensors' `at::Tensor` handles to C++ and turns a C++ exception into
 //! `Error::Distributed`.
 
-use std::ffi::{c_char, c_void, CStr, CString};
+use std::ffi::{c_char, c_void, CString};
 use std::time::Duration;
 
 use tch::Tensor;
 
 use super::ReduceOp;
+use crate::kernels::handles;
 use crate::{Error, Result};
 
 extern "C" {
@@ -57,7 +58,6 @@ extern "C" {
     fn lightning_dist_reducer_prepare(reducer: *mut c_void, loss: *const c_void) -> *mut c_char;
     fn lightning_dist_reducer_free(reducer: *mut c_void) -> *mut c_char;
     fn lightning_dist_free_buffer(buffer: *mut u8);
-    fn lightning_free_error(message: *mut c_char);
 }
 
 /// Whether this build has distributed training (Gloo's headers were found when it was compiled).
@@ -65,23 +65,13 @@ pub(crate) const AVAILABLE: bool = true;
 /// Whether it has NCCL for CUDA tensors (CUDA's and NCCL's headers were found too).
 pub(crate) const NCCL: bool = cfg!(lightning_nccl);
 
-/// Turns the C++ side's answer (NULL, or a message it allocated) into a `Result`.
+/// The C++ side's answer (NULL, or a message it allocated) as a `Result`.
 fn check(message: *mut c_char) -> Result<()> {
-    if message.is_null() {
-        return Ok(());
-    }
-    // SAFETY: a non-null answer is a NUL-terminated string from `strdup`, freed here exactly once.
-    let text = unsafe { CStr::from_ptr(message) }.to_string_lossy().into_owned();
-    unsafe { lightning_free_error(message) };
-    Err(Error::Distributed(text))
+    crate::kernels::check_as(message, Error::Distributed)
 }
 
 fn c_string(text: &str) -> Result<CString> {
     CString::new(text).map_err(|_| Error::Config(format!("{text:?} holds a NUL byte")))
-}
-
-fn handles(tensors: &[Tensor]) -> Vec<*const c_void> {
-    tensors.iter().map(|t| t.as_ptr() as *const c_void).collect()
 }
 
 /// One process's membership of a Gloo process group, and the TCPStore it met the others through.

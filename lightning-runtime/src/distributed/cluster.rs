@@ -4,7 +4,9 @@
 
 use std::net::TcpListener;
 use std::process::{Child, Command};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
 
 use crate::{Error, Result};
 
@@ -96,6 +98,41 @@ pub(crate) fn from_env() -> Result<Option<Cluster>> {
 
 /// The processes this one started (it is rank 0 of them), waited for when the program exits.
 static CHILDREN: Mutex<Vec<(usize, Child)>> = Mutex::new(Vec::new());
+/// Set once this process has met the others: from then on a process that fails is noticed through its closed
+/// connections.
+static MET: AtomicBool = AtomicBool::new(false);
+/// Set when this process gives up because one it started ended before they met: the rest are stopped, not waited for.
+static ABORTING: AtomicBool = AtomicBool::new(false);
+
+/// Records that the processes have met (see `watch_until_met`).
+pub(crate) fn met() {
+    MET.store(true, Ordering::Relaxed);
+}
+
+/// Until the processes meet, rank 0 waits in libtorch's rendezvous for all of them: a process it started that
+/// ends first (a panic before `fit`, a program that never reaches it) would keep it there until the timeout.
+/// This thread notices and ends the run at once, naming the process.
+fn watch_until_met() {
+    let watcher = || loop {
+        std::thread::sleep(Duration::from_millis(100));
+        if MET.load(Ordering::Relaxed) {
+            return;
+        }
+        let mut children = CHILDREN.lock().unwrap_or_else(|p| p.into_inner());
+        for (rank, child) in children.iter_mut() {
+            if let Ok(Some(status)) = child.try_wait() {
+                eprintln!(
+                    "lightning: the process of rank {rank} ended ({status}) before the processes met; stopping the run"
+                );
+                ABORTING.store(true, Ordering::Relaxed);
+                drop(children);
+                std::process::exit(1);
+            }
+        }
+    };
+    let _ = std::thread::Builder::new().name("lightning-launch-watch".into()).spawn(watcher);
+}
+
 /// The layout the launcher made, reused by every later stage of this process (and set in the children's
 /// environment, which their own stages read).
 static LAUNCHED: OnceLock<Cluster> = OnceLock::new();
@@ -137,6 +174,8 @@ pub(crate) fn launch(devices: usize) -> Result<Cluster> {
     if children.len() == devices - 1 {
         // SAFETY: registers a plain `extern "C"` function once; it runs when the program exits.
         unsafe { libc::atexit(wait_for_children) };
+        drop(children);
+        watch_until_met();
     }
     let cluster = Cluster {
         rank: 0,
@@ -160,10 +199,17 @@ fn free_port() -> Result<u16> {
 /// When rank 0 exits, the processes it started finish too (they ran the same stages); it waits for them so that
 /// a shell sees the whole run end, and reports those that failed.
 extern "C" fn wait_for_children() {
-    // The others may be waiting on this process in a collective: closing its connections releases them.
-    super::disconnect();
+    // The others may be waiting on this process in a collective: closing its connections releases them. (Not
+    // when giving up before the processes met: the rendezvous still holds the session, and the others are
+    // killed below.)
+    if !ABORTING.load(Ordering::Relaxed) {
+        super::disconnect();
+    }
     let mut children = CHILDREN.lock().unwrap_or_else(|p| p.into_inner());
     for (rank, child) in children.iter_mut() {
+        if ABORTING.load(Ordering::Relaxed) {
+            let _ = child.kill();
+        }
         match child.wait() {
             Ok(status) if !status.success() => {
                 eprintln!("lightning: the process of rank {rank} (pid {}) ended with {status}", child.id());

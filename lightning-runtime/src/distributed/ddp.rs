@@ -103,6 +103,7 @@ fn session(cluster: &Cluster, timeout: Duration, nccl: bool) -> Result<ProcessGr
                 )),
                 other => other,
             })?;
+    cluster::met();
     let group = ProcessGroup { group: Arc::new(group) };
     *session = Some((cluster.clone(), group.clone()));
     Ok(group)
@@ -158,9 +159,7 @@ impl Strategy for Ddp {
             None if !super::available() => return Err(Error::Config(super::NOT_BUILT.to_string())),
             None => cluster::launch(devices)?,
         };
-        // CUDA tensors travel through NCCL where the build has it, else through Gloo.
-        let nccl = matches!(device, Device::Cuda(_)) && super::c10d::NCCL;
-        let group = session(&cluster, self.timeout, nccl)?;
+        // Checked before meeting the others: a process that cannot run gives up before they wait for it.
         let device = match device {
             Device::Cuda(_) => {
                 let count = tch::Cuda::device_count() as usize;
@@ -174,6 +173,9 @@ impl Strategy for Ddp {
             }
             other => other,
         };
+        // CUDA tensors travel through NCCL where the build has it, else through Gloo.
+        let nccl = matches!(device, Device::Cuda(_)) && super::c10d::NCCL;
+        let group = session(&cluster, self.timeout, nccl)?;
         self.active = Some(Active { cluster, group });
         Ok(device)
     }

@@ -24,8 +24,8 @@ pub use ddp::{Ddp, GradientSync};
 
 use crate::Result;
 
-/// How the processes agree to stop on Ctrl-C or SIGTERM at the same batch boundary: at each boundary every process
-/// starts reducing its own "interrupted" flag (the largest wins) and reads the result of the one started at the
+/// How the processes agree to stop on Ctrl-C or SIGTERM, or at `max_time` (their clocks differ), at the same batch
+/// boundary: at each boundary every process starts reducing its own flags (the largest wins) and reads the result of the one started at the
 /// boundary before, which has long arrived; a request seen anywhere stops every process one boundary later,
 /// together. The reduction runs beside the training, so a boundary waits for nothing. A vote under way when the
 /// stage ends is waited for when the vote is dropped: every process cast it.
@@ -35,19 +35,26 @@ pub(crate) struct InterruptVote {
 }
 
 impl InterruptVote {
-    /// Whether the processes agreed to stop at this boundary; casts this process's vote for the next one.
-    pub fn decide(&mut self, group: &ProcessGroup, interrupted_here: bool) -> Result<bool> {
+    /// Whether the processes agreed to stop at this boundary (interrupted, out of `max_time`); casts this
+    /// process's votes for the next one.
+    pub fn decide(
+        &mut self,
+        group: &ProcessGroup,
+        interrupted_here: bool,
+        out_of_time_here: bool,
+    ) -> Result<[bool; 2]> {
         let decided = match self.pending.take() {
-            Some((flag, pending)) => {
+            Some((flags, pending)) => {
                 pending.wait()?;
-                flag.int64_value(&[]) != 0
+                let flags = Vec::<i64>::try_from(&flags)?;
+                [flags[0] != 0, flags[1] != 0]
             }
-            None => false,
+            None => [false, false],
         };
-        if !decided {
-            let flag = Tensor::from(i64::from(interrupted_here));
-            let pending = group.all_reduce_start(&flag, ReduceOp::Max)?;
-            self.pending = Some((flag, pending));
+        if !decided[0] {
+            let flags = Tensor::from_slice(&[i64::from(interrupted_here), i64::from(out_of_time_here)]);
+            let pending = group.all_reduce_start(&flags, ReduceOp::Max)?;
+            self.pending = Some((flags, pending));
         }
         Ok(decided)
     }

@@ -315,7 +315,15 @@ impl Optimizer {
 
     /// One update of the parameters from their gradients.
     fn update(&mut self) -> Result<()> {
-        let segments = self.segments();
+        // Without groups, no list to build: this runs every step.
+        let (single, grouped);
+        let segments: &[(std::ops::Range<usize>, f64, f64, Rule)] = if self.groups.is_empty() {
+            single = [(0..self.params.len(), self.lr, self.weight_decay, self.rule)];
+            &single
+        } else {
+            grouped = self.segments();
+            &grouped
+        };
         if let Some((index, (_, lr, ..))) =
             segments.iter().enumerate().find(|(_, (_, lr, ..))| !(lr.is_finite() && *lr >= 0.0))
         {
@@ -337,7 +345,7 @@ impl Optimizer {
         if matches!(self.rule, Rule::Adam { .. }) && matches!(self.fusion, Fusion::Undecided) {
             self.fusion = fusion(&self.params)?;
         }
-        for (range, lr, wd, rule) in segments {
+        for (range, lr, wd, rule) in segments.iter().cloned() {
             self.update_group(range, lr, wd, rule)?;
         }
         Ok(())

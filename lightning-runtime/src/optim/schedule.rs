@@ -179,7 +179,8 @@ impl Schedule {
             Schedule::Sequential { parts, milestones } => {
                 let index = milestones.iter().take_while(|&&m| m <= t).count();
                 let start = if index == 0 { 0 } else { milestones[index - 1] };
-                parts[index].lr(base, t - start)
+                // (Settings are checked when `fit` starts; unchecked ones must not panic here.)
+                parts.get(index).or(parts.last()).map_or(base, |part| part.lr(base, t - start))
             }
             Schedule::Plateau(plateau) => plateau.lr(base),
         }

@@ -88,16 +88,18 @@ impl Optimizer {
         let kept = (self.rule, self.lr, self.weight_decay, std::mem::take(&mut self.groups));
         (self.rule, self.lr, self.weight_decay, self.groups) =
             (state.rule, state.lr, state.weight_decay, state.groups.clone());
-        if let Err(problem) = self.check() {
-            (self.rule, self.lr, self.weight_decay, self.groups) = kept;
-            return Err(format!("optimizer {index} has an invalid setting: {problem}"));
-        }
         let needed = self.slots();
-        if state.slots != 0 && state.slots != needed {
-            return Err(format!(
+        let problem = match self.check() {
+            Err(problem) => Some(format!("optimizer {index} has an invalid setting: {problem}")),
+            Ok(()) if state.slots != 0 && state.slots != needed => Some(format!(
                 "optimizer {index} keeps {} state tensor(s) per parameter in the checkpoint, but its settings need {needed}",
                 state.slots
-            ));
+            )),
+            Ok(()) => None,
+        };
+        if let Some(problem) = problem {
+            (self.rule, self.lr, self.weight_decay, self.groups) = kept;
+            return Err(problem);
         }
         self.state = if state.slots == 0 { Vec::new() } else { restored };
         self.steps = state.steps;

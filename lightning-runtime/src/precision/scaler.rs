@@ -70,8 +70,10 @@ impl GradScaler {
         Arc::new(Mutex::new(self))
     }
 
-    /// `loss` times the scale, for backward.
-    pub fn scale_loss(&self, loss: &Tensor) -> Result<Tensor> {
+    /// `loss` times the scale, for backward. A new backward means gradients not unscaled yet (also when a step
+    /// before was skipped by the module's own `optimizer_step`).
+    pub fn scale_loss(&mut self, loss: &Tensor) -> Result<Tensor> {
+        self.unscaled = false;
         Ok(loss.f_mul(&self.scale.f_to_device(loss.device())?)?)
     }
 

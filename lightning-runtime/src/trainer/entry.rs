@@ -80,6 +80,9 @@ impl Trainer {
         // The Reducer's hooks on the parameters go when the stage does.
         run.hooks.ctx.gradient_sync = None;
         if let Err(error) = result {
+            // The context's handle goes first, so that the strategy's disconnect closes this process's
+            // connections (the others, waiting on it, fail at once).
+            run.hooks.ctx.process_group = None;
             // The other processes learn of the failure first (they may be waiting on this one), then
             // `on_exception` sees the error that started it all.
             let error = run.strategy.on_failure(error);
@@ -271,7 +274,11 @@ impl<M: LightningModule + 'static> Run<'_, M> {
         // Without its own handlers, a run does not act on a request another run's handlers recorded.
         let here = self.cfg.handle_interrupts && super::interrupt::requested();
         let stop = match &self.hooks.ctx.process_group {
-            Some(group) if self.cfg.handle_interrupts => self.hooks.interrupt_vote.decide(group, here)?,
+            Some(group) if self.cfg.handle_interrupts || self.cfg.max_time.is_some() => {
+                let [stop, time_up] = self.hooks.interrupt_vote.decide(group, here, self.out_of_time_here())?;
+                self.hooks.time_up = time_up;
+                stop
+            }
             _ => here,
         };
         if stop {
@@ -284,8 +291,17 @@ impl<M: LightningModule + 'static> Run<'_, M> {
         Ok(())
     }
 
-    /// Whether `max_time` has run out.
+    /// Whether `max_time` has run out: in a distributed run, as the processes agreed at a batch boundary (each
+    /// clock differs, and they must stop together).
     pub fn out_of_time(&self) -> bool {
+        match self.hooks.ctx.process_group {
+            Some(_) => self.hooks.time_up,
+            None => self.out_of_time_here(),
+        }
+    }
+
+    /// Whether `max_time` has run out by this process's clock.
+    fn out_of_time_here(&self) -> bool {
         self.cfg.max_time.is_some_and(|max| self.hooks.ctx.started.elapsed() >= max)
     }
 

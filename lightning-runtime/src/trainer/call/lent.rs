@@ -36,8 +36,15 @@ impl Dispatch {
 impl Ctx {
     /// Runs `body` with a dispatcher made of this context, the callbacks lent to it (none outside a manual
     /// training step) and the progress it shows, then puts everything back, panics included.
-    fn with_dispatch<R>(&mut self, body: impl FnOnce(&mut Dispatch) -> Result<R>) -> Result<R> {
-        let callbacks = self.lent_callbacks.take().unwrap_or_default();
+    fn with_dispatch<R>(&mut self, what: &str, body: impl FnOnce(&mut Dispatch) -> Result<R>) -> Result<R> {
+        // Lent only while a manual-optimization `training_step` runs: elsewhere the Trainer calls these hooks.
+        let callbacks = self.lent_callbacks.take().ok_or_else(|| {
+            crate::Error::Config(format!(
+                "`ctx.{what}(self, ..)` runs inside the `training_step` of a module with \
+                 `#[lightning_module(manual_optimization)]`; in automatic optimization the Trainer calls backward \
+                 and the optimizer step itself"
+            ))
+        })?;
         let progress = RunProgress {
             epoch: self.current_epoch,
             global_step: self.global_step,
@@ -78,7 +85,7 @@ impl Ctx {
             None => None,
         };
         let loss = scaled.as_ref().unwrap_or(loss);
-        self.with_dispatch(|d| {
+        self.with_dispatch("manual_backward", |d| {
             d.on_before_backward(module, loss)?;
             d.backward(module, loss, true)?;
             d.on_after_backward(module)
@@ -99,12 +106,13 @@ impl Ctx {
                 self.optimizers.len()
             )));
         }
-        self.with_dispatch(|d| {
-            // Out of the context while the hook runs, which gets it as its own argument.
+        self.with_dispatch("step_optimizer", |d| {
+            // Out of the context while the hook runs, which gets it as its own argument; back in, panics included
+            // (an `OnExceptionCheckpoint` must save the real one).
             let mut optimizer = std::mem::replace(&mut d.ctx.optimizers[index], Optimizer::sgd(Vec::new(), 0.0));
-            let result = d.on_before_optimizer_step(module, &mut optimizer);
+            let result = catch_unwind(AssertUnwindSafe(|| d.on_before_optimizer_step(module, &mut optimizer)));
             d.ctx.optimizers[index] = optimizer;
-            result?;
+            result.unwrap_or_else(|payload| resume_unwind(payload))?;
             d.ctx.optimizers[index].step()
         })
     }

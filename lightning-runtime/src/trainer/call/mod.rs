@@ -44,6 +44,8 @@ pub(crate) struct Dispatch {
     pub writes_files: bool,
     /// How the processes of a distributed run agree on a stop signal (see `Run::check_interrupt`).
     pub interrupt_vote: crate::distributed::InterruptVote,
+    /// A distributed run's agreed `max_time` verdict (see `Run::out_of_time`).
+    pub time_up: bool,
     /// `*-mixed`: the steps run under this autocast.
     pub autocast: Option<crate::precision::Autocast>,
     /// `*-true`: the dtype the default batch transfer casts floating-point tensors to.
@@ -75,6 +77,7 @@ impl Dispatch {
             frozen_metrics: None,
             writes_files: true,
             interrupt_vote: Default::default(),
+            time_up: false,
             autocast: None,
             batch_kind: None,
             profiler: None,
