@@ -29,7 +29,8 @@ const KILLS: usize = 22;
 /// this process has written a checkpoint.
 struct EveryStep {
     dir: PathBuf,
-    requested: bool,
+    /// The step of this process's first request: reported once `last.ckpt` holds it or a later one.
+    requested: Option<usize>,
     reported: bool,
 }
 
@@ -42,18 +43,22 @@ impl Callback for EveryStep {
         _batch: &dyn Any,
         _batch_idx: usize,
     ) -> CallbackResult {
-        if self.requested && !self.reported {
-            // The previous call's checkpoints were written when it returned.
-            let mut out = std::io::stdout();
-            writeln!(out, "{STARTED}")?;
-            out.flush()?;
-            self.reported = true;
+        if let (Some(first), false) = (self.requested, self.reported) {
+            // Written behind the training thread: reported once it is on disk, so that a kill after the report
+            // always finds this process's progress.
+            let on_disk = lightning::Checkpoint::read(self.dir.join("last.ckpt")).map_or(0, |c| c.global_step());
+            if on_disk >= first {
+                let mut out = std::io::stdout();
+                writeln!(out, "{STARTED}")?;
+                out.flush()?;
+                self.reported = true;
+            }
         }
         let step = ctx.global_step();
         let old = step.checked_sub(2).map(|s| self.dir.join(step_file(s))).into_iter().collect();
         ctx.save_checkpoint_replacing(self.dir.join(step_file(step)), old);
         ctx.save_checkpoint(self.dir.join("last.ckpt"));
-        self.requested = true;
+        self.requested.get_or_insert(step);
         Ok(())
     }
 }
@@ -77,7 +82,7 @@ fn crash_child() {
     };
     let max_steps: Option<usize> = std::env::var(STEPS_VAR).ok().map(|s| s.parse().unwrap());
     let mut module = Net::mlp(0.0, Opt::AdamStepLr);
-    let callback = EveryStep { dir: dir.clone(), requested: false, reported: false };
+    let callback = EveryStep { dir: dir.clone(), requested: None, reported: false };
     let mut trainer = match max_steps {
         Some(steps) => trainer().max_steps(steps),
         None => trainer().max_epochs(1_000_000),
