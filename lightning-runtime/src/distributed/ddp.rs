@@ -222,9 +222,14 @@ impl Strategy for Ddp {
             Some((rank, cause)) => Error::PeerFailed { rank, cause },
             None => {
                 let _ = group.store_set(&failure_key(me), error.to_string().as_bytes());
+                // A lost connection with no peer's report: one was killed (or hangs). The same error whether it
+                // surfaced in a collective or in the gradient averaging inside backward (a libtorch error).
                 match error {
                     Error::Distributed(why) => Error::Distributed(format!(
                         "rank {me}: {why} (another process may have been killed or stopped answering)"
+                    )),
+                    other if is_communication(&other) => Error::Distributed(format!(
+                        "rank {me}: {other} (another process may have been killed or stopped answering)"
                     )),
                     other => other,
                 }
