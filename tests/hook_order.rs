@@ -451,3 +451,51 @@ fn manual_backward_in_automatic_optimization_is_an_error() {
         .unwrap_err();
     assert!(error.to_string().contains("manual_optimization"), "{error}");
 }
+
+/// Two optimizers over two layers; `toggle_optimizer` keeps the backward of the first one's loss off the second.
+struct Toggling {
+    vs: nn::VarStore,
+    first: nn::Linear,
+    second: nn::Linear,
+    checked: usize,
+}
+
+#[lightning_module(manual_optimization)]
+impl Toggling {
+    fn training_step(&mut self, (x, y): &(Tensor, Tensor), ctx: &mut Ctx) -> lightning::Result<()> {
+        ctx.toggle_optimizer(0)?;
+        assert!(self.first.ws.requires_grad() && !self.second.ws.requires_grad());
+        let loss = self.second.forward(&self.first.forward(x)).mse_loss(y, Reduction::Mean);
+        ctx.optimizers()[0].zero_grad()?;
+        ctx.optimizers()[1].zero_grad()?;
+        ctx.manual_backward(self, &loss)?;
+        assert!(self.first.ws.grad().defined() && !self.second.ws.grad().defined());
+        ctx.step_optimizer(self, 0)?;
+        ctx.untoggle_optimizer(0)?;
+        assert!(self.second.ws.requires_grad());
+        self.checked += 1;
+        Ok(())
+    }
+
+    fn configure_optimizers(&mut self) -> Vec<Optimizer> {
+        let first = vec![self.first.ws.shallow_clone(), self.first.bs.as_ref().unwrap().shallow_clone()];
+        let second = vec![self.second.ws.shallow_clone(), self.second.bs.as_ref().unwrap().shallow_clone()];
+        vec![Optimizer::sgd(first, 0.1), Optimizer::sgd(second, 0.1)]
+    }
+}
+
+#[test]
+fn toggle_optimizer_keeps_the_other_optimizers_parameters_out_of_backward() {
+    let vs = nn::VarStore::new(Device::Cpu);
+    let first = nn::linear(vs.root() / "first", 3, 4, Default::default());
+    let second = nn::linear(vs.root() / "second", 4, 1, Default::default());
+    let mut module = Toggling { vs, first, second, checked: 0 };
+    Trainer::new()
+        .accelerator(Accelerator::Cpu)
+        .max_epochs(1)
+        .enable_progress_bar(false)
+        .enable_model_summary(false)
+        .fit(&mut module, Loader::from(common::recorder::regression_batches(2)), None)
+        .unwrap();
+    assert_eq!(module.checked, 2);
+}

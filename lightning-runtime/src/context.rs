@@ -109,6 +109,8 @@ pub struct Ctx {
     pub(crate) scaler: Option<crate::precision::SharedScaler>,
     /// The callbacks, lent by the dispatcher while a manual-optimization step runs (`ctx.manual_backward`).
     pub(crate) lent_callbacks: Option<Vec<Box<dyn crate::Callback>>>,
+    /// Parameters `toggle_optimizer` stopped from requiring gradients, until `untoggle_optimizer`.
+    pub(crate) toggled: Vec<Tensor>,
 }
 
 /// A checkpoint a hook asked for; the Trainer writes it when the hook returns.
@@ -209,6 +211,7 @@ impl Ctx {
             sync_error: None,
             scaler: None,
             lent_callbacks: None,
+            toggled: Vec::new(),
         }
     }
 

@@ -77,8 +77,12 @@ impl Trainer {
             Ok(result) => result,
             Err(payload) => Err(Error::Panic { hook: run.hooks.ctx.hook.name, message: panic_message(&*payload) }),
         };
-        // The Reducer's hooks on the parameters go when the stage does.
+        // The Reducer's hooks on the parameters go when the stage does, and parameters a failed step left
+        // toggled off (`ctx.toggle_optimizer`) require gradients again.
         run.hooks.ctx.gradient_sync = None;
+        for param in std::mem::take(&mut run.hooks.ctx.toggled) {
+            let _ = param.f_set_requires_grad(true);
+        }
         if let Err(error) = result {
             // The context's handle goes first, so that the strategy's disconnect closes this process's
             // connections (the others, waiting on it, fail at once).

@@ -117,3 +117,50 @@ impl Ctx {
         })
     }
 }
+
+impl Ctx {
+    /// Makes only optimizer `index`'s parameters compute gradients (Lightning's `toggle_optimizer`): every
+    /// parameter of the other optimizers that is not also one of its own stops requiring gradients until
+    /// [`untoggle_optimizer`](Self::untoggle_optimizer), so that a GAN's generator loss leaves no gradients on the
+    /// discriminator.
+    ///
+    /// # Errors
+    /// No optimizer `index`.
+    pub fn toggle_optimizer(&mut self, index: usize) -> Result<()> {
+        let Some(optimizer) = self.optimizers.get(index) else {
+            return Err(crate::Error::Config(format!(
+                "`ctx.toggle_optimizer({index})`: `configure_optimizers` returned {} optimizer(s)",
+                self.optimizers.len()
+            )));
+        };
+        let own: Vec<usize> = optimizer.params().iter().map(|p| p.data_ptr() as usize).collect();
+        let mut frozen = Vec::new();
+        for (other, optimizer) in self.optimizers.iter().enumerate() {
+            if other == index {
+                continue;
+            }
+            for param in optimizer.params() {
+                if !own.contains(&(param.data_ptr() as usize)) && param.requires_grad() {
+                    frozen.push(param.shallow_clone());
+                }
+            }
+        }
+        for param in &frozen {
+            let _ = param.f_set_requires_grad(false)?;
+        }
+        self.toggled.extend(frozen);
+        Ok(())
+    }
+
+    /// Undoes [`toggle_optimizer`](Self::toggle_optimizer): the parameters it stopped require gradients again
+    /// (Lightning's `untoggle_optimizer`).
+    ///
+    /// # Errors
+    /// libtorch's, if a flag cannot be set.
+    pub fn untoggle_optimizer(&mut self, _index: usize) -> Result<()> {
+        for param in std::mem::take(&mut self.toggled) {
+            let _ = param.f_set_requires_grad(true)?;
+        }
+        Ok(())
+    }
+}
