@@ -89,3 +89,37 @@ fn logging_a_tensor_that_is_not_a_single_number_is_an_error_naming_it() {
     assert!(matches!(error, Error::Log(_)), "{error:?}");
     assert!(text.contains("per_class") && text.contains("[3, 2]") && text.contains("training_step"), "{text}");
 }
+
+/// Logs in `test_step` the ways Lightning's returned results tell apart.
+struct Tested {
+    vs: nn::VarStore,
+}
+
+#[lightning_module]
+impl Tested {
+    fn training_step(&mut self, x: &Tensor) -> Tensor {
+        x.sum(Kind::Float)
+    }
+
+    fn test_step(&mut self, _x: &Tensor, batch_idx: usize, ctx: &mut Ctx) {
+        let i = batch_idx as f64;
+        ctx.log("both", i).on_step(true).on_epoch(true);
+        ctx.log("epoch_only", i);
+        ctx.log("hidden", i).logger(false);
+    }
+
+    fn configure_optimizers(&mut self) -> Optimizer {
+        Optimizer::sgd(&self.vs, 0.1)
+    }
+}
+
+#[test]
+fn test_returns_lightnings_keys_the_epoch_values_sent_to_the_loggers() {
+    let mut module = Tested { vs: nn::VarStore::new(Device::Cpu) };
+    let mut trainer = trainer();
+    let results = trainer.test(&mut module, batches(3)).unwrap();
+    assert_eq!(results.keys().map(String::as_str).collect::<Vec<_>>(), ["both_epoch", "epoch_only"]);
+    assert_eq!((results["both_epoch"], results["epoch_only"]), (1.0, 1.0));
+    // Everything is still in the callback metrics.
+    assert_eq!(trainer.callback_metrics()["hidden"], 1.0);
+}

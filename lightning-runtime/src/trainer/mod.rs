@@ -427,7 +427,9 @@ impl Trainer {
         Ok((path, checkpoint))
     }
 
-    /// Runs one validation epoch on `data` (or the module's `val_dataloader`); returns the epoch's metrics.
+    /// Runs one validation epoch on `data` (or the module's `val_dataloader`); returns the epoch's logged metrics as
+    /// Lightning does: the epoch values sent to the loggers (a value logged per step and per epoch as
+    /// `<name>_epoch`; `logger(false)` values and step values left out). Every value is in `callback_metrics`.
     pub fn validate<M: HasValidationStep + 'static>(
         &mut self,
         module: &mut M,
@@ -450,7 +452,8 @@ impl Trainer {
         self.run_stage(module, Stage::Validate, move |run| run.evaluate_stage(Evaluation::Validation, data, from))
     }
 
-    /// Runs one test epoch on `data` (or the module's `test_dataloader`); returns the epoch's metrics.
+    /// Runs one test epoch on `data` (or the module's `test_dataloader`); returns the epoch's logged metrics, as
+    /// [`validate`](Self::validate) does.
     pub fn test<M: HasTestStep + 'static>(
         &mut self,
         module: &mut M,

@@ -46,6 +46,8 @@ pub(crate) struct Dispatch {
     pub interrupt_vote: crate::distributed::InterruptVote,
     /// A distributed run's agreed `max_time` verdict (see `Run::out_of_time`).
     pub time_up: bool,
+    /// The last evaluation epoch's logged values, as the loggers got them.
+    pub epoch_results: Vec<(String, f64)>,
     /// `*-mixed`: the steps run under this autocast.
     pub autocast: Option<crate::precision::Autocast>,
     /// `*-true`: the dtype the default batch transfer casts floating-point tensors to.
@@ -78,6 +80,7 @@ impl Dispatch {
             writes_files: true,
             interrupt_vote: Default::default(),
             time_up: false,
+            epoch_results: Vec::new(),
             autocast: None,
             batch_kind: None,
             profiler: None,

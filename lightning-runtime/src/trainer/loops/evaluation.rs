@@ -87,7 +87,7 @@ impl<M: LightningModule + 'static> Run<'_, M> {
         };
         let limit = limit.resolve(loader.len(), kind.limit_name())?;
         self.evaluation_loop(kind, &mut loader, limit)?;
-        let metrics = self.hooks.ctx.metrics.snapshot();
+        let metrics = std::mem::take(&mut self.hooks.epoch_results).into_iter().collect();
         self.end()?;
         Ok(metrics)
     }
@@ -163,6 +163,8 @@ impl<M: LightningModule + 'static> Run<'_, M> {
         }
         self.sync_epoch_metrics(scope)?;
         let values = self.hooks.ctx.metrics.end_epoch(scope);
+        // What `validate`/`test` return: the epoch's logged values under the loggers' keys (Lightning's results).
+        self.hooks.epoch_results = values.clone();
         self.hooks.send_epoch_logs(values)?;
         match kind {
             Evaluation::Validation => self.hooks.on_validation_end(self.module),
