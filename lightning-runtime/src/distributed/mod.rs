@@ -117,6 +117,13 @@ impl ProcessGroup {
         self.group.all_reduce(tensor, op)
     }
 
+    /// Whether `decision` holds on any process (or, with `all`, on every one).
+    pub(crate) fn agree(&self, decision: bool, all: bool) -> Result<bool> {
+        let flag = Tensor::from(i64::from(decision));
+        self.all_reduce(&flag, if all { ReduceOp::Min } else { ReduceOp::Max })?;
+        Ok(flag.int64_value(&[]) != 0)
+    }
+
     /// Starts a reduction of a flag: see `InterruptVote`.
     pub(crate) fn all_reduce_start(&self, tensor: &Tensor, op: ReduceOp) -> Result<c10d::Pending> {
         self.group.all_reduce_start(tensor, op)

@@ -5,7 +5,7 @@
 
 use tch::{Device, Tensor};
 
-use crate::distributed::{GradientSync, ProcessGroup, ReduceOp};
+use crate::distributed::{GradientSync, ProcessGroup};
 use crate::{Error, Result};
 
 /// How the processes of a run cooperate: [`SingleDevice`] (the default) or [`Ddp`](crate::Ddp).
@@ -91,10 +91,10 @@ pub trait Strategy: Send {
     /// # Errors
     /// When the processes cannot be reached.
     fn reduce_boolean_decision(&self, decision: bool, all: bool) -> Result<bool> {
-        let Some(group) = self.process_group() else { return Ok(decision) };
-        let flag = Tensor::from(i64::from(decision));
-        group.all_reduce(&flag, if all { ReduceOp::Min } else { ReduceOp::Max })?;
-        Ok(flag.int64_value(&[]) != 0)
+        match self.process_group() {
+            Some(group) => group.agree(decision, all),
+            None => Ok(decision),
+        }
     }
 }
 

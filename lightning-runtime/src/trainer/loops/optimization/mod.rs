@@ -29,9 +29,7 @@ fn check_loss(loss: &Tensor, policy: NonFinite, d: &Dispatch, batch_idx: usize) 
     if let (Some(group), NonFinite::Skip) = (&d.ctx.process_group, policy) {
         // Every process skips together: one that skipped alone would leave the others waiting for its
         // gradients in the averaging until the timeout.
-        let skip = Tensor::from(i64::from(!finite));
-        group.all_reduce(&skip, crate::ReduceOp::Max)?;
-        finite = skip.int64_value(&[]) == 0;
+        finite = !group.agree(!finite, false)?;
     }
     if finite {
         return Ok(true);
