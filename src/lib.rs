@@ -171,6 +171,9 @@
 #[doc = include_str!("../lightning-macros/HOOKS.md")]
 pub use lightning_macros::lightning_module;
 
+#[doc = include_str!("../docs/lightning_datamodule.md")]
+pub use lightning_macros::lightning_datamodule;
+
 pub use lightning_runtime::*;
 
 /// Guides that go with the API docs.
@@ -187,10 +190,10 @@ pub mod guide {
 /// `to_device` (moving every tensor of a batch, returning a `Result`) would otherwise take the place of tch's own
 /// `Tensor::to_device` on an owned tensor: `use lightning::Batch;` where a batch is moved by hand.
 pub mod prelude {
-    pub use crate::lightning_module;
+    pub use crate::{lightning_datamodule, lightning_module};
     pub use lightning_runtime::{
-        BatchControl, Callback, Checkpoint, Ctx, GradClipAlgorithm, Interval, LightningModule, Loader, LrScheduler,
-        Optimizer, OptimizerClosure, Optimizers, Stage, StepOutput,
+        BatchControl, Callback, Checkpoint, Ctx, GradClipAlgorithm, Interval, LightningModule, Loader, Loaders,
+        LrScheduler, Optimizer, OptimizerClosure, Optimizers, Stage, StepOutput,
     };
     pub use tch::nn::{self, Module as _, ModuleT as _};
     pub use tch::{Device, Kind, Reduction, Tensor};

@@ -410,7 +410,10 @@ fn return_type(cx: &mut Ctxt, hook: &Hook, sig: &Signature) -> Option<RetShape> 
             );
             None
         }
-        (Ret::Prediction | Ret::Batch | Ret::Loader | Ret::Optimizers | Ret::Callbacks, None) => {
+        (
+            Ret::Prediction | Ret::Batch | Ret::Loader | Ret::Loaders | Ret::Json | Ret::Optimizers | Ret::Callbacks,
+            None,
+        ) => {
             cx.push(syn::Error::new(
                 span,
                 format!("hook `{name}` must return {}\n{}", hook.ret.meaning(), expected(hook)),

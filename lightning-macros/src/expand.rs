@@ -131,7 +131,7 @@ pub fn stub(args: &Args, module: &Module, errors: TokenStream) -> TokenStream {
 
 /// The block's generics with `T: 'static` added for every type parameter: the runtime owns modules for a
 /// whole run and hands them to callbacks as `dyn Any`, so a module type cannot borrow.
-fn static_generics(generics: &syn::Generics) -> syn::Generics {
+pub fn static_generics(generics: &syn::Generics) -> syn::Generics {
     let mut generics = generics.clone();
     let params: Vec<syn::Ident> = generics.type_params().map(|param| param.ident.clone()).collect();
     let clause = generics.make_where_clause();
@@ -152,9 +152,13 @@ fn marker_impl(p: &TokenStream, item: &ItemImpl, marker: &str) -> TokenStream {
 /// The shim of one hook: the catalogue's signature, calling the user's method with the parameters it wrote.
 /// Argument and return conversions are spanned on the user's own types, so that rustc's type errors land there.
 fn shim(p: &TokenStream, hook_fn: &HookFn) -> TokenStream {
+    shim_named(p, hook_fn, &types::shim_name(hook_fn.hook))
+}
+
+/// [`shim`] under the name `shim`.
+pub fn shim_named(p: &TokenStream, hook_fn: &HookFn, shim: &syn::Ident) -> TokenStream {
     let hook = hook_fn.hook;
     let s = quote!(Self);
-    let shim = types::shim_name(hook);
     let user = &hook_fn.ident;
     let mut names: Vec<syn::Ident> = hook.params.iter().map(|param| format_ident!("_{}", param.name)).collect();
     if hook.takes_ctx {
@@ -213,7 +217,7 @@ fn convert(p: &TokenStream, ret: Ret, out: &TokenStream, span: Span) -> TokenStr
     let s = quote!(Self);
     match ret {
         // The type is the user's own (or is checked against it by rustc): pass it through.
-        Ret::Prediction | Ret::Batch => out.clone(),
+        Ret::Prediction | Ret::Batch | Ret::Json => out.clone(),
         _ => {
             let target = types::ret(ret, p, &s);
             quote_spanned!(span=> <_ as #p::HookOutput<#target>>::into_output(#out))

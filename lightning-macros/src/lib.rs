@@ -10,9 +10,12 @@ mod callback_hooks;
 mod catalogue;
 mod check;
 mod ctxt;
+mod datamodule;
+mod datamodule_catalogue;
 #[cfg(test)]
 mod docs;
 mod expand;
+mod hook_types;
 mod model;
 mod not_hooks;
 mod rewrite;
@@ -101,6 +104,20 @@ fn item_keyword(item: &syn::Item) -> proc_macro2::TokenStream {
         syn::Item::Mod(m) => m.mod_token.to_token_stream(),
         other => other.to_token_stream(),
     }
+}
+
+/// Makes the inherent `impl` block of a data module a LightningDataModule. See the `lightning` crate's
+/// documentation.
+#[proc_macro_attribute]
+pub fn lightning_datamodule(args: TokenStream, item: TokenStream) -> TokenStream {
+    datamodule::datamodule(args.into(), item.into()).into()
+}
+
+/// Defines the runtime's `DataHookTable` from the data-module catalogue. Used once, inside `lightning-runtime`.
+#[doc(hidden)]
+#[proc_macro]
+pub fn __datamodule_hook_table(_input: TokenStream) -> TokenStream {
+    table::expand_datamodule().into()
 }
 
 /// Defines the runtime's `HookTable` from the catalogue. Used once, inside `lightning-runtime`.

@@ -84,8 +84,22 @@ impl RetShape {
     }
 }
 
+/// The hooks a block is read against: a module's (`#[lightning_module]`) or a data module's.
+pub struct Catalogue {
+    pub find: fn(&str) -> Option<&'static Hook>,
+    /// Reports a method that is no hook, when it looks like a mistake.
+    pub not_a_hook: fn(&mut Ctxt, &Ident, &[syn::Attribute]),
+}
+
+/// `#[lightning_module]`'s hooks.
+pub const MODULE: Catalogue = Catalogue { find: catalogue::find, not_a_hook: check::not_a_hook };
+
 impl Module {
-    pub fn from_impl(cx: &mut Ctxt, mut item: ItemImpl) -> Module {
+    pub fn from_impl(cx: &mut Ctxt, item: ItemImpl) -> Module {
+        Module::from_impl_in(cx, item, &MODULE)
+    }
+
+    pub fn from_impl_in(cx: &mut Ctxt, mut item: ItemImpl, hooks_of: &Catalogue) -> Module {
         let block_allows_deprecated = allows_deprecated(&item.attrs);
         let mut hooks = Vec::new();
         // Each hook's definitions so far, by their `cfg` conditions.
@@ -99,7 +113,7 @@ impl Module {
             let helper = take_helper_attr(cx, &mut method);
             let name = method.sig.ident.to_string();
             let method_cfgs = cfgs(&method.attrs);
-            match catalogue::find(&name) {
+            match (hooks_of.find)(&name) {
                 Some(hook) if !helper => {
                     // Two definitions under different `cfg`s are taken as alternatives (rustc reports them if both
                     // are compiled); without a `cfg`, or under the same one, the second is a mistake.
@@ -118,7 +132,7 @@ impl Module {
                     }
                 }
                 Some(_) => {}
-                None if !helper => check::not_a_hook(cx, &method.sig.ident, &method_cfgs),
+                None if !helper => (hooks_of.not_a_hook)(cx, &method.sig.ident, &method_cfgs),
                 None => {}
             }
             kept.push(ImplItem::Fn(method));

@@ -71,3 +71,52 @@ pub fn expand() -> TokenStream {
         }
     }
 }
+
+/// `__datamodule_hook_table!()`: the runtime's `DataHookTable` struct, one field per data-module hook, and what
+/// the runtime knows of each while it runs.
+pub fn expand_datamodule() -> TokenStream {
+    let p = quote!(crate::__private::datamodule);
+    let d = quote!(D);
+    let hooks: Vec<_> = crate::datamodule_catalogue::hooks().collect();
+    let names: Vec<_> = hooks.iter().map(|hook| format_ident!("{}", hook.name)).collect();
+    let name_strs: Vec<_> = hooks.iter().map(|hook| hook.name).collect();
+    let fields = hooks.iter().zip(&names).map(|(hook, name)| {
+        let pointer = types::fn_pointer(hook, &p, &d);
+        let doc = format!("`{}`: {}.", hook.signature(), hook.when);
+        quote! {
+            #[doc = #doc]
+            pub #name: ::core::option::Option<#pointer>,
+        }
+    });
+    let infos = hooks.iter().zip(&names).map(|(hook, name)| {
+        let full = format!("LightningDataModule.{}", hook.name);
+        quote!(pub const #name: HookInfo = HookInfo { name: #full, log: LogRule::Never };)
+    });
+    quote! {
+        /// The hooks a data module defines, as plain function pointers: `None` where it does not define one.
+        /// `#[lightning_datamodule]` fills it in.
+        pub struct DataHookTable<D: LightningDataModule> {
+            #(#fields)*
+        }
+
+        impl<D: LightningDataModule> DataHookTable<D> {
+            /// The table of a data module that defines no hook.
+            pub const EMPTY: Self = DataHookTable { #(#names: ::core::option::Option::None,)* };
+
+            /// The names of the hooks defined, in the catalogue's order.
+            pub fn defined(&self) -> ::std::vec::Vec<&'static str> {
+                let mut defined = ::std::vec::Vec::new();
+                #(if self.#names.is_some() { defined.push(#name_strs); })*
+                defined
+            }
+        }
+
+        /// What the runtime knows of each data-module hook while it runs: its name (`LightningDataModule.setup`)
+        /// and that it may not log.
+        #[allow(non_upper_case_globals)]
+        pub mod datamodule_hook_info {
+            use crate::context::{HookInfo, LogRule};
+            #(#infos)*
+        }
+    }
+}

@@ -24,6 +24,8 @@ pub fn ty(t: Ty, p: &TokenStream, s: &TokenStream) -> TokenStream {
         Ty::Stage => quote!(#p::Stage),
         Ty::Device => quote!(#p::Device),
         Ty::Checkpoint => quote!(&mut #p::Checkpoint),
+        Ty::Json => quote!(#p::JsonValue),
+        Ty::ErrorRef => quote!(&#p::Error),
     }
 }
 
@@ -36,6 +38,8 @@ pub fn ret(r: Ret, p: &TokenStream, s: &TokenStream) -> TokenStream {
         Ret::Prediction => quote!(#module::Prediction),
         Ret::Batch => quote!(#module::Batch),
         Ret::Loader => quote!(#p::Loader<#module::Batch>),
+        Ret::Loaders => quote!(#p::Loaders<#module::Batch>),
+        Ret::Json => quote!(#p::JsonValue),
         Ret::Optimizers => quote!(#p::Optimizers),
         Ret::Callbacks => quote!(::std::vec::Vec<::std::boxed::Box<dyn #p::Callback>>),
     }

@@ -83,6 +83,8 @@ pub struct Ctx {
     pub(crate) global_step: usize,
     pub(crate) batches_done: usize,
     pub(crate) batch_size: usize,
+    /// The running loader's index while an evaluation or prediction stage with several loaders runs one.
+    pub(crate) dataloader_idx: Option<usize>,
     pub(crate) hook: HookInfo,
     /// The first logging call a hook made where logging is not allowed; the dispatcher turns it into an error.
     pub(crate) log_error: Option<String>,
@@ -194,6 +196,7 @@ impl Ctx {
             global_step: 0,
             batches_done: 0,
             batch_size: 1,
+            dataloader_idx: None,
             hook: HookInfo { name: "(none)", log: LogRule::StepDefault },
             log_error: None,
             metrics: Metrics::default(),
@@ -262,6 +265,12 @@ impl Ctx {
             }
         }
         let batch_size = options.batch_size.unwrap_or(self.batch_size);
+        // Lightning's key for a value logged while one of several loaders runs.
+        let suffixed = match (self.dataloader_idx, options.add_dataloader_idx) {
+            (Some(index), true) => Some(format!("{name}/dataloader_idx_{index}")),
+            _ => None,
+        };
+        let name = suffixed.as_deref().unwrap_or(name);
         let value = match (&self.process_group, options.sync_dist, on_step) {
             // A step value is averaged over the processes when it is logged (Lightning's `sync_dist`); epoch
             // values are reduced once, when the epoch ends.
@@ -375,9 +384,16 @@ impl Ctx {
         self.pending_saves.push(SaveRequest { path: path.into(), then_remove: old });
     }
 
-    /// The number of batches the running loop (training epoch, validation, test or predict) will run, if known.
+    /// The number of batches the running loop (training epoch, validation, test or predict) will run, if known;
+    /// with several evaluation loaders, the running loader's.
     pub fn total_batches(&self) -> Option<usize> {
         self.total_batches
+    }
+
+    /// Which loader is running, while a validation, test or predict stage given several runs their batches
+    /// (`None` with one loader, and in the epoch hooks). Values logged meanwhile get `/dataloader_idx_N`.
+    pub fn dataloader_idx(&self) -> Option<usize> {
+        self.dataloader_idx
     }
 
     /// Whether this is a `fast_dev_run` (checkpointing and logging callbacks should do nothing).

@@ -6,6 +6,7 @@ mod callbacks;
 mod checkpoint;
 mod context;
 mod data;
+mod datamodule;
 pub mod distributed;
 mod error;
 mod json_float;
@@ -26,7 +27,8 @@ pub use callbacks::{
 };
 pub use checkpoint::{Checkpoint, LoadOptions, FORMAT_VERSION};
 pub use context::{Ctx, LogValue, Stage};
-pub use data::{Batch, BatchSource, DataLoader, Dataset, Loader};
+pub use data::{Batch, BatchSource, DataLoader, DataSource, Dataset, Loader, Loaders};
+pub use datamodule::{DataHookTable, LightningDataModule};
 pub use distributed::{Ddp, ProcessGroup, ReduceOp};
 pub use error::{Error, HookError, Result};
 pub use log_call::{LogCall, LogDict};
@@ -50,10 +52,11 @@ pub use trainer::{
 #[doc(hidden)]
 pub mod __private {
     pub use crate::context::Logged;
+    pub use crate::Error;
     pub use crate::{
         Batch, BatchControl, Callback, Checkpoint, Ctx, GradClipAlgorithm, HasConfigureOptimizers, HasPredictStep,
         HasTestStep, HasTrainingStep, HasValidationStep, HookError, HookOutput, HookTable, LightningModule, Loader,
-        LrScheduler, Optimizer, OptimizerClosure, Optimizers, Stage, StepOutput,
+        Loaders, LrScheduler, Optimizer, OptimizerClosure, Optimizers, Stage, StepOutput,
     };
     pub use serde_json::Value as JsonValue;
     pub use tch::nn::VarStore;
@@ -69,6 +72,13 @@ pub mod __private {
     #[inline]
     pub fn hparams_json<T: serde::Serialize>(value: &T) -> Option<serde_json::Value> {
         serde_json::to_value(value).ok()
+    }
+
+    /// What `#[lightning_datamodule]` generates names: the same as a module's, where `LightningModule` is the
+    /// data-module trait (so that the catalogue's `<Self as LightningModule>::Batch` is the data module's).
+    pub mod datamodule {
+        pub use super::*;
+        pub use crate::datamodule::{DataHookTable, LightningDataModule as LightningModule};
     }
 
     /// Using it raises a deprecation warning at the user's `configure_sharded_model`.

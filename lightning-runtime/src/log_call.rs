@@ -44,6 +44,13 @@ macro_rules! log_options {
             self
         }
 
+        /// With several evaluation loaders, log under `<name>/dataloader_idx_N` (the default, Lightning's
+        /// `add_dataloader_idx=True`); `false` keeps the plain name, so that every loader adds to one value.
+        pub fn add_dataloader_idx(mut self, on: bool) -> Self {
+            self.options.add_dataloader_idx = on;
+            self
+        }
+
         /// Average the value over the processes of a distributed run (Lightning's `sync_dist`): a step value
         /// when it is logged, an epoch value (reduced over every process's batches) when the epoch ends, so
         /// every process sees the same number (what callbacks monitor). No effect in one process.

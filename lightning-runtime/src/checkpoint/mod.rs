@@ -60,6 +60,9 @@ pub(crate) struct Meta {
     pub scaler: Option<crate::ScalerState>,
     /// Each callback's `state_dict`, by its name.
     pub callbacks: BTreeMap<String, Value>,
+    /// The data module's `state_dict`, under its type's name (absent when it saved none).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub datamodule: BTreeMap<String, Value>,
     /// The training epoch's partial metrics, so that a resumed epoch reports the same means.
     pub metrics: Vec<MetricState>,
     /// The module's hyper-parameters, when it declares them.
@@ -102,6 +105,7 @@ pub(crate) struct TensorRecord {
 /// | `optimizers` | per optimizer: its rule and settings, learning rate, step count, parameter shapes |
 /// | `schedulers` | every LR scheduler: schedule, interval, frequency, base rate, steps taken |
 /// | `callbacks` | each callback's `state_dict`, by its `state_key` |
+/// | `datamodule` | the data module's `state_dict`, under its type's name (only when it saved one) |
 /// | `metrics` | the training epoch's partial sums, so a resumed epoch reports the same means |
 /// | `hparams` | the module's hyper-parameters (`#[lightning_module(hparams = field)]`) |
 /// | `extra` | the module's own entries from `on_save_checkpoint` |

@@ -321,6 +321,8 @@ impl<B, T: Into<Loader<B>>> HookOutput<Loader<B>> for T {
 
 mod dataset;
 mod epoch;
+mod loaders;
 mod tensor_loader;
 pub use dataset::Dataset;
+pub use loaders::{DataSource, Loaders};
 pub use tensor_loader::DataLoader;

@@ -43,6 +43,7 @@ pub struct LogOptions {
     pub batch_size: Option<usize>,
     pub sync_dist: bool,
     pub reduce_fx: ReduceFx,
+    pub add_dataloader_idx: bool,
 }
 
 impl Default for LogOptions {
@@ -55,6 +56,7 @@ impl Default for LogOptions {
             batch_size: None,
             sync_dist: false,
             reduce_fx: ReduceFx::Mean,
+            add_dataloader_idx: true,
         }
     }
 }

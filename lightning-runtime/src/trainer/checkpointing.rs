@@ -11,17 +11,21 @@ use crate::checkpoint::{load_weights, Checkpoint, LoadOptions, Progress};
 use crate::module::LightningModule;
 use crate::{Error, Result};
 
-impl Dispatch {
+impl Dispatch<'_> {
     /// Writes each requested checkpoint, then deletes the files its request replaces: on the background writer
     /// when the run has one, else here.
     pub(crate) fn write_pending_checkpoints<M: LightningModule>(&mut self, module: &mut M) -> Result<()> {
         for request in std::mem::take(&mut self.ctx.pending_saves) {
             let mut checkpoint = self.capture(module);
-            // Lightning's order: every callback's `state_dict`, their `on_save_checkpoint`, the module's.
+            // Lightning's order: every callback's `state_dict`, the data module's, the callbacks'
+            // `on_save_checkpoint`, the module's.
             for callback in &self.callbacks {
                 if let Some(state) = callback.state_dict() {
                     checkpoint.meta.callbacks.insert(callback.state_key(), state);
                 }
+            }
+            if let Some((key, state)) = self.datamodule_state()? {
+                checkpoint.meta.datamodule.insert(key, state);
             }
             self.on_save_checkpoint_callbacks(module, &mut checkpoint)?;
             self.on_save_checkpoint_module(module, &mut checkpoint)?;
@@ -91,6 +95,8 @@ impl<M: LightningModule> Run<'_, M> {
     pub(crate) fn restore_model(&mut self, path: &Path, checkpoint: &mut Checkpoint) -> Result<()> {
         self.hooks.on_load_checkpoint_module(self.module, checkpoint)?;
         load_weights(path, checkpoint, self.module.var_store_mut(), LoadOptions::default())?;
+        // Lightning's order: the model, the data module, then the callbacks.
+        self.hooks.load_datamodule_state(checkpoint)?;
         self.hooks.on_load_checkpoint_callbacks(self.module, checkpoint)?;
         self.hooks.load_callback_states(checkpoint)
     }
@@ -99,7 +105,8 @@ impl<M: LightningModule> Run<'_, M> {
     /// only the model outside `fit`).
     pub(crate) fn restore_weights(&mut self, path: &Path, checkpoint: &mut Checkpoint) -> Result<()> {
         self.hooks.on_load_checkpoint_module(self.module, checkpoint)?;
-        load_weights(path, checkpoint, self.module.var_store_mut(), LoadOptions::default())
+        load_weights(path, checkpoint, self.module.var_store_mut(), LoadOptions::default())?;
+        self.hooks.load_datamodule_state(checkpoint)
     }
 
     /// The optimizers' and schedulers' state, the loop's position, the seed and the epoch's partial metrics.

@@ -18,7 +18,7 @@ use crate::{Batch, Error, Result};
 pub(crate) struct Run<'t, M: LightningModule> {
     pub module: &'t mut M,
     /// Every hook is called through it.
-    pub hooks: Dispatch,
+    pub hooks: Dispatch<'t>,
     pub cfg: &'t Config,
     pub strategy: &'t mut dyn Strategy,
     pub stage: Stage,
@@ -29,6 +29,7 @@ impl Trainer {
     pub(crate) fn run_stage<M: LightningModule + 'static, R>(
         &mut self,
         module: &mut M,
+        datamodule: Option<&mut (dyn crate::datamodule::AnyDataModule + 'static)>,
         stage: Stage,
         body: impl FnOnce(&mut Run<'_, M>) -> Result<R>,
     ) -> Result<R> {
@@ -66,6 +67,7 @@ impl Trainer {
         let mut hooks =
             Dispatch::new(callbacks, ctx, loggers, self.cfg.async_checkpointing.then(CheckpointWriter::default));
         hooks.writes_files = global_zero;
+        hooks.datamodule = datamodule;
         hooks.autocast = precision.autocast_kind().map(|kind| crate::precision::Autocast::new(device, kind));
         hooks.batch_kind = precision.true_kind();
         // Rank 0's table only, as Lightning's profilers.

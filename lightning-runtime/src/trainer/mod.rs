@@ -33,7 +33,7 @@ use loops::Evaluation;
 
 use crate::callback::Callback;
 use crate::context::Stage;
-use crate::data::Loader;
+use crate::data::DataSource;
 use crate::loggers::Logger;
 use crate::module::{HasConfigureOptimizers, HasPredictStep, HasTestStep, HasTrainingStep, HasValidationStep};
 use crate::optim::GradClipAlgorithm;
@@ -382,14 +382,19 @@ impl Trainer {
     }
 
     /// Trains `module` on `train` (or its `train_dataloader`), validating on `val` (or its `val_dataloader`).
-    pub fn fit<M: HasTrainingStep + HasConfigureOptimizers + 'static>(
+    ///
+    /// `train` is a [`Loader`], `None` (the module's `train_dataloader` gives it), or a data module (`&mut data`,
+    /// Lightning's `datamodule=`), which then gives the training and validation loaders (`val` must be `None`).
+    /// `val` is a loader, several ([`Loaders`](crate::Loaders), a `Vec` or an array of them), or `None`.
+    pub fn fit<'d, M: HasTrainingStep + HasConfigureOptimizers + 'static>(
         &mut self,
         module: &mut M,
-        train: impl Into<Option<Loader<M::Batch>>>,
-        val: impl Into<Option<Loader<M::Batch>>>,
+        train: impl Into<DataSource<'d, M::Batch>>,
+        val: impl Into<DataSource<'d, M::Batch>>,
     ) -> Result<()> {
-        let (train, val) = (train.into(), val.into());
-        self.run_stage(module, Stage::Fit, move |run| run.fit_resuming(train, val, None))
+        let (mut train, val) = (train.into(), val.into());
+        let datamodule = train.take_datamodule();
+        self.run_stage(module, datamodule, Stage::Fit, move |run| run.fit_resuming(train, val, None))
     }
 
     /// Resumes training from a checkpoint (Lightning's `fit(..., ckpt_path=...)`): the weights, the optimizers' and
@@ -397,11 +402,11 @@ impl Trainer {
     /// on as if it had never stopped. `ckpt_path` is a file, or `"last"` (the newest last checkpoint of the
     /// Trainer's `ModelCheckpoint`s, so that re-running a killed job continues it; with none yet, the fit starts
     /// afresh, as Lightning's does), or `"best"`. The file is read and checked before any hook runs.
-    pub fn fit_from<M: HasTrainingStep + HasConfigureOptimizers + 'static>(
+    pub fn fit_from<'d, M: HasTrainingStep + HasConfigureOptimizers + 'static>(
         &mut self,
         module: &mut M,
-        train: impl Into<Option<Loader<M::Batch>>>,
-        val: impl Into<Option<Loader<M::Batch>>>,
+        train: impl Into<DataSource<'d, M::Batch>>,
+        val: impl Into<DataSource<'d, M::Batch>>,
         ckpt_path: impl Into<CkptPath>,
     ) -> Result<()> {
         let which = ckpt_path.into();
@@ -410,8 +415,11 @@ impl Trainer {
             return self.fit(module, train, val);
         };
         let checkpoint = crate::Checkpoint::read(&path)?;
-        let (train, val) = (train.into(), val.into());
-        self.run_stage(module, Stage::Fit, move |run| run.fit_resuming(train, val, Some((path, checkpoint))))
+        let (mut train, val) = (train.into(), val.into());
+        let datamodule = train.take_datamodule();
+        self.run_stage(module, datamodule, Stage::Fit, move |run| {
+            run.fit_resuming(train, val, Some((path, checkpoint)))
+        })
     }
 
     /// The checkpoint `ckpt_path` names, read, for an evaluation stage.
@@ -427,74 +435,88 @@ impl Trainer {
         Ok((path, checkpoint))
     }
 
-    /// Runs one validation epoch on `data` (or the module's `val_dataloader`); returns the epoch's logged metrics as
-    /// Lightning does: the epoch values sent to the loggers (a value logged per step and per epoch as
-    /// `<name>_epoch`; `logger(false)` values and step values left out). Every value is in `callback_metrics`.
-    pub fn validate<M: HasValidationStep + 'static>(
+    /// Runs one validation epoch on `data` (a loader, several, `None` for the module's `val_dataloader`, or a
+    /// data module); returns the epoch's logged metrics as Lightning does: the epoch values sent to the loggers (a
+    /// value logged per step and per epoch as `<name>_epoch`; `logger(false)` values and step values left out;
+    /// with several loaders, the keys of each carry its `/dataloader_idx_N`). Every value is in
+    /// `callback_metrics`.
+    pub fn validate<'d, M: HasValidationStep + 'static>(
         &mut self,
         module: &mut M,
-        data: impl Into<Option<Loader<M::Batch>>>,
+        data: impl Into<DataSource<'d, M::Batch>>,
     ) -> Result<BTreeMap<String, f64>> {
-        let data = data.into();
-        self.run_stage(module, Stage::Validate, move |run| run.evaluate_stage(Evaluation::Validation, data, None))
+        let mut data = data.into();
+        let datamodule = data.take_datamodule();
+        self.run_stage(module, datamodule, Stage::Validate, move |run| {
+            run.evaluate_stage(Evaluation::Validation, data, None)
+        })
     }
 
     /// [`validate`](Self::validate) with the weights of a checkpoint (Lightning's `validate(..., ckpt_path=...)`):
     /// a file, `"best"` or `"last"` (see [`CkptPath`]). The module's `on_load_checkpoint` runs, then the weights
     /// load, after `setup` and `configure_model`.
-    pub fn validate_from<M: HasValidationStep + 'static>(
+    pub fn validate_from<'d, M: HasValidationStep + 'static>(
         &mut self,
         module: &mut M,
-        data: impl Into<Option<Loader<M::Batch>>>,
+        data: impl Into<DataSource<'d, M::Batch>>,
         ckpt_path: impl Into<CkptPath>,
     ) -> Result<BTreeMap<String, f64>> {
-        let (data, from) = (data.into(), Some(self.eval_checkpoint(ckpt_path.into())?));
-        self.run_stage(module, Stage::Validate, move |run| run.evaluate_stage(Evaluation::Validation, data, from))
+        let (mut data, from) = (data.into(), Some(self.eval_checkpoint(ckpt_path.into())?));
+        let datamodule = data.take_datamodule();
+        self.run_stage(module, datamodule, Stage::Validate, move |run| {
+            run.evaluate_stage(Evaluation::Validation, data, from)
+        })
     }
 
-    /// Runs one test epoch on `data` (or the module's `test_dataloader`); returns the epoch's logged metrics, as
-    /// [`validate`](Self::validate) does.
-    pub fn test<M: HasTestStep + 'static>(
+    /// Runs one test epoch on `data` (as [`validate`](Self::validate) takes it; `None`: the module's
+    /// `test_dataloader`); returns the epoch's logged metrics, as [`validate`](Self::validate) does.
+    pub fn test<'d, M: HasTestStep + 'static>(
         &mut self,
         module: &mut M,
-        data: impl Into<Option<Loader<M::Batch>>>,
+        data: impl Into<DataSource<'d, M::Batch>>,
     ) -> Result<BTreeMap<String, f64>> {
-        let data = data.into();
-        self.run_stage(module, Stage::Test, move |run| run.evaluate_stage(Evaluation::Test, data, None))
+        let mut data = data.into();
+        let datamodule = data.take_datamodule();
+        self.run_stage(module, datamodule, Stage::Test, move |run| run.evaluate_stage(Evaluation::Test, data, None))
     }
 
     /// [`test`](Self::test) with the weights of a checkpoint (Lightning's `test(..., ckpt_path=...)`): a file,
     /// `"best"` or `"last"` (see [`CkptPath`]).
-    pub fn test_from<M: HasTestStep + 'static>(
+    pub fn test_from<'d, M: HasTestStep + 'static>(
         &mut self,
         module: &mut M,
-        data: impl Into<Option<Loader<M::Batch>>>,
+        data: impl Into<DataSource<'d, M::Batch>>,
         ckpt_path: impl Into<CkptPath>,
     ) -> Result<BTreeMap<String, f64>> {
-        let (data, from) = (data.into(), Some(self.eval_checkpoint(ckpt_path.into())?));
-        self.run_stage(module, Stage::Test, move |run| run.evaluate_stage(Evaluation::Test, data, from))
+        let (mut data, from) = (data.into(), Some(self.eval_checkpoint(ckpt_path.into())?));
+        let datamodule = data.take_datamodule();
+        self.run_stage(module, datamodule, Stage::Test, move |run| run.evaluate_stage(Evaluation::Test, data, from))
     }
 
-    /// Runs `predict_step` over `data` (or the module's `predict_dataloader`); returns every batch's prediction.
-    pub fn predict<M: HasPredictStep + 'static>(
+    /// Runs `predict_step` over `data` (as [`validate`](Self::validate) takes it; `None`: the module's
+    /// `predict_dataloader`); returns every batch's prediction, in order (with several loaders, the first
+    /// loader's predictions, then the next one's: `predict_step` is told each batch's `dataloader_idx`).
+    pub fn predict<'d, M: HasPredictStep + 'static>(
         &mut self,
         module: &mut M,
-        data: impl Into<Option<Loader<M::Batch>>>,
+        data: impl Into<DataSource<'d, M::Batch>>,
     ) -> Result<Vec<M::Prediction>> {
-        let data = data.into();
-        self.run_stage(module, Stage::Predict, move |run| run.predict_stage(data, None))
+        let mut data = data.into();
+        let datamodule = data.take_datamodule();
+        self.run_stage(module, datamodule, Stage::Predict, move |run| run.predict_stage(data, None))
     }
 
     /// [`predict`](Self::predict) with the weights of a checkpoint (Lightning's `predict(..., ckpt_path=...)`):
     /// a file, `"best"` or `"last"` (see [`CkptPath`]).
-    pub fn predict_from<M: HasPredictStep + 'static>(
+    pub fn predict_from<'d, M: HasPredictStep + 'static>(
         &mut self,
         module: &mut M,
-        data: impl Into<Option<Loader<M::Batch>>>,
+        data: impl Into<DataSource<'d, M::Batch>>,
         ckpt_path: impl Into<CkptPath>,
     ) -> Result<Vec<M::Prediction>> {
-        let (data, from) = (data.into(), Some(self.eval_checkpoint(ckpt_path.into())?));
-        self.run_stage(module, Stage::Predict, move |run| run.predict_stage(data, from))
+        let (mut data, from) = (data.into(), Some(self.eval_checkpoint(ckpt_path.into())?));
+        let datamodule = data.take_datamodule();
+        self.run_stage(module, datamodule, Stage::Predict, move |run| run.predict_stage(data, from))
     }
 
     /// The metrics of the last run, as callbacks saw them at its end (Lightning's `callback_metrics`).

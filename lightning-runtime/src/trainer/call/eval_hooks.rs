@@ -8,31 +8,32 @@ use crate::output::StepOutput;
 use crate::trainer::loops::Evaluation;
 use crate::Result;
 
-impl Dispatch {
+impl Dispatch<'_> {
     pub fn eval_batch_start<M: LightningModule + 'static>(
         &mut self,
         kind: Evaluation,
         module: &mut M,
         batch: &M::Batch,
         batch_idx: usize,
+        dataloader_idx: usize,
     ) -> Result<()> {
         let any = batch as &dyn Any;
         match kind {
             Evaluation::Validation => {
                 self.each_callback(info::on_validation_batch_start, module, |cb, ctx, m| {
-                    cb.on_validation_batch_start(ctx, m, any, batch_idx, 0)
+                    cb.on_validation_batch_start(ctx, m, any, batch_idx, dataloader_idx)
                 })?;
                 self.module(info::on_validation_batch_start, module, M::HOOKS.on_validation_batch_start, |f, m, ctx| {
-                    f(m, batch, batch_idx, 0, ctx)
+                    f(m, batch, batch_idx, dataloader_idx, ctx)
                 })
                 .map(drop)
             }
             Evaluation::Test => {
                 self.each_callback(info::on_test_batch_start, module, |cb, ctx, m| {
-                    cb.on_test_batch_start(ctx, m, any, batch_idx, 0)
+                    cb.on_test_batch_start(ctx, m, any, batch_idx, dataloader_idx)
                 })?;
                 self.module(info::on_test_batch_start, module, M::HOOKS.on_test_batch_start, |f, m, ctx| {
-                    f(m, batch, batch_idx, 0, ctx)
+                    f(m, batch, batch_idx, dataloader_idx, ctx)
                 })
                 .map(drop)
             }
@@ -45,13 +46,14 @@ impl Dispatch {
         module: &mut M,
         batch: &M::Batch,
         batch_idx: usize,
+        dataloader_idx: usize,
     ) -> Result<StepOutput> {
         let (hook, pointer) = match kind {
             Evaluation::Validation => (info::validation_step, M::HOOKS.validation_step),
             Evaluation::Test => (info::test_step, M::HOOKS.test_step),
         };
         let _autocast = self.autocast.map(|a| a.enter()).transpose()?;
-        Ok(self.module(hook, module, pointer, |f, m, ctx| f(m, batch, batch_idx, 0, ctx))?.flatten())
+        Ok(self.module(hook, module, pointer, |f, m, ctx| f(m, batch, batch_idx, dataloader_idx, ctx))?.flatten())
     }
 
     pub fn eval_batch_end<M: LightningModule + 'static>(
@@ -61,24 +63,25 @@ impl Dispatch {
         outputs: &StepOutput,
         batch: &M::Batch,
         batch_idx: usize,
+        dataloader_idx: usize,
     ) -> Result<()> {
         let any = batch as &dyn Any;
         match kind {
             Evaluation::Validation => {
                 self.each_callback(info::on_validation_batch_end, module, |cb, ctx, m| {
-                    cb.on_validation_batch_end(ctx, m, outputs, any, batch_idx, 0)
+                    cb.on_validation_batch_end(ctx, m, outputs, any, batch_idx, dataloader_idx)
                 })?;
                 self.module(info::on_validation_batch_end, module, M::HOOKS.on_validation_batch_end, |f, m, ctx| {
-                    f(m, outputs, batch, batch_idx, 0, ctx)
+                    f(m, outputs, batch, batch_idx, dataloader_idx, ctx)
                 })
                 .map(drop)
             }
             Evaluation::Test => {
                 self.each_callback(info::on_test_batch_end, module, |cb, ctx, m| {
-                    cb.on_test_batch_end(ctx, m, outputs, any, batch_idx, 0)
+                    cb.on_test_batch_end(ctx, m, outputs, any, batch_idx, dataloader_idx)
                 })?;
                 self.module(info::on_test_batch_end, module, M::HOOKS.on_test_batch_end, |f, m, ctx| {
-                    f(m, outputs, batch, batch_idx, 0, ctx)
+                    f(m, outputs, batch, batch_idx, dataloader_idx, ctx)
                 })
                 .map(drop)
             }

@@ -13,7 +13,7 @@ use crate::optim::{GradClipAlgorithm, LrScheduler, Optimizer, Optimizers};
 use crate::output::{BatchControl, StepOutput};
 use crate::trainer::loops::zero_grad;
 use crate::trainer::OptimizerClosure;
-use crate::{Batch, Error, Loader, Result};
+use crate::{Error, Result};
 
 /// Hooks every callback and the module share, with no arguments but the context.
 macro_rules! paired {
@@ -43,7 +43,7 @@ macro_rules! callback_only {
     )*};
 }
 
-impl Dispatch {
+impl Dispatch<'_> {
     paired!(
         on_fit_start,
         on_fit_end,
@@ -64,13 +64,7 @@ impl Dispatch {
         on_predict_epoch_end,
         on_after_backward,
     );
-    module_only!(
-        prepare_data,
-        configure_sharded_model,
-        configure_model,
-        on_validation_model_train,
-        on_test_model_train
-    );
+    module_only!(configure_sharded_model, configure_model, on_validation_model_train, on_test_model_train);
     callback_only!(on_sanity_check_start, on_sanity_check_end);
 
     /// `on_train_epoch_end` of the callbacks that monitor metrics (`monitoring`), or of the others.
@@ -162,99 +156,10 @@ impl Dispatch {
         Ok(())
     }
 
-    pub fn setup<M: LightningModule + 'static>(&mut self, module: &mut M, stage: Stage) -> Result<()> {
-        self.each_callback(info::setup, module, |cb, ctx, m| cb.setup(ctx, m, stage))?;
-        self.module(info::setup, module, M::HOOKS.setup, |f, m, ctx| f(m, stage, ctx)).map(drop)
-    }
-
-    pub fn teardown<M: LightningModule + 'static>(&mut self, module: &mut M, stage: Stage) -> Result<()> {
-        self.each_callback(info::teardown, module, |cb, ctx, m| cb.teardown(ctx, m, stage))?;
-        self.module(info::teardown, module, M::HOOKS.teardown, |f, m, ctx| f(m, stage, ctx)).map(drop)
-    }
-
-    pub fn on_exception<M: LightningModule + 'static>(&mut self, module: &mut M, error: &Error) -> Result<()> {
-        self.each_callback(info::callback::on_exception, module, |cb, ctx, m| cb.on_exception(ctx, m, error))
-    }
-
     pub fn configure_optimizers<M: LightningModule>(&mut self, module: &mut M) -> Result<Optimizers> {
         let optimizers =
             self.module(info::configure_optimizers, module, M::HOOKS.configure_optimizers, |f, m, ctx| f(m, ctx))?;
         Ok(optimizers.unwrap_or_default())
-    }
-
-    /// A loader from the module's `*_dataloader` hook, if it defines it.
-    pub fn dataloader<M: LightningModule>(
-        &mut self,
-        module: &mut M,
-        which: Stage,
-        for_training: bool,
-    ) -> Result<Option<Loader<M::Batch>>> {
-        let hooks = &M::HOOKS;
-        match (which, for_training) {
-            (Stage::Fit, true) => {
-                self.module(info::train_dataloader, module, hooks.train_dataloader, |f, m, ctx| f(m, ctx))
-            }
-            (Stage::Fit | Stage::Validate, _) => {
-                self.module(info::val_dataloader, module, hooks.val_dataloader, |f, m, ctx| f(m, ctx))
-            }
-            (Stage::Test, _) => {
-                self.module(info::test_dataloader, module, hooks.test_dataloader, |f, m, ctx| f(m, ctx))
-            }
-            (Stage::Predict, _) => {
-                self.module(info::predict_dataloader, module, hooks.predict_dataloader, |f, m, ctx| f(m, ctx))
-            }
-        }
-    }
-
-    /// `on_before_batch_transfer` (default: the batch as it is).
-    pub fn on_before_batch_transfer<M: LightningModule>(
-        &mut self,
-        module: &mut M,
-        batch: M::Batch,
-        dataloader_idx: usize,
-    ) -> Result<M::Batch> {
-        match M::HOOKS.on_before_batch_transfer {
-            Some(f) => Ok(self
-                .module(info::on_before_batch_transfer, module, Some(f), |f, m, ctx| f(m, batch, dataloader_idx, ctx))?
-                .expect("defined")),
-            None => Ok(batch),
-        }
-    }
-
-    /// `transfer_batch_to_device` (default: every tensor of the batch to the run's device).
-    pub fn transfer_batch_to_device<M: LightningModule>(
-        &mut self,
-        module: &mut M,
-        batch: M::Batch,
-        dataloader_idx: usize,
-    ) -> Result<M::Batch> {
-        let device = self.ctx.device;
-        match M::HOOKS.transfer_batch_to_device {
-            Some(f) => Ok(self
-                .module(info::transfer_batch_to_device, module, Some(f), |f, m, ctx| {
-                    f(m, batch, device, dataloader_idx, ctx)
-                })?
-                .expect("defined")),
-            None => match self.batch_kind {
-                Some(kind) => batch.to_device(device)?.to_float_kind(kind),
-                None => batch.to_device(device),
-            },
-        }
-    }
-
-    /// `on_after_batch_transfer` (default: the batch as it is).
-    pub fn on_after_batch_transfer<M: LightningModule>(
-        &mut self,
-        module: &mut M,
-        batch: M::Batch,
-        dataloader_idx: usize,
-    ) -> Result<M::Batch> {
-        match M::HOOKS.on_after_batch_transfer {
-            Some(f) => Ok(self
-                .module(info::on_after_batch_transfer, module, Some(f), |f, m, ctx| f(m, batch, dataloader_idx, ctx))?
-                .expect("defined")),
-            None => Ok(batch),
-        }
     }
 
     pub fn on_train_batch_start<M: LightningModule + 'static>(
@@ -466,12 +371,13 @@ impl Dispatch {
         module: &mut M,
         batch: &M::Batch,
         batch_idx: usize,
+        dataloader_idx: usize,
     ) -> Result<()> {
         self.each_callback(info::on_predict_batch_start, module, |cb, ctx, m| {
-            cb.on_predict_batch_start(ctx, m, batch as &dyn Any, batch_idx, 0)
+            cb.on_predict_batch_start(ctx, m, batch as &dyn Any, batch_idx, dataloader_idx)
         })?;
         self.module(info::on_predict_batch_start, module, M::HOOKS.on_predict_batch_start, |f, m, ctx| {
-            f(m, batch, batch_idx, 0, ctx)
+            f(m, batch, batch_idx, dataloader_idx, ctx)
         })
         .map(drop)
     }
@@ -481,10 +387,12 @@ impl Dispatch {
         module: &mut M,
         batch: &M::Batch,
         batch_idx: usize,
+        dataloader_idx: usize,
     ) -> Result<M::Prediction> {
         let _autocast = self.autocast.map(|a| a.enter()).transpose()?;
-        let prediction =
-            self.module(info::predict_step, module, M::HOOKS.predict_step, |f, m, ctx| f(m, batch, batch_idx, 0, ctx))?;
+        let prediction = self.module(info::predict_step, module, M::HOOKS.predict_step, |f, m, ctx| {
+            f(m, batch, batch_idx, dataloader_idx, ctx)
+        })?;
         prediction.ok_or_else(|| Error::Config("`predict` needs a module with `predict_step`".into()))
     }
 
@@ -494,15 +402,16 @@ impl Dispatch {
         outputs: &M::Prediction,
         batch: &M::Batch,
         batch_idx: usize,
+        dataloader_idx: usize,
     ) -> Result<()>
     where
         M::Prediction: 'static,
     {
         self.each_callback(info::on_predict_batch_end, module, |cb, ctx, m| {
-            cb.on_predict_batch_end(ctx, m, outputs as &dyn Any, batch as &dyn Any, batch_idx, 0)
+            cb.on_predict_batch_end(ctx, m, outputs as &dyn Any, batch as &dyn Any, batch_idx, dataloader_idx)
         })?;
         self.module(info::on_predict_batch_end, module, M::HOOKS.on_predict_batch_end, |f, m, ctx| {
-            f(m, outputs, batch, batch_idx, 0, ctx)
+            f(m, outputs, batch, batch_idx, dataloader_idx, ctx)
         })
         .map(drop)
     }

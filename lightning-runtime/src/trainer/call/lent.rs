@@ -19,7 +19,7 @@ use crate::optim::Optimizer;
 use crate::trainer::loops::RunProgress;
 use crate::Result;
 
-impl Dispatch {
+impl Dispatch<'_> {
     /// Lends the callbacks to the context for a manual-optimization step.
     pub(crate) fn lend_callbacks(&mut self) {
         self.ctx.lent_callbacks = Some(std::mem::take(&mut self.callbacks));

@@ -7,6 +7,7 @@
 //! an error; and writes the checkpoints the hook asked for once it has returned on every callback (or on the
 //! module), unless the loop has deferred them. Absent module hooks cost one `Option` test on a constant.
 
+mod data_hooks;
 mod eval_hooks;
 mod hooks;
 mod lent;
@@ -23,8 +24,8 @@ use crate::metrics::MetricState;
 use crate::module::LightningModule;
 use crate::{Error, Result};
 
-/// The callbacks, the context and the loggers of one run.
-pub(crate) struct Dispatch {
+/// The callbacks, the context and the loggers of one run, and the data module it was given.
+pub(crate) struct Dispatch<'d> {
     pub callbacks: Vec<Box<dyn Callback>>,
     pub ctx: Ctx,
     pub loggers: Vec<Box<dyn Logger>>,
@@ -54,9 +55,11 @@ pub(crate) struct Dispatch {
     pub batch_kind: Option<tch::Kind>,
     /// Times every hook and section when set (`Trainer::profiler`).
     pub profiler: Option<crate::trainer::profiler::Recorder>,
+    /// The data module the entry point was given, if any.
+    pub datamodule: Option<&'d mut (dyn crate::datamodule::AnyDataModule + 'static)>,
 }
 
-impl Dispatch {
+impl Dispatch<'_> {
     /// A dispatcher with no callbacks and no loggers, for hooks called outside a Trainer run.
     pub fn standalone(device: Device) -> Self {
         Dispatch::new(Vec::new(), Ctx::new(device), Vec::new(), None)
@@ -84,6 +87,7 @@ impl Dispatch {
             autocast: None,
             batch_kind: None,
             profiler: None,
+            datamodule: None,
         }
     }
 

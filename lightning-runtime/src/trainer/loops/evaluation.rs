@@ -9,7 +9,7 @@ use crate::metrics::Scope;
 use crate::module::LightningModule;
 use crate::trainer::entry::Run;
 use crate::trainer::Limit;
-use crate::{Error, Loader, Result};
+use crate::{DataSource, Error, Loader, Result};
 
 /// Which evaluation loop.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -53,51 +53,64 @@ impl Evaluation {
 }
 
 impl<M: LightningModule + 'static> Run<'_, M> {
-    /// `validate` or `test`: the opening hooks, one evaluation epoch, the closing hooks.
+    /// `validate` or `test`: the opening hooks, one evaluation epoch over every loader, the closing hooks.
     pub fn evaluate_stage(
         &mut self,
         kind: Evaluation,
-        data: Option<Loader<M::Batch>>,
+        data: DataSource<'_, M::Batch>,
         from: Option<(std::path::PathBuf, crate::Checkpoint)>,
     ) -> Result<BTreeMap<String, f64>> {
         self.begin()?;
         if let Some((path, mut checkpoint)) = from {
             self.restore_weights(&path, &mut checkpoint)?;
         }
-        let mut loader = match data {
-            Some(loader) => self.distributed(loader),
-            None => self.hooks.dataloader(self.module, self.stage, false)?.map(|l| self.distributed(l)).ok_or_else(
-                || {
-                    Error::Config(format!(
-                        "`{}` has no data: pass a loader or define `{}`",
-                        self.stage,
-                        kind.dataloader_hook()
-                    ))
-                },
-            )?,
-        };
-        if loader.is_empty() {
-            return Err(Error::Config(format!("the {} loader has no batches", self.stage)));
-        }
+        let mut loaders = self.stage_loaders(data, kind.dataloader_hook())?;
         zero_grad(self.module)?;
         let limit = match (self.cfg.fast_dev_run, kind) {
             (Some(n), _) => Limit::Batches(n),
             (None, Evaluation::Validation) => self.cfg.limit_val,
             (None, Evaluation::Test) => self.cfg.limit_test,
         };
-        let limit = limit.resolve(loader.len(), kind.limit_name())?;
-        self.evaluation_loop(kind, &mut loader, limit)?;
+        let limits = loaders.iter().map(|l| limit.resolve(l.len(), kind.limit_name())).collect::<Result<Vec<_>>>()?;
+        self.evaluation_loop(kind, &mut loaders, &limits)?;
         let metrics = std::mem::take(&mut self.hooks.epoch_results).into_iter().collect();
         self.end()?;
         Ok(metrics)
     }
 
-    /// One evaluation epoch over at most `limit` batches.
+    /// The loaders of an evaluation or prediction stage: those given, or its dataloader hook's (the data
+    /// module's when the run has one), as this process sees them; an error when there are none, or one is empty.
+    pub fn stage_loaders(&mut self, data: DataSource<'_, M::Batch>, hook: &str) -> Result<Vec<Loader<M::Batch>>> {
+        let loaders = match data.into_loaders() {
+            Some(loaders) => loaders,
+            None => {
+                let owner = if self.hooks.has_datamodule() { "the data module" } else { "the module" };
+                self.hooks.eval_dataloaders(self.module, self.stage)?.ok_or_else(|| {
+                    Error::Config(format!("`{}` has no data: pass a loader or define `{hook}` on {owner}", self.stage))
+                })?
+            }
+        };
+        if loaders.is_empty() {
+            return Err(Error::Config(format!("`{}` was given an empty list of loaders", self.stage)));
+        }
+        let several = loaders.len() > 1;
+        let mut seen = Vec::with_capacity(loaders.len());
+        for (index, loader) in loaders.into_iter().enumerate() {
+            if loader.is_empty() {
+                let which = if several { format!(" {index}") } else { String::new() };
+                return Err(Error::Config(format!("the {} loader{which} has no batches", self.stage)));
+            }
+            seen.push(self.distributed(loader));
+        }
+        Ok(seen)
+    }
+
+    /// One evaluation epoch over every loader, in order, each over at most its `limits` entry of batches.
     pub fn evaluation_loop(
         &mut self,
         kind: Evaluation,
-        loader: &mut Loader<M::Batch>,
-        limit: Option<usize>,
+        loaders: &mut [Loader<M::Batch>],
+        limits: &[Option<usize>],
     ) -> Result<()> {
         let was_training = self.hooks.ctx.training;
         let (stage, scope) = match kind {
@@ -106,12 +119,9 @@ impl<M: LightningModule + 'static> Run<'_, M> {
         };
         self.hooks.model_eval(self.module, stage)?;
         let training_total = self.hooks.ctx.total_batches;
-        self.hooks.ctx.total_batches = match (limit, loader.len()) {
-            (Some(n), Some(len)) => Some(n.min(len)),
-            (limit, len) => limit.or(len),
-        };
-        let result = tch::no_grad(|| self.evaluation_epoch(kind, scope, loader, limit));
+        let result = tch::no_grad(|| self.evaluation_epoch(kind, scope, loaders, limits));
         (self.hooks.ctx.metrics.scope, self.hooks.ctx.total_batches) = (Scope::Train, training_total);
+        self.hooks.ctx.dataloader_idx = None;
         result?;
         if !self.hooks.eval_model_train(kind, self.module)? {
             self.hooks.ctx.training = was_training;
@@ -123,8 +133,8 @@ impl<M: LightningModule + 'static> Run<'_, M> {
         &mut self,
         kind: Evaluation,
         scope: Scope,
-        loader: &mut Loader<M::Batch>,
-        limit: Option<usize>,
+        loaders: &mut [Loader<M::Batch>],
+        limits: &[Option<usize>],
     ) -> Result<()> {
         match kind {
             Evaluation::Validation => self.hooks.on_validation_start(self.module)?,
@@ -136,27 +146,14 @@ impl<M: LightningModule + 'static> Run<'_, M> {
             Evaluation::Validation => self.hooks.on_validation_epoch_start(self.module)?,
             Evaluation::Test => self.hooks.on_test_epoch_start(self.module)?,
         }
-        let epoch = self.hooks.progress.epoch;
-        let mut ran = 0;
-        let mut batches = batches::<M>(loader, epoch);
-        for batch_idx in 0.. {
-            if limit.is_some_and(|n| batch_idx >= n) {
-                break;
-            }
-            let Some(batch) = self.next_batch(kind.loader(), &mut batches) else { break };
-            let batch = self.transfer_batch(batch?, 0)?;
-            if batch_idx == 0 {
-                self.check_batch_device(&batch, kind.name())?;
-            }
-            self.hooks.eval_batch_start(kind, self.module, &batch, batch_idx)?;
-            let outputs = self.hooks.eval_step(kind, self.module, &batch, batch_idx)?;
-            self.hooks.eval_batch_end(kind, self.module, &outputs, &batch, batch_idx)?;
-            self.check_interrupt()?;
-            ran += 1;
+        let several = loaders.len() > 1;
+        for (dataloader_idx, (loader, &limit)) in loaders.iter_mut().zip(limits).enumerate() {
+            // With several loaders, what is logged while one runs is suffixed with its index (Lightning's
+            // `/dataloader_idx_N`); the epoch hooks log under the plain names.
+            self.hooks.ctx.dataloader_idx = several.then_some(dataloader_idx);
+            self.evaluation_batches(kind, loader, limit, dataloader_idx)?;
         }
-        if ran == 0 && limit != Some(0) {
-            return Err(Error::Config(format!("the {} loader yielded no batches", kind.name())));
-        }
+        self.hooks.ctx.dataloader_idx = None;
         match kind {
             Evaluation::Validation => self.hooks.on_validation_epoch_end(self.module)?,
             Evaluation::Test => self.hooks.on_test_epoch_end(self.module)?,
@@ -170,5 +167,41 @@ impl<M: LightningModule + 'static> Run<'_, M> {
             Evaluation::Validation => self.hooks.on_validation_end(self.module),
             Evaluation::Test => self.hooks.on_test_end(self.module),
         }
+    }
+
+    /// The batches of one loader of an evaluation epoch.
+    fn evaluation_batches(
+        &mut self,
+        kind: Evaluation,
+        loader: &mut Loader<M::Batch>,
+        limit: Option<usize>,
+        dataloader_idx: usize,
+    ) -> Result<()> {
+        self.hooks.ctx.total_batches = match (limit, loader.len()) {
+            (Some(n), Some(len)) => Some(n.min(len)),
+            (limit, len) => limit.or(len),
+        };
+        let epoch = self.hooks.progress.epoch;
+        let mut ran = 0;
+        let mut batches = batches::<M>(loader, epoch, self.hooks.datamodule_takes_batches());
+        for batch_idx in 0.. {
+            if limit.is_some_and(|n| batch_idx >= n) {
+                break;
+            }
+            let Some(batch) = self.next_batch(kind.loader(), &mut batches) else { break };
+            let batch = self.transfer_batch(batch?, dataloader_idx)?;
+            if batch_idx == 0 {
+                self.check_batch_device(&batch, kind.name())?;
+            }
+            self.hooks.eval_batch_start(kind, self.module, &batch, batch_idx, dataloader_idx)?;
+            let outputs = self.hooks.eval_step(kind, self.module, &batch, batch_idx, dataloader_idx)?;
+            self.hooks.eval_batch_end(kind, self.module, &outputs, &batch, batch_idx, dataloader_idx)?;
+            self.check_interrupt()?;
+            ran += 1;
+        }
+        if ran == 0 && limit != Some(0) {
+            return Err(Error::Config(format!("the {} loader yielded no batches", kind.name())));
+        }
+        Ok(())
     }
 }

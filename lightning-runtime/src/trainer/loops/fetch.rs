@@ -8,13 +8,16 @@ use crate::trainer::entry::Run;
 use crate::{Batch, Loader, Result};
 
 /// The batches of `loader` for `epoch`. They may share memory with the loader's data unless the module defines
-/// a hook that takes batches by value and so could write into them in place (the batch-transfer hooks).
+/// a hook that takes batches by value and so could write into them in place (the batch-transfer hooks, the
+/// module's or the data module's).
 pub(crate) fn batches<'l, M: LightningModule>(
     loader: &'l mut Loader<M::Batch>,
     epoch: usize,
+    datamodule_takes_batches: bool,
 ) -> Box<dyn Iterator<Item = Result<M::Batch>> + 'l> {
     let hooks = &M::HOOKS;
-    let by_value = hooks.on_before_batch_transfer.is_some()
+    let by_value = datamodule_takes_batches
+        || hooks.on_before_batch_transfer.is_some()
         || hooks.transfer_batch_to_device.is_some()
         || hooks.on_after_batch_transfer.is_some();
     loader.allow_shared_batches(!by_value);

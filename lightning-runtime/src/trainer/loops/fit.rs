@@ -13,17 +13,18 @@ use crate::optim::Interval;
 use crate::trainer::checkpointing::ResumeAt;
 use crate::trainer::entry::Run;
 use crate::trainer::Limit;
-use crate::{Error, Loader, Result};
+use crate::{DataSource, Error, Loader, Result};
 
 impl<M: LightningModule + 'static> Run<'_, M> {
     pub fn fit_resuming(
         &mut self,
-        train: Option<Loader<M::Batch>>,
-        val: Option<Loader<M::Batch>>,
+        train: DataSource<'_, M::Batch>,
+        val: DataSource<'_, M::Batch>,
         resume: Option<(PathBuf, Checkpoint)>,
     ) -> Result<()> {
-        self.check_fit(&train, &val)?;
-        let (train, val) = (train.map(|l| self.distributed(l)), val.map(|l| self.distributed(l)));
+        let (train, val) = self.check_fit(train, val)?;
+        let train = train.map(|l| self.distributed(l));
+        let val = val.map(|loaders| loaders.into_iter().map(|l| self.distributed(l)).collect::<Vec<_>>());
         // Without a seed, the run still draws from one, so that a checkpoint can resume it exactly.
         self.hooks.ctx.seed = self.cfg.seed.unwrap_or_else(random_seed);
         if let Some(group) = &self.hooks.ctx.process_group {
@@ -58,29 +59,42 @@ impl<M: LightningModule + 'static> Run<'_, M> {
         let sanity_steps = if self.cfg.fast_dev_run.is_some() { 0 } else { self.cfg.num_sanity_val_steps };
         if validating && sanity_steps > 0 {
             self.hooks.on_sanity_check_start(self.module)?;
-            let loader = self.val_loader(&mut val)?;
-            let limit = self.cfg.limit_val.resolve(loader.len(), "val")?.map_or(sanity_steps, |n| n.min(sanity_steps));
+            let loaders = self.val_loaders(&mut val)?;
+            // Lightning's `num_sanity_val_steps` batches of every loader.
+            let limits = loaders
+                .iter()
+                .map(|l| {
+                    let limit = self.cfg.limit_val.resolve(l.len(), "val")?;
+                    Ok(Some(limit.map_or(sanity_steps, |n| n.min(sanity_steps))))
+                })
+                .collect::<Result<Vec<_>>>()?;
             self.hooks.ctx.sanity_checking = true;
-            let checked = self.evaluation_loop(Evaluation::Validation, loader, Some(limit));
+            let checked = self.evaluation_loop(Evaluation::Validation, loaders, &limits);
             self.hooks.ctx.sanity_checking = false;
             checked?;
             self.hooks.on_sanity_check_end(self.module)?;
         }
-        let mut train =
-            match train {
-                Some(train) => train,
-                None => self.hooks.dataloader(self.module, Stage::Fit, true)?.map(|l| self.distributed(l)).ok_or_else(
-                    || Error::Config("`fit` has no training data: pass a loader or define `train_dataloader`".into()),
-                )?,
-            };
+        let mut train = match train {
+            Some(train) => train,
+            None => {
+                let loader = self.hooks.train_dataloader(self.module)?;
+                loader.map(|l| self.distributed(l)).ok_or_else(|| {
+                    Error::Config("`fit` has no training data: pass a loader or define `train_dataloader`".into())
+                })?
+            }
+        };
         if validating && val.is_none() {
-            self.val_loader(&mut val)?;
+            self.val_loaders(&mut val)?;
         }
         if train.is_empty() {
             return Err(Error::Config("the training loader has no batches".into()));
         }
-        if validating && val.as_ref().is_some_and(Loader::is_empty) {
-            return Err(Error::Config("the validation loader has no batches".into()));
+        if validating {
+            let loaders = val.as_deref().unwrap_or_default();
+            if let Some(index) = loaders.iter().position(Loader::is_empty) {
+                let which = if loaders.len() > 1 { format!(" {index}") } else { String::new() };
+                return Err(Error::Config(format!("the validation loader{which} has no batches")));
+            }
         }
         if let (true, Some(Limit::Batches(every)), Some(_)) =
             (validating, self.cfg.val_check_interval, self.cfg.check_val_every_n_epoch)
@@ -99,11 +113,11 @@ impl<M: LightningModule + 'static> Run<'_, M> {
         if let Some(limit) = self.cfg.overfit_batches {
             let n = limit.resolve(train.len(), "overfit")?.unwrap_or(usize::MAX);
             // Lightning trains and validates on the same first batches, in the same order, every epoch.
-            let mut source = batches::<M>(&mut train, 0).take(n);
+            let mut source = batches::<M>(&mut train, 0, self.hooks.datamodule_takes_batches()).take(n);
             let batches = self.hooks.section(TRAINING_LOADER, || source.by_ref().collect::<Result<Vec<_>>>())?;
             drop(source);
             if validating {
-                val = Some(Loader::from(batches.iter().map(crate::Batch::share).collect::<Vec<_>>()));
+                val = Some(vec![Loader::from(batches.iter().map(crate::Batch::share).collect::<Vec<_>>())]);
             }
             train = Loader::from(batches);
         }
@@ -174,19 +188,53 @@ impl<M: LightningModule + 'static> Run<'_, M> {
         Ok(())
     }
 
-    /// Mistakes that would only show later, caught before any hook runs.
-    fn check_fit(&self, train: &Option<Loader<M::Batch>>, val: &Option<Loader<M::Batch>>) -> Result<()> {
+    /// Mistakes that would only show later, caught before any hook runs; the training loader and the validation
+    /// loaders given.
+    #[allow(clippy::type_complexity)]
+    fn check_fit(
+        &self,
+        train: DataSource<'_, M::Batch>,
+        val: DataSource<'_, M::Batch>,
+    ) -> Result<(Option<Loader<M::Batch>>, Option<Vec<Loader<M::Batch>>>)> {
         let cfg = self.cfg;
         if cfg.max_epochs.is_none() && cfg.max_steps.is_none() && cfg.fast_dev_run.is_none() {
             return Err(Error::Config(
                 "the Trainer has nothing to stop on: set `max_epochs` or `max_steps` (or `fast_dev_run`)".into(),
             ));
         }
-        let hooks = &M::HOOKS;
-        if train.is_none() && hooks.train_dataloader.is_none() {
-            return Err(Error::Config("`fit` has no training data: pass a loader or define `train_dataloader`".into()));
+        if val.is_datamodule() {
+            return Err(Error::Config(
+                "a data module goes in `fit`'s first data argument: `fit(&mut model, &mut data, None)`".into(),
+            ));
         }
-        let has_val_data = val.is_some() || hooks.val_dataloader.is_some();
+        let datamodule = self.hooks.has_datamodule();
+        if datamodule && val.is_given() {
+            // Lightning refuses both too.
+            return Err(Error::Config(
+                "`fit` was given a data module and validation loaders: the data module's `val_dataloader` gives \
+                 them (pass `None`)"
+                    .into(),
+            ));
+        }
+        let train = match train.into_loaders() {
+            None => None,
+            Some(mut loaders) if loaders.len() == 1 => loaders.pop(),
+            Some(loaders) => {
+                return Err(Error::Config(format!(
+                    "`fit` trains on one loader, but was given {}: combine them into one loader",
+                    loaders.len()
+                )));
+            }
+        };
+        let val = val.into_loaders();
+        let owner = if datamodule { " on the data module" } else { "" };
+        if train.is_none() && !self.hooks.defines_train_dataloader::<M>() {
+            return Err(Error::Config(format!(
+                "`fit` has no training data: pass a loader or define `train_dataloader`{owner}"
+            )));
+        }
+        let hooks = &M::HOOKS;
+        let has_val_data = val.is_some() || self.hooks.defines_val_dataloader::<M>();
         let val_off = cfg.limit_val == Limit::Batches(0);
         if has_val_data && hooks.validation_step.is_none() && !val_off {
             return Err(Error::Config(
@@ -194,11 +242,11 @@ impl<M: LightningModule + 'static> Run<'_, M> {
             ));
         }
         if !has_val_data && hooks.validation_step.is_some() && !val_off {
-            return Err(Error::Config(
-                "the module defines `validation_step` but `fit` has no validation data: pass a validation loader, define `val_dataloader`, or set `limit_val_batches(0)`".into(),
-            ));
+            return Err(Error::Config(format!(
+                "the module defines `validation_step` but `fit` has no validation data: pass a validation loader, define `val_dataloader`{owner}, or set `limit_val_batches(0)`"
+            )));
         }
-        Ok(())
+        Ok((train, val))
     }
 
     /// Whether this fit validates at all.
@@ -206,12 +254,18 @@ impl<M: LightningModule + 'static> Run<'_, M> {
         M::HOOKS.validation_step.is_some() && self.cfg.limit_val != Limit::Batches(0)
     }
 
-    /// The validation loader, from the module's `val_dataloader` when none was passed.
-    fn val_loader<'v>(&mut self, val: &'v mut Option<Loader<M::Batch>>) -> Result<&'v mut Loader<M::Batch>> {
+    /// The validation loaders, from the `val_dataloader` hook (the data module's when the run has one) when none
+    /// were passed.
+    fn val_loaders<'v>(&mut self, val: &'v mut Option<Vec<Loader<M::Batch>>>) -> Result<&'v mut [Loader<M::Batch>]> {
         if val.is_none() {
-            *val = self.hooks.dataloader(self.module, Stage::Fit, false)?.map(|l| self.distributed(l));
+            let loaders = self.hooks.eval_dataloaders(self.module, Stage::Fit)?;
+            *val = loaders.map(|loaders| loaders.into_iter().map(|l| self.distributed(l)).collect());
         }
-        val.as_mut().ok_or_else(|| Error::Config("no validation data: pass a loader or define `val_dataloader`".into()))
+        match val.as_deref_mut() {
+            Some([]) => Err(Error::Config("`val_dataloader` returned an empty list of loaders".into())),
+            Some(loaders) => Ok(loaders),
+            None => Err(Error::Config("no validation data: pass a loader or define `val_dataloader`".into())),
+        }
     }
 
     fn configure_optimizers(&mut self) -> Result<()> {

@@ -17,7 +17,7 @@ impl<M: LightningModule + 'static> Run<'_, M> {
     pub fn training_epoch(
         &mut self,
         train: &mut Loader<M::Batch>,
-        val: &mut Option<Loader<M::Batch>>,
+        val: &mut Option<Vec<Loader<M::Batch>>>,
         start: usize,
     ) -> Result<bool> {
         let epoch = self.hooks.progress.epoch;
@@ -26,7 +26,7 @@ impl<M: LightningModule + 'static> Run<'_, M> {
         let validate_this_epoch =
             val.is_some() && self.cfg.check_val_every_n_epoch.is_none_or(|n| (epoch + 1) % n == 0);
 
-        let mut batches = batches::<M>(train, epoch).skip(start).peekable();
+        let mut batches = batches::<M>(train, epoch, self.hooks.datamodule_takes_batches()).skip(start).peekable();
         let mut batch_idx = start;
         let mut skipped = false;
         let mut epoch_schedulers_stepped = false;
@@ -133,8 +133,8 @@ impl<M: LightningModule + 'static> Run<'_, M> {
     }
 
     /// A validation run inside `fit`: `on_validation_model_zero_grad`, then the validation loop.
-    fn validate_in_fit(&mut self, val: &mut Option<Loader<M::Batch>>) -> Result<()> {
-        let Some(loader) = val.as_mut() else { return Ok(()) };
+    fn validate_in_fit(&mut self, val: &mut Option<Vec<Loader<M::Batch>>>) -> Result<()> {
+        let Some(loaders) = val.as_mut() else { return Ok(()) };
         // Lightning frees the gradients before validating, unless an accumulation window is open: those
         // gradients are the next optimizer step's (Lightning's PR #18710).
         if !self.hooks.progress.accumulating {
@@ -144,8 +144,8 @@ impl<M: LightningModule + 'static> Run<'_, M> {
             Some(n) => Limit::Batches(n),
             None => self.cfg.limit_val,
         };
-        let limit = limit.resolve(loader.len(), "val")?;
-        self.evaluation_loop(Evaluation::Validation, loader, limit)
+        let limits = loaders.iter().map(|l| limit.resolve(l.len(), "val")).collect::<Result<Vec<_>>>()?;
+        self.evaluation_loop(Evaluation::Validation, loaders, &limits)
     }
 }
 
