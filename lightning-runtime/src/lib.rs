@@ -41,6 +41,7 @@ pub use module::{
 pub use optim::{GradClipAlgorithm, Interval, LrScheduler, Optimizer, Optimizers, ParamGroup, Params, Plateau};
 pub use output::{BatchControl, HookOutput, StepOutput};
 pub use precision::{Precision, ScalerState};
+pub use serde_json;
 pub use tch;
 pub use trainer::{
     Accelerator, CkptPath, FromHparams, Limit, LoadFromCheckpoint, NonFinite, OptimizerClosure, SimpleProfiler,
