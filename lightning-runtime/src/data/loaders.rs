@@ -13,11 +13,11 @@ use crate::output::HookOutput;
 /// with `/dataloader_idx_N` (Lightning's keys).
 ///
 /// ```
-/// use lightning::{Loader, Loaders};
-/// use lightning::tch::Tensor;
+/// use lightning_runtime::{Loader, Loaders};
+/// use lightning_runtime::tch::{kind::FLOAT_CPU, Tensor};
 ///
-/// let clean: Loader<Tensor> = vec![Tensor::zeros([4, 2], lightning::tch::kind::FLOAT_CPU)].into();
-/// let noisy: Loader<Tensor> = vec![Tensor::ones([4, 2], lightning::tch::kind::FLOAT_CPU)].into();
+/// let clean: Loader<Tensor> = vec![Tensor::zeros([4, 2], FLOAT_CPU)].into();
+/// let noisy: Loader<Tensor> = vec![Tensor::ones([4, 2], FLOAT_CPU)].into();
 /// let both = Loaders::from(vec![clean, noisy]);
 /// assert_eq!(both.len(), 2);
 /// ```
@@ -76,31 +76,8 @@ impl<B, T: Into<Loaders<B>>> HookOutput<Loaders<B>> for T {
 
 /// The data an entry point (`fit`, `validate`, `test`, `predict`) runs on: a loader, several, none (`None`: the
 /// module's `*_dataloader` hooks give them), or a data module (`&mut dm`, Lightning's `datamodule=dm`), whose
-/// hooks then give the data, prepare and set it up, and move its batches.
-///
-/// ```no_run
-/// # use lightning::prelude::*;
-/// # use lightning::{Loader, Trainer};
-/// # struct Model { vs: nn::VarStore }
-/// # #[lightning_module]
-/// # impl Model {
-/// #     fn training_step(&mut self, batch: &Tensor) -> Tensor { batch.sum(Kind::Float) }
-/// #     fn configure_optimizers(&self) -> Optimizer { Optimizer::sgd(&self.vs, 0.1) }
-/// # }
-/// struct Digits;
-///
-/// #[lightning::lightning_datamodule]
-/// impl Digits {
-///     fn train_dataloader(&self) -> Loader<Tensor> {
-///         vec![Tensor::ones([8, 2], (Kind::Float, Device::Cpu))].into()
-///     }
-/// }
-///
-/// # let mut model = Model { vs: nn::VarStore::new(Device::Cpu) };
-/// let mut trainer = Trainer::new().max_epochs(1);
-/// trainer.fit(&mut model, &mut Digits, None)?;
-/// # Ok::<(), lightning::Error>(())
-/// ```
+/// hooks then give the data, prepare and set it up, and move its batches (see the `lightning_datamodule`
+/// attribute of the `lightning` crate, whose documentation has an example).
 pub struct DataSource<'a, B> {
     pub(crate) kind: Source<'a, B>,
 }
