@@ -130,7 +130,7 @@ fn resume_mid_epoch(opt: Opt, save_step: usize, stop_step: usize, straight: &(Ne
 #[test]
 fn resuming_mid_epoch_with_shuffling_is_exact() {
     let _serial = serial();
-    for opt in [Opt::AdamStepLr, Opt::SgdMomentumCosine] {
+    for opt in [Opt::AdamStepLr, Opt::SgdMomentumCosine, Opt::RmspropCustom] {
         let straight = straight(opt);
         // (save, stop): mid-epoch and stopped two batches later; on an epoch's first batch, stopped right there;
         // in the first epoch; on an epoch's last batch (before its end-of-epoch scheduler step is due again).

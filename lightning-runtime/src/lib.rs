@@ -38,7 +38,9 @@ pub use module::{
     assert_fit, defined_hooks, Fit, HasConfigureOptimizers, HasPredictStep, HasTestStep, HasTrainingStep,
     HasValidationStep, HookTable, LightningModule, HOOK_NAMES,
 };
-pub use optim::{GradClipAlgorithm, Interval, LrScheduler, Optimizer, Optimizers, ParamGroup, Params, Plateau};
+pub use optim::{
+    GradClipAlgorithm, Interval, LrScheduler, Optimizer, Optimizers, ParamGroup, Params, Plateau, StepInfo, UpdateRule,
+};
 pub use output::{BatchControl, HookOutput, StepOutput};
 pub use precision::{Precision, ScalerState};
 pub use serde_json;

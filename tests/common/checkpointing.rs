@@ -25,6 +25,61 @@ pub enum Opt {
     SgdMomentumCosine,
     /// Plain SGD and no scheduler.
     SgdOnly,
+    /// RMSprop written as an `UpdateRule` of the test's own, with an epoch-interval scheduler.
+    RmspropCustom,
+}
+
+/// PyTorch's RMSprop (no momentum, not centered), as a user brings an optimizer of their own.
+pub struct Rmsprop {
+    pub alpha: f64,
+    pub eps: f64,
+}
+
+impl lightning::UpdateRule for Rmsprop {
+    fn name(&self) -> &str {
+        "RMSprop"
+    }
+
+    fn slots(&self) -> usize {
+        1
+    }
+
+    fn update(
+        &self,
+        param: &mut Tensor,
+        grad: &Tensor,
+        state: &mut [Tensor],
+        step: lightning::StepInfo,
+    ) -> lightning::Result<()> {
+        let g = if step.weight_decay != 0.0 {
+            grad.f_add(&param.f_mul_scalar(step.weight_decay)?)?
+        } else {
+            grad.shallow_clone()
+        };
+        let v = &mut state[0];
+        let _ = v.f_mul_scalar_(self.alpha)?.f_addcmul_(&g, &g.f_mul_scalar(1.0 - self.alpha)?)?;
+        let denom = v.f_sqrt()?.f_add_scalar(self.eps)?;
+        let _ = param.f_addcdiv_(&g.f_mul_scalar(-step.lr)?, &denom)?;
+        Ok(())
+    }
+
+    fn settings(&self) -> serde_json::Value {
+        serde_json::json!({ "alpha": self.alpha, "eps": self.eps })
+    }
+
+    fn load_settings(&mut self, settings: serde_json::Value) -> Result<(), String> {
+        let read = |key: &str| settings[key].as_f64().ok_or_else(|| format!("no `{key}` in {settings}"));
+        (self.alpha, self.eps) = (read("alpha")?, read("eps")?);
+        Ok(())
+    }
+
+    fn check(&self) -> Result<(), String> {
+        if (0.0..=1.0).contains(&self.alpha) {
+            Ok(())
+        } else {
+            Err(format!("alpha = {}: it must be within [0, 1]", self.alpha))
+        }
+    }
 }
 
 /// Linear layers with ReLU and dropout between them; `training_step` logs `train_loss` per step and per epoch.
@@ -102,6 +157,10 @@ impl Net {
                 vec![LrScheduler::cosine(40, 1e-3).interval(Interval::Step)],
             ),
             Opt::SgdOnly => (vec![Optimizer::sgd(&self.vs, 5e-2)], Vec::new()),
+            Opt::RmspropCustom => (
+                vec![Optimizer::custom(&self.vs, 1e-2, Rmsprop { alpha: 0.99, eps: 1e-8 }).weight_decay(1e-4)],
+                vec![LrScheduler::step_lr(2, 0.5)],
+            ),
         }
     }
 }

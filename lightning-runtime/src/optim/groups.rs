@@ -91,6 +91,7 @@ impl GroupSettings {
                 let (beta1, beta2) = self.betas.map_or((beta1, beta2), |(b1, b2)| (b1.0, b2.0));
                 Rule::Adam { beta1, beta2, eps, decoupled }
             }
+            Rule::Custom => Rule::Custom,
         }
     }
 }

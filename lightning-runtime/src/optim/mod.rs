@@ -2,6 +2,7 @@
 //! tch's own `nn::Optimizer` keeps its state out of reach).
 
 mod configured;
+mod custom;
 mod groups;
 mod optimizer;
 mod plateau;
@@ -10,6 +11,7 @@ mod scheduler;
 mod state;
 
 pub use configured::Optimizers;
+pub use custom::{StepInfo, UpdateRule};
 pub use groups::ParamGroup;
 pub use optimizer::{GradClipAlgorithm, Optimizer, Params};
 pub use plateau::Plateau;

@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 use tch::{nn::VarStore, Device, Kind, Tensor};
 
+use super::custom::StepInfo;
 use super::groups::{GroupSettings, ParamGroup};
 use crate::kernels::AdamStep;
 use crate::Result;
@@ -27,6 +28,8 @@ pub(super) enum Rule {
         eps: f64,
         decoupled: bool,
     },
+    /// A rule of the user's own: the optimizer's `custom` field holds it.
+    Custom,
 }
 
 /// An optimizer over a list of parameters: SGD (momentum, Nesterov, weight decay), Adam or AdamW.
@@ -61,6 +64,8 @@ pub struct Optimizer {
     pub(crate) scaler: Option<crate::precision::SharedScaler>,
     /// Parameter groups after the first (whose settings are the optimizer's own), in order.
     pub(super) groups: Vec<GroupSettings>,
+    /// The rule, when it is the user's own (`Rule::Custom`).
+    pub(super) custom: Option<super::custom::CustomRule>,
 }
 
 /// Whether Adam's steps go through libtorch's fused kernel; decided at the first step, when the parameters are
@@ -111,7 +116,16 @@ impl Optimizer {
             step_calls: 0,
             scaler: None,
             groups: Vec::new(),
+            custom: None,
         }
+    }
+
+    /// An optimizer with an update rule of your own (see [`UpdateRule`](crate::UpdateRule)), whose state the
+    /// runtime keeps and checkpoints save, as the built-in rules'.
+    pub fn custom(params: impl Params, lr: f64, rule: impl super::UpdateRule) -> Self {
+        let mut optimizer = Self::new(Rule::Custom, params, lr);
+        optimizer.custom = Some(super::custom::CustomRule(Box::new(rule)));
+        optimizer
     }
 
     /// Stochastic gradient descent.
@@ -193,6 +207,7 @@ impl Optimizer {
                 Rule::Sgd { momentum, .. } if *momentum == 0.0 => 0,
                 Rule::Sgd { .. } => 1,
                 Rule::Adam { .. } => 2,
+                Rule::Custom => self.custom.as_ref().map_or(0, |rule| rule.0.slots()),
             })
             .max()
             .unwrap_or(0)
@@ -243,7 +258,10 @@ impl Optimizer {
                 }
             })?;
         }
-        Ok(())
+        match &self.custom {
+            Some(rule) => rule.0.check().map_err(|problem| format!("{}: {problem}", rule.0.name())),
+            None => Ok(()),
+        }
     }
 
     /// Clears the gradients of its parameters: sets them to None (PyTorch's `zero_grad(set_to_none=True)`, its
@@ -408,6 +426,10 @@ impl Optimizer {
                     let _ = denom.f_mul_scalar_(-1.0 / (bias2_sqrt * step_size))?.f_add_scalar_(-eps / step_size)?;
                     let _ = param.f_addcdiv_(m, &denom)?;
                 }
+                Rule::Custom => {
+                    let custom = self.custom.as_ref().expect("a custom rule is set with `Rule::Custom`");
+                    custom.0.update(&mut param, &grad, state, StepInfo { lr, weight_decay: wd, step: self.steps })?;
+                }
             }
         }
         Ok(())
@@ -433,6 +455,8 @@ fn check_settings(lr: f64, weight_decay: f64, rule: Rule) -> std::result::Result
             }
             at_least_zero("eps", eps)
         }
+        // Checked by the rule itself (`UpdateRule::check`).
+        Rule::Custom => Ok(()),
     }
 }
 

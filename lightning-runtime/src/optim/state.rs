@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 use tch::Tensor;
 
+use super::custom::CustomState;
 use super::groups::GroupSettings;
 use super::optimizer::Rule;
 use super::Optimizer;
@@ -24,6 +25,9 @@ pub struct OptimizerState {
     /// The parameter groups after the first (none in checkpoints that predate them).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     groups: Vec<GroupSettings>,
+    /// A custom rule's name and settings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    custom: Option<CustomState>,
 }
 
 impl Optimizer {
@@ -37,6 +41,10 @@ impl Optimizer {
             shapes: self.params.iter().map(Tensor::size).collect(),
             slots: self.state.first().map_or(0, Vec::len),
             groups: self.groups.clone(),
+            custom: self
+                .custom
+                .as_ref()
+                .map(|rule| CustomState { name: rule.0.name().to_string(), settings: rule.0.settings() }),
         };
         let tensors = self
             .state
@@ -58,6 +66,17 @@ impl Optimizer {
     ) -> std::result::Result<(), String> {
         if std::mem::discriminant(&state.rule) != std::mem::discriminant(&self.rule) {
             return Err(format!("optimizer {index} is {:?} in the checkpoint but {:?} here", state.rule, self.rule));
+        }
+        let custom_name =
+            |custom: Option<&str>| custom.map_or("a custom rule with no name".to_string(), |n| format!("`{n}`"));
+        let here = self.custom.as_ref().map(|rule| rule.0.name().to_string());
+        let saved = state.custom.as_ref().map(|custom| custom.name.clone());
+        if state.rule == Rule::Custom && here != saved {
+            return Err(format!(
+                "optimizer {index} is {} in the checkpoint but {} here",
+                custom_name(saved.as_deref()),
+                custom_name(here.as_deref())
+            ));
         }
         let shapes: Vec<Vec<i64>> = self.params.iter().map(Tensor::size).collect();
         if shapes != state.shapes {
@@ -88,8 +107,15 @@ impl Optimizer {
         let kept = (self.rule, self.lr, self.weight_decay, std::mem::take(&mut self.groups));
         (self.rule, self.lr, self.weight_decay, self.groups) =
             (state.rule, state.lr, state.weight_decay, state.groups.clone());
+        // A custom rule takes its saved settings (and gets its own back if the checkpoint is refused).
+        let kept_settings = self.custom.as_ref().map(|rule| rule.0.settings());
+        let loaded = match (&mut self.custom, &state.custom) {
+            (Some(rule), Some(saved)) => rule.0.load_settings(saved.settings.clone()),
+            _ => Ok(()),
+        };
         let needed = self.slots();
-        let problem = match self.check() {
+        let checked = loaded.and_then(|()| self.check());
+        let problem = match checked {
             Err(problem) => Some(format!("optimizer {index} has an invalid setting: {problem}")),
             Ok(()) if state.slots != 0 && state.slots != needed => Some(format!(
                 "optimizer {index} keeps {} state tensor(s) per parameter in the checkpoint, but its settings need {needed}",
@@ -99,6 +125,9 @@ impl Optimizer {
         };
         if let Some(problem) = problem {
             (self.rule, self.lr, self.weight_decay, self.groups) = kept;
+            if let (Some(rule), Some(settings)) = (&mut self.custom, kept_settings) {
+                let _ = rule.0.load_settings(settings);
+            }
             return Err(problem);
         }
         self.state = if state.slots == 0 { Vec::new() } else { restored };
