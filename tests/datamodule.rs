@@ -174,6 +174,22 @@ impl lightning::Callback for Recorder {
         push(&self.0, "callback.on_exception");
         Ok(())
     }
+    fn on_validation_start(&mut self, ctx: &mut Ctx, _: &mut dyn AnyModule) -> CallbackResult {
+        push(&self.0, format!("callback.on_validation_start({:?})", ctx.total_batches()));
+        Ok(())
+    }
+    fn on_validation_batch_start(
+        &mut self,
+        ctx: &mut Ctx,
+        _: &mut dyn AnyModule,
+        _: &dyn std::any::Any,
+        batch_idx: usize,
+        dataloader_idx: usize,
+    ) -> CallbackResult {
+        let total = ctx.total_batches();
+        push(&self.0, format!("callback.on_validation_batch_start({dataloader_idx}, {batch_idx}, {total:?})"));
+        Ok(())
+    }
 }
 
 fn trainer(calls: &Calls) -> Trainer {
@@ -272,7 +288,13 @@ fn several_validation_loaders_log_under_lightnings_keys() {
     assert_eq!(metrics["val_x/dataloader_idx_1"], 1.0);
     // `add_dataloader_idx(false)`: one value over both loaders' 2 + 3 batches (0 twice, 1 three times).
     assert!((metrics["val_all"] - 0.6).abs() < 1e-9, "{}", metrics["val_all"]);
-    let steps: Vec<String> = take(&calls).into_iter().filter(|c| c.starts_with("module.validation_step")).collect();
+    let seen = take(&calls);
+    // The progress bar's total is the stage's over both loaders; each batch hook sees its loader's.
+    assert!(seen.contains(&"callback.on_validation_start(Some(5))".to_string()), "{seen:?}");
+    let starts: Vec<&String> = seen.iter().filter(|c| c.starts_with("callback.on_validation_batch_start")).collect();
+    assert_eq!(starts[0], "callback.on_validation_batch_start(0, 0, Some(2))");
+    assert_eq!(starts[4], "callback.on_validation_batch_start(1, 2, Some(3))");
+    let steps: Vec<String> = seen.into_iter().filter(|c| c.starts_with("module.validation_step")).collect();
     assert_eq!(
         steps,
         [

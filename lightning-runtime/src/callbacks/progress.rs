@@ -41,6 +41,8 @@ pub struct ProgressBar {
 /// The bar of the running stage.
 struct Stage {
     label: String,
+    /// The loader running, in a stage with several (shown after the label).
+    loader: Option<usize>,
     bar: indicatif::ProgressBar,
     total: Option<usize>,
     done: usize,
@@ -83,11 +85,29 @@ impl ProgressBar {
             Output::Lines => indicatif::ProgressBar::hidden(),
         };
         let now = Instant::now();
-        self.stage = Some(Stage { label, bar, total, done: 0, started: now, metrics_read: now, line_printed: now });
+        self.stage = Some(Stage {
+            label,
+            loader: None,
+            bar,
+            total,
+            done: 0,
+            started: now,
+            metrics_read: now,
+            line_printed: now,
+        });
     }
 
     fn advance(&mut self, ctx: &Ctx) {
         let Some(stage) = self.stage.as_mut() else { return };
+        if ctx.dataloader_idx() != stage.loader {
+            stage.loader = ctx.dataloader_idx();
+            if let Some(index) = stage.loader {
+                // Lightning's "Validation DataLoader 1".
+                let base = stage.label.split(" DataLoader ").next().unwrap_or_default().to_string();
+                stage.label = format!("{base} DataLoader {index}");
+                stage.bar.set_prefix(stage.label.clone());
+            }
+        }
         stage.done += 1;
         stage.bar.inc(1);
         match self.output {

@@ -136,6 +136,9 @@ impl<M: LightningModule + 'static> Run<'_, M> {
         loaders: &mut [Loader<M::Batch>],
         limits: &[Option<usize>],
     ) -> Result<()> {
+        // The stage's batches over every loader, for the progress bar (each loader's while it runs).
+        let total = super::stage_total(loaders, limits);
+        self.hooks.ctx.total_batches = total;
         match kind {
             Evaluation::Validation => self.hooks.on_validation_start(self.module)?,
             Evaluation::Test => self.hooks.on_test_start(self.module)?,
@@ -153,7 +156,7 @@ impl<M: LightningModule + 'static> Run<'_, M> {
             self.hooks.ctx.dataloader_idx = several.then_some(dataloader_idx);
             self.evaluation_batches(kind, loader, limit, dataloader_idx)?;
         }
-        self.hooks.ctx.dataloader_idx = None;
+        (self.hooks.ctx.dataloader_idx, self.hooks.ctx.total_batches) = (None, total);
         match kind {
             Evaluation::Validation => self.hooks.on_validation_epoch_end(self.module)?,
             Evaluation::Test => self.hooks.on_test_epoch_end(self.module)?,
@@ -177,10 +180,7 @@ impl<M: LightningModule + 'static> Run<'_, M> {
         limit: Option<usize>,
         dataloader_idx: usize,
     ) -> Result<()> {
-        self.hooks.ctx.total_batches = match (limit, loader.len()) {
-            (Some(n), Some(len)) => Some(n.min(len)),
-            (limit, len) => limit.or(len),
-        };
+        self.hooks.ctx.total_batches = super::loader_total(loader, limit);
         let epoch = self.hooks.progress.epoch;
         let mut ran = 0;
         let mut batches = batches::<M>(loader, epoch, self.hooks.datamodule_takes_batches());

@@ -39,3 +39,16 @@ impl<M: LightningModule + 'static> Run<'_, M> {
         Ok(batch)
     }
 }
+
+/// The batches one loader runs: its limit, or its length, whichever is known and smaller.
+pub(crate) fn loader_total<B>(loader: &Loader<B>, limit: Option<usize>) -> Option<usize> {
+    match (limit, loader.len()) {
+        (Some(n), Some(len)) => Some(n.min(len)),
+        (limit, len) => limit.or(len),
+    }
+}
+
+/// The batches a stage runs over all its loaders, when each one's is known.
+pub(crate) fn stage_total<B>(loaders: &[Loader<B>], limits: &[Option<usize>]) -> Option<usize> {
+    loaders.iter().zip(limits).map(|(loader, &limit)| loader_total(loader, limit)).sum()
+}

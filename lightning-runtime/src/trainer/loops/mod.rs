@@ -20,7 +20,7 @@ mod progress;
 mod training_epoch;
 
 pub(crate) use evaluation::Evaluation;
-pub(crate) use fetch::batches;
+pub(crate) use fetch::{batches, loader_total, stage_total};
 pub use optimization::OptimizerClosure;
 pub(crate) use progress::RunProgress;
 

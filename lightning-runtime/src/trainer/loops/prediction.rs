@@ -44,16 +44,15 @@ where
         loaders: &mut [Loader<M::Batch>],
         limits: &[Option<usize>],
     ) -> Result<Vec<M::Prediction>> {
+        let total = super::stage_total(loaders, limits);
+        self.hooks.ctx.total_batches = total;
         self.hooks.on_predict_start(self.module)?;
         self.hooks.on_predict_epoch_start(self.module)?;
         let mut predictions = Vec::new();
         let several = loaders.len() > 1;
         for (dataloader_idx, (loader, &limit)) in loaders.iter_mut().zip(limits).enumerate() {
             self.hooks.ctx.dataloader_idx = several.then_some(dataloader_idx);
-            self.hooks.ctx.total_batches = match (limit, loader.len()) {
-                (Some(n), Some(len)) => Some(n.min(len)),
-                (limit, len) => limit.or(len),
-            };
+            self.hooks.ctx.total_batches = super::loader_total(loader, limit);
             predictions.reserve(self.hooks.ctx.total_batches.unwrap_or(0));
             let mut batches = batches::<M>(loader, 0, self.hooks.datamodule_takes_batches());
             for batch_idx in 0.. {
@@ -74,7 +73,7 @@ where
                 self.check_interrupt()?;
             }
         }
-        self.hooks.ctx.dataloader_idx = None;
+        (self.hooks.ctx.dataloader_idx, self.hooks.ctx.total_batches) = (None, total);
         self.hooks.on_predict_epoch_end(self.module)?;
         self.hooks.on_predict_end(self.module)?;
         Ok(predictions)
