@@ -247,7 +247,7 @@ fn receiver(cx: &mut Ctxt, hook: &Hook, sig: &Signature) -> bool {
 }
 
 /// `&mut Ctx` (any path ending in `Ctx`).
-fn is_ctx(ty: &Type) -> bool {
+pub(crate) fn is_ctx(ty: &Type) -> bool {
     match ty {
         Type::Reference(reference) if reference.mutability.is_some() => {
             matches!(&*reference.elem, Type::Path(path) if path.path.segments.last().is_some_and(|s| s.ident == "Ctx"))

@@ -39,6 +39,13 @@ pub fn expand(args: &Args, module: &Module) -> TokenStream {
             const AUTOMATIC_OPTIMIZATION: bool = false;
         )
     });
+    // What the module logs, when all of it can be read off the block (see `logged_names.rs`).
+    let logged = crate::logged_names::logged_names(item).map(|names| {
+        quote!(
+            const LOGGED_NAMES: ::core::option::Option<&'static [&'static str]> =
+                ::core::option::Option::Some(&[#(#names),*]);
+        )
+    });
     let hparams = args.hparams.as_ref().map(|field| {
         quote! {
             fn hparams(&self) -> ::core::option::Option<#p::JsonValue> {
@@ -78,6 +85,7 @@ pub fn expand(args: &Args, module: &Module) -> TokenStream {
                 ..#p::HookTable::<Self>::EMPTY
             };
             #manual
+            #logged
             #hparams
             // Both through the place `(*self)`, so that a missing field is one error (rustc's two would differ
             // only in `&Model` and `&mut Model`).

@@ -16,6 +16,7 @@ mod datamodule_catalogue;
 mod docs;
 mod expand;
 mod hook_types;
+mod logged_names;
 mod model;
 mod not_hooks;
 mod rewrite;

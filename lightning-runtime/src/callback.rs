@@ -84,6 +84,20 @@ pub trait Callback: Send {
         None
     }
 
+    /// The metric it monitors, if any (`ModelCheckpoint`'s and `EarlyStopping`'s `monitor`): `fit` checks before
+    /// the first training step that the module logs it, when the module's and the callbacks' logged names are all
+    /// known (see [`logged_names`](Self::logged_names)).
+    fn monitor(&self) -> Option<String> {
+        None
+    }
+
+    /// Every name it logs with `ctx.log` (`Some(vec![])` for none), or `None` when it cannot say (the default):
+    /// with a callback that cannot say, `fit` leaves the check of monitored metrics to run time.
+    fn logged_names(&self, ctx: &Ctx) -> Option<Vec<String>> {
+        let _ = ctx;
+        None
+    }
+
     /// Whether it monitors metrics at the end of a training epoch (early stopping, checkpointing): such
     /// callbacks run their `on_train_epoch_end` after the module's, once the epoch's metrics are reduced.
     fn monitors(&self) -> bool {

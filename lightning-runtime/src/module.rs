@@ -23,6 +23,10 @@ pub trait LightningModule: Sized + 'static {
     /// `false` when the module steps its own optimizers in `training_step`
     /// (`#[lightning_module(manual_optimization)]`, Lightning's `self.automatic_optimization = False`).
     const AUTOMATIC_OPTIMIZATION: bool = true;
+    /// Every name the module's `ctx.log`/`ctx.log_dict` calls use, when `#[lightning_module]` could read them all
+    /// off the block (string literals, the context handed only to the block's own methods); `None` otherwise.
+    /// `fit` checks against it, before the first step, that the callbacks and schedulers monitor logged metrics.
+    const LOGGED_NAMES: Option<&'static [&'static str]> = None;
     /// The module's hyper-parameters as JSON, saved in checkpoints (from the field named by
     /// `#[lightning_module(hparams = field)]`, whose type implements `serde::Serialize`).
     fn hparams(&self) -> Option<serde_json::Value> {

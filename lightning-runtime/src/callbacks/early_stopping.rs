@@ -207,6 +207,14 @@ impl Callback for EarlyStopping {
         true
     }
 
+    fn monitor(&self) -> Option<String> {
+        Some(self.monitor.clone())
+    }
+
+    fn logged_names(&self, _: &Ctx) -> Option<Vec<String>> {
+        Some(Vec::new())
+    }
+
     fn on_train_epoch_end(&mut self, ctx: &mut Ctx, _module: &mut dyn AnyModule) -> CallbackResult {
         let metrics = ctx.callback_metrics();
         let Some(&value) = metrics.get(&self.monitor) else {

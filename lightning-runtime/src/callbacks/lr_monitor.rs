@@ -33,6 +33,11 @@ impl LearningRateMonitor {
 }
 
 impl Callback for LearningRateMonitor {
+    fn logged_names(&self, ctx: &Ctx) -> Option<Vec<String>> {
+        let count = ctx.optimizers.len();
+        Some(if count == 1 { vec!["lr".to_string()] } else { (0..count).map(|i| format!("lr-{i}")).collect() })
+    }
+
     fn on_train_batch_start(
         &mut self,
         ctx: &mut Ctx,

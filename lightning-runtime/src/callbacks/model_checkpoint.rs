@@ -312,6 +312,14 @@ impl Callback for ModelCheckpoint {
         true
     }
 
+    fn monitor(&self) -> Option<String> {
+        self.settings.monitor.clone()
+    }
+
+    fn logged_names(&self, _: &Ctx) -> Option<Vec<String>> {
+        Some(Vec::new())
+    }
+
     fn state_dict(&self) -> Option<serde_json::Value> {
         self.saved_state()
     }

@@ -71,6 +71,10 @@ impl ModelSummary {
 }
 
 impl Callback for ModelSummary {
+    fn logged_names(&self, _: &Ctx) -> Option<Vec<String>> {
+        Some(Vec::new())
+    }
+
     fn on_fit_start(&mut self, _ctx: &mut Ctx, module: &mut dyn AnyModule) -> CallbackResult {
         self.rows = Self::rows_of(module);
         eprintln!("{}", Self::render(&self.rows, &module.defined_hooks()));

@@ -32,6 +32,10 @@ impl OnExceptionCheckpoint {
 }
 
 impl Callback for OnExceptionCheckpoint {
+    fn logged_names(&self, _: &Ctx) -> Option<Vec<String>> {
+        Some(Vec::new())
+    }
+
     fn saves_checkpoints(&self) -> bool {
         true
     }

@@ -158,6 +158,10 @@ fn line(stage: &Stage, ctx: &Ctx) -> String {
 }
 
 impl Callback for ProgressBar {
+    fn logged_names(&self, _: &Ctx) -> Option<Vec<String>> {
+        Some(Vec::new())
+    }
+
     fn on_train_epoch_start(&mut self, ctx: &mut Ctx, _: &mut dyn AnyModule) -> CallbackResult {
         self.start(format!("epoch {}", ctx.current_epoch()), ctx);
         Ok(())

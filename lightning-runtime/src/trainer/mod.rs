@@ -15,6 +15,7 @@ mod interrupt;
 mod limits;
 mod load;
 mod loops;
+mod monitor_check;
 mod profiler;
 mod strategy;
 

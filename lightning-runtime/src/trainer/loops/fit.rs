@@ -43,6 +43,7 @@ impl<M: LightningModule + 'static> Run<'_, M> {
             Some((path, checkpoint)) => self.restore_training(path, checkpoint)?,
             None => ResumeAt::default(),
         };
+        self.check_monitored_metrics()?;
         if let Some(hparams) = self.module.hparams() {
             for logger in &mut self.hooks.loggers {
                 logger.log_hyperparams(&hparams)?;
