@@ -95,7 +95,7 @@ impl Dispatch<'_> {
     pub fn train_dataloader<M: LightningModule>(&mut self, module: &mut M) -> Result<Option<Loader<M::Batch>>> {
         if self.datamodule.is_some() {
             let loader = self.datamodule(dm_info::train_dataloader, |dm, ctx| dm.dataloaders(Which::Train, ctx))?;
-            return loader.map(|boxed| downcast::<Loader<M::Batch>>(boxed)).transpose();
+            return loader.map(downcast::<Loader<M::Batch>>).transpose();
         }
         self.module(info::train_dataloader, module, M::HOOKS.train_dataloader, |f, m, ctx| f(m, ctx))
     }
