@@ -55,8 +55,9 @@ char* lightning_set_grad(const at::Tensor* param, const at::Tensor* grad) {
 // from 1) and read by the kernel for the bias corrections. The caller guarantees that every parameter, gradient
 // and moment is a dense floating tensor on one device, as the fused kernel requires.
 char* lightning_fused_adam(const at::Tensor* const* params, const at::Tensor* const* exp_avgs,
-                           const at::Tensor* const* exp_avg_sqs, size_t n, const at::Tensor* step, double t,
-                           double lr, double beta1, double beta2, double weight_decay, double eps, bool decoupled) {
+                           const at::Tensor* const* exp_avg_sqs, size_t n, const at::Tensor* step, double lr,
+                           double beta1, double beta2, double weight_decay, double eps, bool decoupled,
+                           const at::Tensor* found_inf) {
   try {
     std::vector<at::Tensor> p, g, m, v, steps;
     p.reserve(n);
@@ -79,13 +80,16 @@ char* lightning_fused_adam(const at::Tensor* const* params, const at::Tensor* co
       return nullptr;
     }
     at::NoGradGuard no_grad;  // an in-place update of leaf parameters, outside the graph
-    step->fill_(t);
-    // No AMSGrad: its list stays empty, as PyTorch passes it.
+    // No AMSGrad: its list stays empty, as PyTorch passes it. With `found_inf` (a gradient scaler's verdict on
+    // the already unscaled gradients, on the device), the kernel itself leaves everything as it is when it is
+    // set: no host round trip decides the skip (PyTorch's `GradScaler` with a fused optimizer).
     const std::vector<at::Tensor> no_max;
+    const c10::optional<at::Tensor> no_scale;
+    const c10::optional<at::Tensor> inf = found_inf ? c10::optional<at::Tensor>(*found_inf) : c10::nullopt;
     if (decoupled) {
-      at::_fused_adamw_(p, g, m, v, no_max, steps, lr, beta1, beta2, weight_decay, eps, false, false);
+      at::_fused_adamw_(p, g, m, v, no_max, steps, lr, beta1, beta2, weight_decay, eps, false, false, no_scale, inf);
     } else {
-      at::_fused_adam_(p, g, m, v, no_max, steps, lr, beta1, beta2, weight_decay, eps, false, false);
+      at::_fused_adam_(p, g, m, v, no_max, steps, lr, beta1, beta2, weight_decay, eps, false, false, no_scale, inf);
     }
     return nullptr;
   } catch (const std::exception& e) {

@@ -18,13 +18,13 @@ extern "C" {
         exp_avg_sqs: *const *const c_void,
         n: usize,
         step: *const c_void,
-        t: f64,
         lr: f64,
         beta1: f64,
         beta2: f64,
         weight_decay: f64,
         eps: f64,
         decoupled: bool,
+        found_inf: *const c_void,
     ) -> *mut c_char;
     fn lightning_free_error(message: *mut c_char);
     fn lightning_one_thread_here() -> bool;
@@ -74,7 +74,6 @@ pub(crate) fn set_grad(param: &Tensor, grad: &Tensor) -> Result<()> {
 
 /// Adam's hyper-parameters for one fused step.
 pub(crate) struct AdamStep {
-    pub t: u64,
     pub lr: f64,
     pub beta1: f64,
     pub beta2: f64,
@@ -84,14 +83,23 @@ pub(crate) struct AdamStep {
 }
 
 /// One Adam/AdamW step over the parameters that have gradients, by libtorch's fused kernel. `state` is parallel
-/// to `params`: each parameter's two moments; `step` is a float32 scalar on their device. The caller checks that
-/// the fused kernel takes the tensors (the optimizer's `fusion`).
-pub(crate) fn fused_adam(params: &[Tensor], state: &[Vec<Tensor>], step: &Tensor, h: &AdamStep) -> Result<()> {
+/// to `params`: each parameter's two moments; `step` is a float32 scalar on their device holding the step being
+/// taken (the kernel reads it for the bias corrections). With `found_inf` (a float32 scalar on the device), the
+/// kernel changes nothing when it is 1. The caller checks that the fused kernel takes the tensors (the
+/// optimizer's `fusion`).
+pub(crate) fn fused_adam(
+    params: &[Tensor],
+    state: &[Vec<Tensor>],
+    step: &Tensor,
+    h: &AdamStep,
+    found_inf: Option<&Tensor>,
+) -> Result<()> {
     assert!(params.len() == state.len() && state.iter().all(|slots| slots.len() == 2));
     let p = handles(params);
     let m: Vec<*const c_void> = state.iter().map(|s| s[0].as_ptr() as *const c_void).collect();
     let v: Vec<*const c_void> = state.iter().map(|s| s[1].as_ptr() as *const c_void).collect();
-    // SAFETY: three arrays of `p.len()` live tensors and one live scalar tensor, for the duration of the call.
+    // SAFETY: three arrays of `p.len()` live tensors and one or two live scalar tensors (or NULL), for the
+    // duration of the call.
     check(unsafe {
         lightning_fused_adam(
             p.as_ptr(),
@@ -99,13 +107,13 @@ pub(crate) fn fused_adam(params: &[Tensor], state: &[Vec<Tensor>], step: &Tensor
             v.as_ptr(),
             p.len(),
             step.as_ptr() as *const c_void,
-            h.t as f64,
             h.lr,
             h.beta1,
             h.beta2,
             h.weight_decay,
             h.eps,
             h.decoupled,
+            found_inf.map_or(std::ptr::null(), |t| t.as_ptr() as *const c_void),
         )
     })
 }

@@ -66,6 +66,9 @@ pub struct Optimizer {
     pub(super) groups: Vec<GroupSettings>,
     /// The rule, when it is the user's own (`Rule::Custom`).
     pub(super) custom: Option<super::custom::CustomRule>,
+    /// Whether the fused kernel's step counter on the device is the count of steps taken (after a step whose
+    /// skip the device decided, under a gradient scaler); `steps` may then count skipped steps too.
+    pub(super) steps_on_device: bool,
 }
 
 /// Whether Adam's steps go through libtorch's fused kernel; decided at the first step, when the parameters are
@@ -117,6 +120,7 @@ impl Optimizer {
             scaler: None,
             groups: Vec::new(),
             custom: None,
+            steps_on_device: false,
         }
     }
 
@@ -240,9 +244,13 @@ impl Optimizer {
         &self.params
     }
 
-    /// The number of steps taken.
+    /// The number of steps taken (steps a gradient scaler skipped not included).
     pub fn steps(&self) -> u64 {
-        self.steps
+        match (&self.fusion, self.steps_on_device) {
+            // A read of the device's counter: a sync, for checkpoints and callers that ask.
+            (Fusion::On(step), true) => step.f_double_value(&[]).map_or(self.steps, |t| t as u64),
+            _ => self.steps,
+        }
     }
 
     /// What is wrong with its settings, PyTorch's checks: a learning rate, weight decay or momentum that is
@@ -320,10 +328,28 @@ impl Optimizer {
             Some(scaler) => {
                 let mut scaler = scaler.lock().unwrap_or_else(|p| p.into_inner());
                 let params: Vec<Tensor> = self.params.iter().map(Tensor::shallow_clone).collect();
-                scaler.step(&params, || self.update()).map(drop)
+                if self.runs_fused()? {
+                    // The fused kernel skips a step with an inf/NaN gradient itself, reading the scaler's verdict
+                    // on the device: no host round trip per step (PyTorch's `GradScaler` with `fused=True`).
+                    scaler.step_on_device(&params, |found_inf| self.update(Some(found_inf)))
+                } else {
+                    scaler.step(&params, || self.update(None)).map(drop)
+                }
             }
-            None => self.update(),
+            None => self.update(None),
         }
+    }
+
+    /// Whether steps go through libtorch's fused Adam kernel (decided at the first step, on the parameters'
+    /// device).
+    fn runs_fused(&mut self) -> Result<bool> {
+        if !matches!(self.rule, Rule::Adam { .. }) {
+            return Ok(false);
+        }
+        if matches!(self.fusion, Fusion::Undecided) {
+            self.fusion = fusion(&self.params)?;
+        }
+        Ok(matches!(self.fusion, Fusion::On(_)))
     }
 
     /// Calls of `step` so far, steps a gradient scaler skipped included.
@@ -331,8 +357,9 @@ impl Optimizer {
         self.step_calls
     }
 
-    /// One update of the parameters from their gradients.
-    fn update(&mut self) -> Result<()> {
+    /// One update of the parameters from their gradients; with `found_inf`, none when it is set (decided by the
+    /// fused kernel, on the device).
+    fn update(&mut self, found_inf: Option<&Tensor>) -> Result<()> {
         // Without groups, no list to build: this runs every step.
         let (single, grouped);
         let segments: &[(std::ops::Range<usize>, f64, f64, Rule)] = if self.groups.is_empty() {
@@ -360,23 +387,42 @@ impl Optimizer {
                 .map(|p| (0..slots).map(|_| p.f_zeros_like()).collect::<std::result::Result<Vec<_>, _>>())
                 .collect::<std::result::Result<_, _>>()?;
         }
-        if matches!(self.rule, Rule::Adam { .. }) && matches!(self.fusion, Fusion::Undecided) {
-            self.fusion = fusion(&self.params)?;
+        self.runs_fused()?;
+        if let Fusion::On(step) = &mut self.fusion {
+            // The step the kernel's bias corrections use: the host's count until a scaler's skips are decided on
+            // the device, the device's own from then on.
+            if self.steps_on_device {
+                let _ = step.f_add_scalar_(1.0)?;
+            } else {
+                let _ = step.f_fill_(self.steps as f64)?;
+            }
         }
         for (range, lr, wd, rule) in segments.iter().cloned() {
-            self.update_group(range, lr, wd, rule)?;
+            self.update_group(range, lr, wd, rule, found_inf)?;
+        }
+        if let (Some(found_inf), Fusion::On(step)) = (found_inf, &mut self.fusion) {
+            // A skipped step is not counted (PyTorch's fused path subtracts `found_inf` from its step counts too).
+            let _ = step.f_sub_(found_inf)?;
+            self.steps_on_device = true;
         }
         Ok(())
     }
 
     /// One step of the parameters in `range` with these settings.
-    fn update_group(&mut self, range: std::ops::Range<usize>, lr: f64, wd: f64, rule: Rule) -> Result<()> {
+    fn update_group(
+        &mut self,
+        range: std::ops::Range<usize>,
+        lr: f64,
+        wd: f64,
+        rule: Rule,
+        found_inf: Option<&Tensor>,
+    ) -> Result<()> {
         if range.is_empty() {
             return Ok(());
         }
         if let (Rule::Adam { beta1, beta2, eps, decoupled }, Fusion::On(step)) = (rule, &self.fusion) {
-            let h = AdamStep { t: self.steps, lr, beta1, beta2, weight_decay: wd, eps, decoupled };
-            return crate::kernels::fused_adam(&self.params[range.clone()], &self.state[range], step, &h);
+            let h = AdamStep { lr, beta1, beta2, weight_decay: wd, eps, decoupled };
+            return crate::kernels::fused_adam(&self.params[range.clone()], &self.state[range], step, &h, found_inf);
         }
         let t = self.steps as i32;
         for (param, state) in self.params[range.clone()].iter().zip(self.state[range].iter_mut()) {

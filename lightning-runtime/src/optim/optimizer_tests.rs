@@ -191,3 +191,39 @@ fn parameter_groups_survive_export_and_import_and_a_group_setting_that_cannot_wo
         .param_group(super::ParamGroup::new(vec![b.shallow_clone()]).momentum(-1.0));
     assert_eq!(bad.check().unwrap_err(), "parameter group 1: momentum = -1: it must be a finite number, 0 or more");
 }
+
+#[test]
+fn under_a_gradient_scaler_fused_adam_skips_on_the_device_as_the_single_tensor_update_does_on_the_host() {
+    let run = |fused: bool| {
+        let p = param(&[1.0, -2.0, 0.5]);
+        let mut opt = Optimizer::adam(vec![p.shallow_clone()], 0.1).fused(fused);
+        opt.scaler = Some(crate::precision::GradScaler::new(tch::Device::Cpu).unwrap().shared());
+        // Gradients as a scaled loss's backward leaves them: the scale (2^16, then 2^15 after the skip) times
+        // the true ones; the second step's hold an inf.
+        for (step, scale) in [(0, 65536.0), (1, 65536.0), (2, 32768.0)] {
+            opt.zero_grad().unwrap();
+            let true_grad = Tensor::from_slice(&[0.5f32, -1.0, 2.0]) * (step + 1) as f64;
+            let grad = if step == 1 { true_grad.fill(f64::INFINITY) } else { true_grad * scale };
+            crate::kernels::set_grad(&p, &grad).unwrap();
+            opt.step().unwrap();
+        }
+        let scaler = opt.scaler.as_ref().unwrap().lock().unwrap().state().unwrap();
+        (values(&p), opt.steps(), opt.step_calls(), scaler, matches!(opt.fusion, Fusion::On(_)))
+    };
+    let (fused_values, fused_steps, fused_calls, fused_scaler, was_fused) = run(true);
+    let (single_values, single_steps, single_calls, single_scaler, single_fused) = run(false);
+    assert!(was_fused && !single_fused);
+    close(&fused_values, &single_values);
+    assert_eq!((fused_steps, fused_calls), (2, 3), "the skipped step is not counted");
+    assert_eq!((single_steps, single_calls), (2, 3));
+    assert_eq!(fused_scaler, single_scaler);
+    assert_eq!(fused_scaler.scale, 32768.0);
+    // And the count a checkpoint keeps is the device's.
+    let p = param(&[1.0]);
+    let mut opt = Optimizer::adam(vec![p.shallow_clone()], 0.1);
+    opt.scaler = Some(crate::precision::GradScaler::new(tch::Device::Cpu).unwrap().shared());
+    crate::kernels::set_grad(&p, &Tensor::from_slice(&[f32::NAN])).unwrap();
+    opt.step().unwrap();
+    assert_eq!(opt.steps(), 0);
+    assert_eq!(serde_json::to_value(opt.export(0).0).unwrap()["steps"], 0);
+}

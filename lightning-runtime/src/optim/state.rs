@@ -37,7 +37,7 @@ impl Optimizer {
             rule: self.rule,
             lr: self.lr,
             weight_decay: self.weight_decay,
-            steps: self.steps,
+            steps: self.steps(),
             shapes: self.params.iter().map(Tensor::size).collect(),
             slots: self.state.first().map_or(0, Vec::len),
             groups: self.groups.clone(),
@@ -131,7 +131,7 @@ impl Optimizer {
             return Err(problem);
         }
         self.state = if state.slots == 0 { Vec::new() } else { restored };
-        self.steps = state.steps;
+        (self.steps, self.steps_on_device) = (state.steps, false);
         Ok(())
     }
 }

@@ -119,6 +119,22 @@ impl GradScaler {
         Ok(!skip)
     }
 
+    /// Runs `step` with the device's verdict on the unscaled gradients of `params` (1 when one holds an inf/NaN),
+    /// for a step that skips itself on the device (the fused Adam kernel), then updates the scale: no host sync.
+    pub fn step_on_device(&mut self, params: &[Tensor], step: impl FnOnce(&Tensor) -> Result<()>) -> Result<()> {
+        self.unscale(params)?;
+        step(&self.found_inf)?;
+        let _ = self.scale.f_internal_amp_update_scale_(
+            &self.growth_tracker,
+            &self.found_inf,
+            GROWTH_FACTOR,
+            BACKOFF_FACTOR,
+            GROWTH_INTERVAL,
+        )?;
+        self.unscaled = false;
+        Ok(())
+    }
+
     pub fn state(&self) -> Result<ScalerState> {
         Ok(ScalerState {
             scale: self.scale.f_double_value(&[])?,
