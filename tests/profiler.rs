@@ -39,3 +39,37 @@ fn the_simple_profiler_times_every_hook_and_writes_lightnings_table() {
     trainer.validate(&mut module, val_loader()).unwrap();
     assert!(dir.path().join("validate-profile.txt").exists());
 }
+
+#[test]
+fn the_chrome_trace_holds_every_call_nested_as_it_ran() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let mut module = Net::mlp(0.0, Opt::AdamStepLr);
+    let profiler = SimpleProfiler::new().chrome_trace(dir.path().join("trace.json"));
+    let mut trainer =
+        Trainer::new().accelerator(Accelerator::Cpu).max_epochs(1).enable_progress_bar(false).profiler(profiler);
+    trainer.fit(&mut module, train_loader(1), val_loader()).unwrap();
+    let text = std::fs::read_to_string(dir.path().join("fit-trace.json")).unwrap();
+    let trace: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let events = trace["traceEvents"].as_array().unwrap();
+    let named = |name: &str| -> Vec<&serde_json::Value> { events.iter().filter(|e| e["name"] == name).collect() };
+    let steps = named("[LightningModule]training_step");
+    assert_eq!(steps.len(), module.steps_run);
+    for event in events {
+        assert_eq!(event["ph"], "X");
+        assert!(event["ts"].as_f64().unwrap() >= 0.0 && event["dur"].as_f64().unwrap() >= 0.0, "{event}");
+    }
+    assert_eq!(steps[0]["cat"], "LightningModule");
+    // Each training step ran inside an optimizer step (the closure), so its event lies inside that one's.
+    let optimizer_steps = named("[Loop]optimizer_step (the closure included)");
+    assert_eq!(optimizer_steps.len(), steps.len());
+    let span =
+        |e: &serde_json::Value| (e["ts"].as_f64().unwrap(), e["ts"].as_f64().unwrap() + e["dur"].as_f64().unwrap());
+    for (step, outer) in steps.iter().zip(&optimizer_steps) {
+        let ((s0, s1), (o0, o1)) = (span(step), span(outer));
+        assert!(o0 <= s0 + 1.0 && s1 <= o1 + 1.0, "training_step {s0}..{s1} outside optimizer_step {o0}..{o1}");
+    }
+    // Starts follow the order the calls ran in.
+    let starts: Vec<f64> = steps.iter().map(|e| e["ts"].as_f64().unwrap()).collect();
+    assert!(starts.windows(2).all(|w| w[0] <= w[1]), "{starts:?}");
+}

@@ -13,13 +13,18 @@ use crate::Result;
 /// duration, calls, total, share of the stage) when each stage ends: on standard output, and to a file when
 /// given one.
 ///
+/// With [`chrome_trace`](Self::chrome_trace) it also writes every call as an event of a Chrome trace (the JSON
+/// that Perfetto and `chrome://tracing` open), nested as the calls were.
+///
 /// ```no_run
 /// use lightning_runtime::{SimpleProfiler, Trainer};
-/// let trainer = Trainer::new().max_epochs(1).profiler(SimpleProfiler::new().to_file("fit-profile.txt"));
+/// let profiler = SimpleProfiler::new().to_file("fit-profile.txt").chrome_trace("trace.json");
+/// let trainer = Trainer::new().max_epochs(1).profiler(profiler);
 /// ```
 #[derive(Clone, Debug, Default)]
 pub struct SimpleProfiler {
     file: Option<PathBuf>,
+    trace: Option<PathBuf>,
 }
 
 impl SimpleProfiler {
@@ -34,6 +39,21 @@ impl SimpleProfiler {
         self.file = Some(path.into());
         self
     }
+
+    /// Also writes a Chrome trace of every call to `path` (the stage's name added in front of the file name:
+    /// `fit-trace.json`), for Perfetto or `chrome://tracing`.
+    pub fn chrome_trace(mut self, path: impl Into<PathBuf>) -> Self {
+        self.trace = Some(path.into());
+        self
+    }
+}
+
+/// The calls of a stage as trace events: each action's name once, then (name, start, duration) per call.
+#[derive(Default)]
+struct Trace {
+    names: Vec<String>,
+    ids: HashMap<String, u32>,
+    events: Vec<(u32, Duration, Duration)>,
 }
 
 /// One stage's measurements.
@@ -41,15 +61,31 @@ pub(crate) struct Recorder {
     started: Instant,
     actions: HashMap<String, (u64, Duration)>,
     settings: SimpleProfiler,
+    trace: Option<Trace>,
 }
 
 impl Recorder {
     pub fn new(settings: SimpleProfiler) -> Self {
-        Recorder { started: Instant::now(), actions: HashMap::new(), settings }
+        let trace = settings.trace.is_some().then(Trace::default);
+        Recorder { started: Instant::now(), actions: HashMap::new(), settings, trace }
     }
 
     pub fn record(&mut self, action: impl AsRef<str>, took: Duration) {
         let action = action.as_ref();
+        if let Some(trace) = &mut self.trace {
+            // The call ended now: it started `took` earlier.
+            let start = self.started.elapsed().saturating_sub(took);
+            let id = match trace.ids.get(action) {
+                Some(&id) => id,
+                None => {
+                    let id = trace.names.len() as u32;
+                    trace.names.push(action.to_string());
+                    trace.ids.insert(action.to_string(), id);
+                    id
+                }
+            };
+            trace.events.push((id, start, took));
+        }
         match self.actions.get_mut(action) {
             Some((calls, total)) => {
                 *calls += 1;
@@ -99,6 +135,35 @@ impl Recorder {
             }
             std::fs::write(&file, report)?;
         }
+        if let (Some(path), Some(trace)) = (&self.settings.trace, &self.trace) {
+            let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let file = path.with_file_name(format!("{stage}-{name}"));
+            if let Some(parent) = file.parent().filter(|p| !p.as_os_str().is_empty()) {
+                std::fs::create_dir_all(parent)?;
+            }
+            std::fs::write(&file, trace.to_json(stage).to_string())?;
+        }
         Ok(())
+    }
+}
+
+impl Trace {
+    /// The Chrome trace format's JSON object form: complete events (`"ph": "X"`) in microseconds, with the
+    /// part of the code each action belongs to as its category (`LightningModule`, `Callback`, `Loop`, ...).
+    fn to_json(&self, stage: &str) -> serde_json::Value {
+        let micros = |d: &Duration| d.as_nanos() as f64 / 1000.0;
+        let events: Vec<serde_json::Value> = self
+            .events
+            .iter()
+            .map(|(id, start, took)| {
+                let name = &self.names[*id as usize];
+                let category = name.strip_prefix('[').and_then(|rest| rest.split(']').next()).unwrap_or("Trainer");
+                serde_json::json!({
+                    "name": name, "cat": category, "ph": "X", "ts": micros(start), "dur": micros(took),
+                    "pid": std::process::id(), "tid": 1,
+                })
+            })
+            .collect();
+        serde_json::json!({ "traceEvents": events, "displayTimeUnit": "ms", "otherData": { "stage": stage } })
     }
 }
