@@ -110,3 +110,49 @@ fn learning_rate_monitor_logs_the_scheduled_rates() {
     let logged: Vec<f64> = rates.0.lock().unwrap().iter().filter(|(n, _, _)| n == "lr").map(|(_, v, _)| *v).collect();
     assert_eq!(logged, [1.0, 1.0, 0.5, 0.5, 0.25, 0.25], "the StepLR halves the rate every epoch");
 }
+
+/// Asks to stop at the end of the batch reaching `at` steps; counts the epoch ends it sees.
+struct StopAt {
+    at: usize,
+    epoch_ends: Arc<Mutex<usize>>,
+}
+
+impl lightning::Callback for StopAt {
+    fn on_train_batch_end(
+        &mut self,
+        ctx: &mut Ctx,
+        _: &mut dyn lightning::AnyModule,
+        _: &StepOutput,
+        _: &dyn std::any::Any,
+        _: usize,
+    ) -> lightning::CallbackResult {
+        if ctx.global_step() == self.at {
+            ctx.request_stop();
+        }
+        Ok(())
+    }
+
+    fn on_train_epoch_end(&mut self, _: &mut Ctx, _: &mut dyn lightning::AnyModule) -> lightning::CallbackResult {
+        *self.epoch_ends.lock().unwrap() += 1;
+        Ok(())
+    }
+}
+
+#[test]
+fn a_stop_asked_for_in_a_batch_ends_the_epoch_after_it_once_the_minimums_are_met() {
+    let batches = || Loader::from((0..5).map(|_| Tensor::ones([2], (Kind::Float, Device::Cpu))).collect::<Vec<_>>());
+    let run = |min_steps: usize| {
+        let epoch_ends = Arc::new(Mutex::new(0));
+        let mut module = Scripted::new(&[1.0; 4]);
+        let stop = StopAt { at: 2, epoch_ends: epoch_ends.clone() };
+        let mut trainer =
+            Trainer::new().max_epochs(4).min_steps(min_steps).accelerator(Accelerator::Cpu).callback(stop);
+        trainer.fit(&mut module, batches(), None).unwrap();
+        let ends = *epoch_ends.lock().unwrap();
+        (trainer.global_step(), trainer.current_epoch(), ends)
+    };
+    // Lightning's epoch loop is done after the batch that asked: `on_train_epoch_end` still runs.
+    assert_eq!(run(0), (2, 1, 1));
+    // Until `min_steps` are met the request stands and waits: the epoch ends after the batch that meets them.
+    assert_eq!(run(4), (4, 1, 1));
+}

@@ -86,7 +86,7 @@ impl<M: LightningModule + 'static> Run<'_, M> {
             }
             self.hooks.release_held_saves(self.module)?;
             self.check_interrupt()?;
-            if self.max_steps_reached() || self.out_of_time() {
+            if self.max_steps_reached() || self.out_of_time() || self.stop_requested_mid_epoch() {
                 // A limit hit before the epoch's last batch leaves the epoch unfinished: a checkpoint written now
                 // must resume inside it, not at the next one.
                 cut_short = !is_last;
@@ -105,6 +105,18 @@ impl<M: LightningModule + 'static> Run<'_, M> {
             self.step_schedulers(Interval::Epoch, epoch + 1)?;
         }
         Ok(!cut_short)
+    }
+
+    /// A stop asked for during a batch (`ctx.request_stop()` in a batch hook or a validation run) ends the epoch
+    /// after that batch once `min_epochs` and `min_steps` are met, as Lightning's epoch loop does. In a
+    /// distributed run the processes agree on stopping when the epoch ends instead (a per-batch vote would cost a
+    /// collective per batch).
+    fn stop_requested_mid_epoch(&self) -> bool {
+        let progress = &self.hooks.progress;
+        self.hooks.ctx.should_stop
+            && self.hooks.ctx.process_group.is_none()
+            && progress.epoch >= self.cfg.min_epochs
+            && progress.global_step >= self.cfg.min_steps
     }
 
     /// How many training batches an epoch runs.
