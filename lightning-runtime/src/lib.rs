@@ -19,6 +19,7 @@ mod optim;
 mod output;
 mod precision;
 mod trainer;
+mod tuner;
 
 pub use callback::{AnyModule, Callback, CallbackResult};
 pub use callbacks::{
@@ -49,6 +50,7 @@ pub use trainer::{
     Accelerator, CkptPath, FromHparams, Limit, LoadFromCheckpoint, NonFinite, OptimizerClosure, SimpleProfiler,
     SingleDevice, Strategy, Trainer,
 };
+pub use tuner::{is_out_of_memory, BatchSizeMode, LrFind, LrFinder, LrMode, ScaleBatchSize, Tuner};
 
 /// What the code `#[lightning_module]` generates names, through one path that does not change with the
 /// crate's version. Not part of the public API.

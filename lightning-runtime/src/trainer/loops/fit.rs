@@ -275,6 +275,16 @@ impl<M: LightningModule + 'static> Run<'_, M> {
         if optimizers.is_empty() {
             return Err(Error::Config("`configure_optimizers` returned no optimizer".into()));
         }
+        if self.cfg.tuning {
+            // The tuner sets the learning rate itself (Lightning's `lr_find` replaces the schedulers too).
+            if optimizers.len() != 1 {
+                return Err(Error::Config(format!(
+                    "`configure_optimizers` returned {} optimizers, but the learning-rate finder works with one",
+                    optimizers.len()
+                )));
+            }
+            schedulers.clear();
+        }
         if M::AUTOMATIC_OPTIMIZATION && optimizers.len() > 1 {
             return Err(Error::Config(format!(
                 "`configure_optimizers` returned {} optimizers, but automatic optimization steps one: \
