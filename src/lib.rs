@@ -184,6 +184,8 @@ pub mod guide {
     pub mod distributed {}
     #[doc = include_str!("../docs/precision.md")]
     pub mod precision {}
+    #[doc = include_str!("../docs/tuning.md")]
+    pub mod tuning {}
 }
 
 /// What a module's file needs: the attribute, the runtime's types and tch's. It leaves out the `Batch` trait, whose

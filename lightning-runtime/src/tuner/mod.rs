@@ -19,16 +19,16 @@ pub use lr_find::{LrFind, LrFinder, LrMode};
 
 /// Tunes a Trainer's run before the real one (Lightning's `Tuner(trainer)`).
 ///
-/// ```no_run
-/// # use lightning_runtime::{Loader, Trainer, Tuner, LrFind};
-/// # fn model() -> impl lightning_runtime::Fit { unimplemented!() }
-/// # fn data() -> Loader<tch::Tensor> { unimplemented!() }
-/// let mut trainer = Trainer::new().max_epochs(10);
-/// let mut model = model();
-/// let finder = Tuner::new(&mut trainer).lr_find(&mut model, data(), LrFind::default())?;
-/// println!("suggested learning rate: {:?}", finder.suggestion());
-/// finder.plot("lr_find.svg")?;
-/// # Ok::<(), lightning_runtime::Error>(())
+/// ```
+/// use lightning_runtime::{Fit, Loader, LrFind, Trainer, Tuner};
+///
+/// /// The suggested learning rate for `model` on `data`.
+/// fn suggest<M: Fit>(model: &mut M, data: Loader<M::Batch>) -> lightning_runtime::Result<Option<f64>> {
+///     let mut trainer = Trainer::new().max_epochs(10);
+///     let finder = Tuner::new(&mut trainer).lr_find(model, data, LrFind::default())?;
+///     finder.plot("lr_find.svg")?;
+///     Ok(finder.suggestion())
+/// }
 /// ```
 pub struct Tuner<'t> {
     trainer: &'t mut Trainer,
