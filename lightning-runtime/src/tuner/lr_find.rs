@@ -261,7 +261,7 @@ impl Callback for Recorder {
         let smoothed = curve.avg_loss / (1.0 - self.beta.powi(step as i32 + 1));
         if let Some(threshold) = self.options.early_stop_threshold {
             // A NaN loss diverged too.
-            if step > 1 && !(smoothed <= threshold * curve.best_loss) {
+            if step > 1 && (smoothed.is_nan() || smoothed > threshold * curve.best_loss) {
                 ctx.request_stop();
             }
         }
