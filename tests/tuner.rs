@@ -32,7 +32,7 @@ impl Line {
         let vs = nn::VarStore::new(Device::Cpu);
         let linear = nn::linear(vs.root(), 1, 1, Default::default());
         tch::no_grad(|| {
-            linear.ws.shallow_clone().fill_(0.5);
+            let _ = linear.ws.shallow_clone().fill_(0.5);
         });
         Line { vs, linear, two_optimizers: false, memory_for: None }
     }
