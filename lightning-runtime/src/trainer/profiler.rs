@@ -10,8 +10,8 @@ use crate::Result;
 
 /// Times every hook (each callback's and the module's) and the loops' sections (fetching a batch, the optimizer
 /// step with its closure) through the dispatcher, and prints Lightning's SimpleProfiler table (action, mean
-/// duration, calls, total, share of the stage) when each stage ends: on standard output, and to a file when
-/// given one.
+/// duration, calls, total, share of the stage) when each stage ends: on standard output, or (as Lightning's
+/// does when given a file name) to a file.
 ///
 /// With [`chrome_trace`](Self::chrome_trace) it also writes every call as an event of a Chrome trace (the JSON
 /// that Perfetto and `chrome://tracing` open), nested as the calls were.
@@ -33,8 +33,8 @@ impl SimpleProfiler {
         Self::default()
     }
 
-    /// Also writes the table to `path` (the stage's name is added in front of the file name, as Lightning's
-    /// `fit-profile.txt`).
+    /// Writes the table to `path` instead of standard output (the stage's name is added in front of the file
+    /// name, as Lightning's `fit-profile.txt`).
     pub fn to_file(mut self, path: impl Into<PathBuf>) -> Self {
         self.file = Some(path.into());
         self
@@ -123,10 +123,12 @@ impl Recorder {
         out
     }
 
-    /// Prints the table, and writes it to the file when there is one.
+    /// Writes the table to the file when there is one, else prints it.
     pub fn finish(&self, stage: &str) -> Result<()> {
         let report = self.report(stage);
-        println!("{report}");
+        if self.settings.file.is_none() {
+            println!("{report}");
+        }
         if let Some(path) = &self.settings.file {
             let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
             let file = path.with_file_name(format!("{stage}-{name}"));
