@@ -156,3 +156,48 @@ fn a_stop_asked_for_in_a_batch_ends_the_epoch_after_it_once_the_minimums_are_met
     // Until `min_steps` are met the request stands and waits: the epoch ends after the batch that meets them.
     assert_eq!(run(4), (4, 1, 1));
 }
+
+/// Logs `val_score` from a validation step, and how many validation runs there were.
+struct Validated {
+    vs: nn::VarStore,
+    w: Tensor,
+    validations: usize,
+}
+
+#[lightning_module]
+impl Validated {
+    fn training_step(&mut self, batch: &Tensor) -> Tensor {
+        (batch * &self.w).mean(Kind::Float)
+    }
+
+    fn validation_step(&mut self, batch: &Tensor, ctx: &mut Ctx) {
+        ctx.log("val_score", batch.mean(Kind::Float));
+    }
+
+    fn on_validation_epoch_end(&mut self) {
+        self.validations += 1;
+    }
+
+    fn configure_optimizers(&mut self) -> Optimizer {
+        Optimizer::sgd(&self.vs, 0.1)
+    }
+}
+
+#[test]
+fn a_stop_asked_for_in_a_batch_validates_once_more_before_the_epoch_ends() {
+    let batches =
+        |n: usize| Loader::from((0..n).map(|_| Tensor::ones([2], (Kind::Float, Device::Cpu))).collect::<Vec<_>>());
+    let vs = nn::VarStore::new(Device::Cpu);
+    let w = vs.root().ones("w", &[1]);
+    let mut module = Validated { vs, w, validations: 0 };
+    let epoch_ends = Arc::new(Mutex::new(0));
+    let mut trainer = Trainer::new()
+        .max_epochs(3)
+        .num_sanity_val_steps(0)
+        .accelerator(Accelerator::Cpu)
+        .callback(StopAt { at: 2, epoch_ends })
+        // EarlyStopping reads `val_score` at the epoch's end: the validation run the stop brought logged it.
+        .callback(EarlyStopping::new("val_score"));
+    trainer.fit(&mut module, batches(5), batches(1)).unwrap();
+    assert_eq!((trainer.global_step(), module.validations), (2, 1));
+}

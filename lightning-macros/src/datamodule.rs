@@ -138,14 +138,15 @@ pub fn datamodule(args: TokenStream, item: TokenStream) -> TokenStream {
     }
 }
 
-/// The batch type of the first `Loader<T>` a dataloader hook's return type names (`Loader<T>`,
-/// `Result<Loader<T>>`, `Vec<Loader<T>>`, ...).
+/// The batch type of the first `Loader<T>` or `Loaders<T>` a dataloader hook's return type names (`Loader<T>`,
+/// `Result<Loader<T>>`, `Vec<Loader<T>>`, ...); `Self::Batch` there says nothing of it.
 fn loader_batch(module: &Module) -> Option<Type> {
     module
         .hooks
         .iter()
         .filter(|hook_fn| hook_fn.hook.name.ends_with("_dataloader"))
         .find_map(|hook_fn| hook_fn.ret.ok.as_ref().and_then(find_loader))
+        .filter(|ty| !crate::rewrite::is_rewritten(ty))
 }
 
 fn find_loader(ty: &Type) -> Option<Type> {
@@ -157,7 +158,7 @@ fn find_loader(ty: &Type) -> Option<Type> {
                 GenericArgument::Type(ty) => Some(ty),
                 _ => None,
             });
-            if segment.ident == "Loader" {
+            if segment.ident == "Loader" || segment.ident == "Loaders" {
                 return types.into_iter().next().cloned();
             }
             types.into_iter().find_map(find_loader)

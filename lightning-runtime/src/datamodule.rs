@@ -52,7 +52,7 @@ pub(crate) enum Which {
 /// the data module does not define it.
 pub(crate) trait AnyDataModule {
     /// The name its state is saved under in checkpoints (Lightning's class `__qualname__`).
-    fn state_key(&self) -> &'static str;
+    fn state_key(&self) -> String;
     fn prepare_data(&mut self, ctx: &mut Ctx) -> Option<Result<(), HookError>>;
     fn setup(&mut self, stage: Stage, ctx: &mut Ctx) -> Option<Result<(), HookError>>;
     fn teardown(&mut self, stage: Stage, ctx: &mut Ctx) -> Option<Result<(), HookError>>;
@@ -75,12 +75,8 @@ pub(crate) trait AnyDataModule {
 }
 
 impl<D: LightningDataModule> AnyDataModule for D {
-    fn state_key(&self) -> &'static str {
-        let name = std::any::type_name::<D>();
-        // `crate::path::Type<Args>` → `Type<Args>`: the path up to the type's own name goes.
-        let end = name.find('<').unwrap_or(name.len());
-        let start = name[..end].rfind("::").map_or(0, |i| i + 2);
-        &name[start..]
+    fn state_key(&self) -> String {
+        state_key(std::any::type_name::<D>())
     }
 
     fn prepare_data(&mut self, ctx: &mut Ctx) -> Option<Result<(), HookError>> {
@@ -158,5 +154,33 @@ impl<D: LightningDataModule> AnyDataModule for D {
 
     fn on_exception(&mut self, error: &Error, ctx: &mut Ctx) -> Option<Result<(), HookError>> {
         D::HOOKS.on_exception.map(|f| f(self, error, ctx))
+    }
+}
+
+/// A type's name without the module paths (in its generic arguments too): `app::data::Digits<app::Aug>` →
+/// `Digits<Aug>`, so that moving a type between modules keeps its checkpoints' key.
+fn state_key(type_name: &str) -> String {
+    let mut key = String::with_capacity(type_name.len());
+    let mut word = String::new();
+    for c in type_name.chars() {
+        if c.is_alphanumeric() || c == '_' || c == ':' {
+            word.push(c);
+        } else {
+            key.push_str(word.rsplit("::").next().unwrap_or_default());
+            word.clear();
+            key.push(c);
+        }
+    }
+    key.push_str(word.rsplit("::").next().unwrap_or_default());
+    key
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_state_key_leaves_the_module_paths_out() {
+        assert_eq!(super::state_key("app::data::Digits"), "Digits");
+        assert_eq!(super::state_key("app::data::Digits<app::aug::Flip, 3>"), "Digits<Flip, 3>");
+        assert_eq!(super::state_key("Plain"), "Plain");
     }
 }

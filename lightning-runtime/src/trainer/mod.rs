@@ -133,8 +133,8 @@ pub(crate) struct Config {
     pub devices: usize,
     pub num_nodes: usize,
     pub precision: crate::Precision,
-    /// A `Tuner` run: one optimizer, and its schedulers left out (the tuner drives the learning rate).
-    pub tuning: bool,
+    /// `Tuner::lr_find`'s run: one optimizer, and its schedulers left out (the finder drives the learning rate).
+    pub lr_finding: bool,
 }
 
 impl Default for Config {
@@ -168,7 +168,7 @@ impl Default for Config {
             devices: 1,
             num_nodes: 1,
             precision: crate::Precision::F32True,
-            tuning: false,
+            lr_finding: false,
         }
     }
 }

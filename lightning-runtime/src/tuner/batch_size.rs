@@ -22,9 +22,13 @@ pub enum BatchSizeMode {
 /// The search's settings, Lightning's defaults: from 2, 3 steps per trial, at most 25 trials.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct ScaleBatchSize {
+    /// Power or binary search.
     pub mode: BatchSizeMode,
+    /// Training steps each trial runs.
     pub steps_per_trial: usize,
+    /// The first size tried.
     pub init_val: usize,
+    /// At most this many trials.
     pub max_trials: usize,
     /// The largest size to try (the dataset's size, say).
     pub max_val: Option<usize>,

@@ -25,9 +25,13 @@ pub enum LrMode {
 /// once the smoothed loss is 4 times the best seen.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct LrFind {
+    /// The first rate tried.
     pub min_lr: f64,
+    /// The last rate tried.
     pub max_lr: f64,
+    /// How many steps (rates) to try.
     pub num_training: usize,
+    /// Exponential or linear growth.
     pub mode: LrMode,
     /// Stop when the smoothed loss exceeds this many times the best (`None`: never stop early).
     pub early_stop_threshold: Option<f64>,
@@ -104,9 +108,11 @@ impl LrFind {
 /// What a range test found: the rate of each step and the smoothed loss after it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct LrFinder {
+    /// The rate of each step, in order.
     pub lrs: Vec<f64>,
     /// The smoothed training losses (NaN where a step gave no loss).
     pub losses: Vec<f64>,
+    /// How the rate grew (the plot's rate axis is logarithmic for `Exponential`).
     pub mode: LrMode,
 }
 
@@ -124,7 +130,7 @@ impl LrFinder {
     }
 
     fn optimal_index(&self, skip_begin: usize, skip_end: usize) -> Option<usize> {
-        let end = self.losses.len().saturating_sub(skip_end);
+        let end = self.losses.len().min(self.lrs.len()).saturating_sub(skip_end);
         let points: Vec<(usize, f64, f64)> = (skip_begin..end)
             .filter(|&i| self.losses[i].is_finite())
             .map(|i| (i, self.lrs[i], self.losses[i]))
@@ -145,7 +151,8 @@ impl LrFinder {
                 }
             }
         };
-        let best = (0..n).min_by(|&a, &b| gradient(a).total_cmp(&gradient(b)))?;
+        // (Two equal rates give 0/0: such a point is left out rather than chosen.)
+        let best = (0..n).filter(|&k| gradient(k).is_finite()).min_by(|&a, &b| gradient(a).total_cmp(&gradient(b)))?;
         Some(points[best].0)
     }
 
@@ -175,6 +182,7 @@ impl Tuner<'_> {
         }
         let saved = Saved::take(self.trainer, module)?;
         trial_config(&mut self.trainer.cfg, options.num_training);
+        self.trainer.cfg.lr_finding = true;
         // A diverging loss is what the test looks for: it ends the test, not the program.
         self.trainer.cfg.nonfinite = NonFinite::Off;
         let curve = Arc::new(Mutex::new(Curve::default()));

@@ -76,13 +76,23 @@ impl Saved {
         })
     }
 
-    /// Puts everything back: the module's variables get their saved values (on the device they are on now).
+    /// Puts everything back: the module's variables get their saved dtype and values (on the device they are on
+    /// now, as Lightning's model stays on its device).
     fn restore<M: LightningModule>(self, trainer: &mut Trainer, module: &mut M) -> Result<()> {
         trainer.cfg = self.cfg;
         trainer.callbacks = self.callbacks;
         trainer.loggers = self.loggers;
         trainer.profiler = self.profiler;
         trainer.state = self.state;
+        // A `*-true` run cast the weights in place: they take their dtype back before their values.
+        let current = module.var_store().variables();
+        let cast = self.variables.iter().find_map(|(name, saved)| {
+            let now = current.get(name)?;
+            (saved.is_floating_point() && now.kind() != saved.kind()).then_some(saved.kind())
+        });
+        if let Some(kind) = cast {
+            module.var_store_mut().set_kind(kind);
+        }
         let current = module.var_store().variables();
         tch::no_grad(|| -> Result<()> {
             for (name, saved) in &self.variables {
@@ -105,5 +115,4 @@ fn trial_config(cfg: &mut Config, steps: usize) {
     cfg.limit_val = crate::Limit::Batches(0);
     cfg.num_sanity_val_steps = 0;
     (cfg.enable_progress_bar, cfg.enable_model_summary) = (false, false);
-    cfg.tuning = true;
 }

@@ -74,7 +74,7 @@ impl Dispatch<'_> {
 
     /// The data module's state for a checkpoint, with the key it goes under; `None` when it has none to save.
     pub fn datamodule_state(&mut self) -> Result<Option<(String, serde_json::Value)>> {
-        let Some(key) = self.datamodule.as_deref().map(|dm| dm.state_key().to_string()) else { return Ok(None) };
+        let Some(key) = self.datamodule.as_deref().map(|dm| dm.state_key()) else { return Ok(None) };
         let state = self.datamodule(dm_info::state_dict, |dm, ctx| dm.state_dict(ctx))?;
         // Lightning saves a data module's state only when it is not empty.
         Ok(state
@@ -84,7 +84,7 @@ impl Dispatch<'_> {
 
     /// Gives the data module the state a checkpoint holds for it, if any.
     pub fn load_datamodule_state(&mut self, checkpoint: &crate::Checkpoint) -> Result<()> {
-        let Some(key) = self.datamodule.as_deref().map(|dm| dm.state_key().to_string()) else { return Ok(()) };
+        let Some(key) = self.datamodule.as_deref().map(|dm| dm.state_key()) else { return Ok(()) };
         if let Some(state) = checkpoint.meta.datamodule.get(&key).cloned() {
             self.datamodule(dm_info::load_state_dict, |dm, ctx| dm.load_state_dict(state, ctx))?;
         }

@@ -228,6 +228,12 @@ impl<M: LightningModule + 'static> Run<'_, M> {
             }
         };
         let val = val.into_loaders();
+        if val.as_ref().is_some_and(Vec::is_empty) {
+            return Err(Error::Config(
+                "`fit` was given an empty list of validation loaders: pass `None` to train without validation data"
+                    .into(),
+            ));
+        }
         let owner = if datamodule { " on the data module" } else { "" };
         if train.is_none() && !self.hooks.defines_train_dataloader::<M>() {
             return Err(Error::Config(format!(
@@ -275,7 +281,7 @@ impl<M: LightningModule + 'static> Run<'_, M> {
         if optimizers.is_empty() {
             return Err(Error::Config("`configure_optimizers` returned no optimizer".into()));
         }
-        if self.cfg.tuning {
+        if self.cfg.lr_finding {
             // The tuner sets the learning rate itself (Lightning's `lr_find` replaces the schedulers too).
             if optimizers.len() != 1 {
                 return Err(Error::Config(format!(

@@ -31,7 +31,14 @@ impl<M: LightningModule + 'static> Run<'_, M> {
         let mut skipped = false;
         let mut epoch_schedulers_stepped = false;
         let mut cut_short = false;
+        let mut stopped_before_a_batch = false;
         while total.is_none_or(|n| batch_idx < n) {
+            // A stop asked for before any batch of this epoch ran (in `on_train_epoch_start`): Lightning's epoch
+            // loop is done before it fetches one.
+            if batch_idx == start && self.stop_requested_mid_epoch() {
+                stopped_before_a_batch = true;
+                break;
+            }
             let Some(batch) = self.next_batch(TRAINING_LOADER, &mut batches) else { break };
             // Randomness (dropout, noise) is drawn from a generator seeded for this very batch, so a run resumed
             // from a checkpoint draws exactly what the uninterrupted run would have.
@@ -81,7 +88,9 @@ impl<M: LightningModule + 'static> Run<'_, M> {
                 Some(every) => batch_idx % every == 0,
                 None => is_last,
             };
-            if validate_this_epoch && at_interval {
+            // A stop asked for during the batch validates once more before the epoch ends (Lightning's
+            // `_should_check_val_fx`), so that the epoch's validation metrics are there for the callbacks.
+            if validate_this_epoch && (at_interval || self.stop_requested_mid_epoch()) {
                 self.validate_in_fit(val)?;
             }
             self.hooks.release_held_saves(self.module)?;
@@ -94,7 +103,7 @@ impl<M: LightningModule + 'static> Run<'_, M> {
             }
         }
         drop(batches);
-        if batch_idx == 0 && start == 0 && !skipped {
+        if batch_idx == 0 && start == 0 && !skipped && !stopped_before_a_batch {
             return Err(Error::Config(format!("the training loader yielded no batches in epoch {epoch}")));
         }
         // Resumed after the epoch's last batch had run (a checkpoint from its `on_train_batch_end`): the
