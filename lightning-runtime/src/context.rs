@@ -111,6 +111,9 @@ pub struct Ctx {
     pub(crate) lent_callbacks: Option<Vec<Box<dyn crate::Callback>>>,
     /// Parameters `toggle_optimizer` stopped from requiring gradients, until `untoggle_optimizer`.
     pub(crate) toggled: Vec<Tensor>,
+    /// The run's loggers (rank 0's; none on the other processes), which the Trainer sends logged values to and
+    /// hooks reach through `loggers()`.
+    pub(crate) loggers: Vec<Box<dyn crate::loggers::Logger>>,
 }
 
 /// A checkpoint a hook asked for; the Trainer writes it when the hook returns.
@@ -212,6 +215,7 @@ impl Ctx {
             scaler: None,
             lent_callbacks: None,
             toggled: Vec::new(),
+            loggers: Vec::new(),
         }
     }
 

@@ -5,6 +5,7 @@ mod callback;
 mod callbacks;
 mod checkpoint;
 mod context;
+mod context_loggers;
 mod data;
 pub mod distributed;
 mod error;
@@ -18,6 +19,7 @@ mod optim;
 mod output;
 mod precision;
 mod trainer;
+pub mod vision;
 
 pub use callback::{AnyModule, Callback, CallbackResult};
 pub use callbacks::{
@@ -30,7 +32,7 @@ pub use data::{Batch, BatchSource, DataLoader, Dataset, Loader};
 pub use distributed::{Ddp, ProcessGroup, ReduceOp};
 pub use error::{Error, HookError, Result};
 pub use log_call::{LogCall, LogDict};
-pub use loggers::Logger;
+pub use loggers::{Logger, LoggerAny};
 pub use metrics::ReduceFx;
 pub use module::{
     assert_fit, defined_hooks, Fit, HasConfigureOptimizers, HasPredictStep, HasTestStep, HasTrainingStep,

@@ -30,7 +30,10 @@
 //! needed: from `new`, or from the logging call that first writes, which ends the run with that error.
 
 /// Receives logged values: per step every `log_every_n_steps` steps, and each epoch's reduced values.
-pub trait Logger: Send {
+///
+/// Hooks reach the run's loggers through [`Ctx::loggers`](crate::Ctx::loggers), or one of a given type through
+/// [`Ctx::logger`](crate::Ctx::logger) (Lightning's `self.loggers` and `self.logger`).
+pub trait Logger: Send + LoggerAny {
     /// Records `metrics` at optimizer step `step`.
     fn log_metrics(&mut self, metrics: &[(String, f64)], step: usize) -> Result<()>;
     /// Records the module's hyper-parameters (`#[lightning_module(hparams = field)]`), once at the start of `fit`.
@@ -44,16 +47,35 @@ pub trait Logger: Send {
     }
 }
 
+/// Lets [`Ctx::logger`](crate::Ctx::logger) find a logger by its type. Every `'static` type has it: a logger of
+/// your own needs nothing more than its `impl Logger`.
+pub trait LoggerAny {
+    /// The logger, to downcast to its type.
+    fn as_any(&self) -> &dyn Any;
+    /// The logger, mutably, to downcast to its type.
+    fn as_any_mut(&mut self) -> &mut dyn Any;
+}
+
+impl<T: Any> LoggerAny for T {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
+    }
+}
+
 mod csv_logger;
 mod proto;
 mod tensorboard;
 mod version;
 
+use std::any::Any;
 use std::io::Write;
 use std::path::Path;
 
 pub use csv_logger::CsvLogger;
-pub use tensorboard::TensorBoardLogger;
+pub use tensorboard::{ImageFormat, TensorBoardLogger};
 
 use crate::Result;
 use version::io_error;

@@ -6,6 +6,10 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+mod media;
+
+pub use media::ImageFormat;
+
 use super::proto::{event, hparams, summary, tf_record, Message};
 use super::version::{io_error, VersionedDir};
 use super::Logger;
@@ -18,6 +22,11 @@ use crate::Result;
 /// telling apart the files of two loggers of one process started in the same second), is made at the first
 /// write. It starts with the `brain.Event:2` version record; each logged value is then an event holding one
 /// scalar summary at the Trainer's step. Scalars are 32-bit floats in TensorBoard's format.
+///
+/// A hook reaches the run's logger through [`Ctx::tensorboard`](crate::Ctx::tensorboard) to add images
+/// ([`add_image`](Self::add_image), [`add_images`](Self::add_images)), histograms
+/// ([`add_histogram`](Self::add_histogram)) and text ([`add_text`](Self::add_text)), in the formats PyTorch's
+/// `SummaryWriter` writes: Lightning's `self.logger.experiment.add_image(...)`.
 ///
 /// The hyper-parameters go to `hparams.json` and, as TensorBoard's hparams plugin reads them, into a
 /// `_hparams_/session_start_info` summary: nested objects are flattened to `outer/inner` names (as
@@ -196,6 +205,15 @@ impl TensorBoardLogger {
         io_error("cannot write", &path, error)
     }
 
+    /// Counts a logging call, flushing every `flush_every` of them.
+    fn count_logging_call(&mut self) -> Result<()> {
+        self.unflushed += 1;
+        if self.unflushed >= self.flush_every {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
     fn flush(&mut self) -> Result<()> {
         if let Some(writer) = self.writer.as_mut() {
             let flushed = writer.flush();
@@ -218,11 +236,7 @@ impl Logger for TensorBoardLogger {
                 .message(event::SUMMARY, Message::new().message(summary::VALUE, value));
             self.write_event(event)?;
         }
-        self.unflushed += 1;
-        if self.unflushed >= self.flush_every {
-            self.flush()?;
-        }
-        Ok(())
+        self.count_logging_call()
     }
 
     fn log_hyperparams(&mut self, params: &serde_json::Value) -> Result<()> {

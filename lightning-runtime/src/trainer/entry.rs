@@ -100,7 +100,7 @@ impl Trainer {
                 result = Err(error);
             }
         }
-        for logger in &mut run.hooks.loggers {
+        for logger in &mut run.hooks.ctx.loggers {
             let finalized = logger.finalize();
             if result.is_ok() {
                 if let Err(error) = finalized {
@@ -126,7 +126,7 @@ impl Trainer {
         self.callbacks = hooks.callbacks;
         self.callbacks.extend(kept);
         if global_zero {
-            self.loggers = hooks.loggers;
+            self.loggers = hooks.ctx.loggers;
         }
         result
     }

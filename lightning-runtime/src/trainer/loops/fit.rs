@@ -43,7 +43,7 @@ impl<M: LightningModule + 'static> Run<'_, M> {
             None => ResumeAt::default(),
         };
         if let Some(hparams) = self.module.hparams() {
-            for logger in &mut self.hooks.loggers {
+            for logger in &mut self.hooks.ctx.loggers {
                 logger.log_hyperparams(&hparams)?;
             }
         }
