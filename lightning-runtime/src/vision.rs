@@ -123,11 +123,8 @@ pub fn make_grid(images: &Tensor, options: GridOptions) -> Result<Tensor> {
     )?;
     for k in 0..count {
         let (row, column) = (k / columns, k % columns);
-        let mut cell = grid.f_narrow(1, row * cell_height + padding, height)?.f_narrow(
-            2,
-            column * cell_width + padding,
-            width,
-        )?;
+        let mut cell =
+            grid.f_narrow(1, row * cell_height + padding, height)?.f_narrow(2, column * cell_width + padding, width)?;
         cell.f_copy_(&batch.get(k))?;
     }
     Ok(grid)
@@ -161,7 +158,14 @@ mod tests {
     #[test]
     fn images_go_left_to_right_then_down_with_padding_between() {
         // Three 1x2x2 images of values 1, 2, 3, two to a row, padding 1 of value 9.
-        let images = Tensor::cat(&[Tensor::ones([1, 1, 2, 2], (Kind::Float, Device::Cpu)) * 1.0, Tensor::ones([1, 1, 2, 2], (Kind::Float, Device::Cpu)) * 2.0, Tensor::ones([1, 1, 2, 2], (Kind::Float, Device::Cpu)) * 3.0], 0);
+        let images = Tensor::cat(
+            &[
+                Tensor::ones([1, 1, 2, 2], (Kind::Float, Device::Cpu)) * 1.0,
+                Tensor::ones([1, 1, 2, 2], (Kind::Float, Device::Cpu)) * 2.0,
+                Tensor::ones([1, 1, 2, 2], (Kind::Float, Device::Cpu)) * 3.0,
+            ],
+            0,
+        );
         let grid = make_grid(&images, GridOptions::default().nrow(2).padding(1).pad_value(9.0)).unwrap();
         assert_eq!(grid.size(), [3, 7, 7]);
         let channel = Vec::<Vec<f32>>::try_from(grid.get(0)).unwrap();
