@@ -24,7 +24,8 @@ pub mod vision;
 pub use callback::{AnyModule, Callback, CallbackResult};
 pub use callbacks::{
     EarlyStopping, EarlyStoppingHandle, LearningRateMonitor, ModelCheckpoint, ModelCheckpointHandle, ModelSummary,
-    MonitorMode, OnExceptionCheckpoint, ProgressBar, SummaryRow,
+    MonitorMode, OnExceptionCheckpoint, PredictionWriter, ProgressBar, SummaryRow, TensorFiles, WriteInterval,
+    WritePredictions,
 };
 pub use checkpoint::{Checkpoint, LoadOptions, FORMAT_VERSION};
 pub use context::{Ctx, LogValue, Stage};
