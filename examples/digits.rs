@@ -3,15 +3,15 @@
 //! split, validation every epoch, the best checkpoint kept, early stopping, CSV and TensorBoard logs, then `test`
 //! on the best weights and `predict`. Its last line reports the test accuracy.
 //!
-//! Run with `make example` (or `cargo run --example digits` once set up). Logs and checkpoints go to
-//! `target/lightning_logs/digits/`.
+//! Run with `make example` (or `cargo run --example digits` once set up). Logs and checkpoints go where
+//! Lightning's defaults put them, under `target/` here: `target/lightning_logs/version_N/` (TensorBoard events,
+//! `metrics.csv`, `hparams.json`, `checkpoints/`).
 
 use std::io::Read;
 use std::path::Path;
 
-use lightning::loggers::{CsvLogger, TensorBoardLogger};
 use lightning::prelude::*;
-use lightning::{Batch, DataLoader, EarlyStopping, LoadFromCheckpoint, ModelCheckpoint, MonitorMode, Trainer};
+use lightning::{Batch, DataLoader, EarlyStopping, ModelCheckpoint, MonitorMode, Trainer};
 use serde::Serialize;
 
 #[derive(Clone, Debug, Serialize)]
@@ -153,28 +153,20 @@ fn main() -> lightning::Result<()> {
         n - n_train - n_val
     );
 
-    let logs = Path::new("target/lightning_logs");
-    let csv = CsvLogger::new(logs, "digits")?;
-    let tensorboard = TensorBoardLogger::new(logs, "digits")?;
-    let run_dir = csv.log_dir();
-    let checkpoint = ModelCheckpoint::new(run_dir.join("checkpoints"))
-        .monitor("val_acc")
-        .mode(MonitorMode::Max)
-        .filename("{epoch}-{val_acc:.4f}")
-        .save_top_k(1)
-        .save_last(true);
+    // The best epoch by validation accuracy, and the last, kept in the default logger's `checkpoints/`.
+    let checkpoint =
+        ModelCheckpoint::in_log_dir().monitor("val_acc").mode(MonitorMode::Max).filename("{epoch}-{val_acc:.4f}");
     let best = checkpoint.handle();
 
     let hyper = Hyper { hidden: 128, dropout: 0.2, lr: 3e-3, weight_decay: 1e-4 };
-    let mut model = DigitClassifier::new(hyper.clone());
+    let mut model = DigitClassifier::new(hyper);
     let mut trainer = Trainer::new()
         .max_epochs(40)
         .seed(42)
         .log_every_n_steps(10)
-        .callback(checkpoint)
-        .callback(EarlyStopping::new("val_loss").patience(6))
-        .logger(csv)
-        .logger(tensorboard);
+        .default_root_dir("target")
+        .callback(checkpoint.save_last(true))
+        .callback(EarlyStopping::new("val_loss").patience(6));
     trainer.fit(
         &mut model,
         DataLoader::new(train).batch_size(32).shuffle(true).seed(42).workers(1).build()?,
@@ -188,13 +180,12 @@ fn main() -> lightning::Result<()> {
         best.best_model_score().unwrap_or(f64::NAN),
         best_path.display()
     );
+    let run_dir = trainer.log_dir().unwrap_or_default();
     println!("logs: {} (metrics.csv, TensorBoard events)", run_dir.display());
 
-    // Test and predict with the best weights, loaded into a fresh module.
-    let mut best_model = DigitClassifier::new(hyper).load_from_checkpoint(&best_path)?;
-    let mut evaluator = Trainer::new().seed(0).enable_progress_bar(false);
-    let metrics = evaluator.test(&mut best_model, DataLoader::new(test.share()).batch_size(256).build()?)?;
-    let predicted = evaluator.predict(&mut best_model, DataLoader::new(test.share()).batch_size(8).build()?)?;
+    // Test and predict with the best weights (Lightning's `ckpt_path="best"`).
+    let metrics = trainer.test_from(&mut model, DataLoader::new(test.share()).batch_size(256).build()?, "best")?;
+    let predicted = trainer.predict_from(&mut model, DataLoader::new(test.share()).batch_size(8).build()?, "best")?;
     let first: Vec<i64> = Vec::<i64>::try_from(&predicted[0]).map_err(lightning::Error::from)?;
     let truth: Vec<i64> = Vec::<i64>::try_from(test.1.f_narrow(0, 0, 8)?).map_err(lightning::Error::from)?;
     println!("first 8 test images: predicted {first:?}, labelled {truth:?}");

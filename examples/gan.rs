@@ -174,7 +174,9 @@ fn main() -> lightning::Result<()> {
 
     let train = DataLoader::new(real).batch_size(256).shuffle(true).seed(0).build()?;
     let mut gan = Gan::new();
+    // Logs and the last epoch's checkpoint go to `target/lightning_logs/version_N/` (Lightning's defaults).
     let mut trainer = Trainer::new()
+        .default_root_dir("target")
         .max_epochs(EPOCHS)
         .seed(0)
         .enable_progress_bar(false)

@@ -66,6 +66,7 @@
 //! let linear = nn::linear(vs.root(), 1, 1, Default::default());
 //! let mut model = Line { vs, linear };
 //! let mut trainer = Trainer::new().max_epochs(100).accelerator(Accelerator::Cpu).seed(0);
+//! # let mut trainer = trainer.logger(false).enable_checkpointing(false); // no files from the doctest
 //! trainer.fit(&mut model, data, None)?;
 //! assert_eq!(trainer.global_step(), 400);
 //! let slope = model.linear.ws.double_value(&[0, 0]);

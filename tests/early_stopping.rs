@@ -39,7 +39,12 @@ impl Scripted {
 fn epochs_run(scores: &[f64], stop: EarlyStopping) -> lightning::Result<usize> {
     let mut module = Scripted::new(scores);
     let data = Loader::from(vec![Tensor::ones([2], (Kind::Float, Device::Cpu))]);
-    let mut trainer = Trainer::new().max_epochs(scores.len()).accelerator(Accelerator::Cpu).callback(stop);
+    let mut trainer = Trainer::new()
+        .logger(false)
+        .enable_checkpointing(false)
+        .max_epochs(scores.len())
+        .accelerator(Accelerator::Cpu)
+        .callback(stop);
     trainer.fit(&mut module, data, None)?;
     Ok(trainer.current_epoch())
 }
@@ -99,6 +104,8 @@ fn learning_rate_monitor_logs_the_scheduled_rates() {
     let mut module = Scripted::new(&[1.0; 3]);
     let data = Loader::from((0..2).map(|_| Tensor::ones([2], (Kind::Float, Device::Cpu))).collect::<Vec<_>>());
     let mut trainer = Trainer::new()
+        .logger(false)
+        .enable_checkpointing(false)
         .max_epochs(3)
         .accelerator(Accelerator::Cpu)
         .log_every_n_steps(1)

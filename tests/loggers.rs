@@ -106,6 +106,8 @@ fn loaders() -> (Pairs, Pairs) {
 fn fit_with(loggers: Vec<Box<dyn FnOnce(Trainer) -> Trainer>>) -> Recorder {
     let recorder = Recorder::default();
     let mut trainer = Trainer::new()
+        .logger(false)
+        .enable_checkpointing(false)
         .max_epochs(3)
         .accelerator(Accelerator::Cpu)
         .seed(3)
@@ -337,7 +339,8 @@ fn a_path_that_cannot_be_a_folder_is_an_error_not_a_panic() {
         std::fs::create_dir(tmp.path().join("exp")).unwrap();
         std::fs::write(tmp.path().join("exp").join("version_0"), b"").unwrap();
         let (train, val) = loaders();
-        let mut trainer = add(Trainer::new().max_epochs(1).accelerator(Accelerator::Cpu));
+        let mut trainer =
+            add(Trainer::new().logger(false).enable_checkpointing(false).max_epochs(1).accelerator(Accelerator::Cpu));
         let error = trainer.fit(&mut Regression::new(), train, val).unwrap_err();
         assert!(matches!(error, Error::Io(_)), "{error}");
         assert!(error.to_string().contains("version_0"), "{error}");

@@ -78,7 +78,7 @@ fn data() -> Loader<Tensor> {
 }
 
 fn trainer() -> Trainer {
-    Trainer::new().accelerator(Accelerator::Cpu).enable_progress_bar(false)
+    Trainer::new().logger(false).accelerator(Accelerator::Cpu).enable_progress_bar(false)
 }
 
 fn read(path: &Path) -> Vec<(String, Tensor)> {

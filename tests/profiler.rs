@@ -11,6 +11,8 @@ fn the_simple_profiler_times_every_hook_and_writes_lightnings_table() {
     let dir = tempfile::tempdir().unwrap();
     let mut module = Net::mlp(0.0, Opt::AdamStepLr);
     let mut trainer = Trainer::new()
+        .logger(false)
+        .enable_checkpointing(false)
         .accelerator(Accelerator::Cpu)
         .max_epochs(2)
         .enable_progress_bar(false)

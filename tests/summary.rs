@@ -39,7 +39,12 @@ fn summary_rows_and_a_run_with_progress_lines() {
 
     let data =
         vec![(Tensor::ones([2, 4], (Kind::Float, Device::Cpu)), Tensor::ones([2, 3], (Kind::Float, Device::Cpu)))];
-    let mut trainer = Trainer::new().max_epochs(2).accelerator(Accelerator::Cpu).callback(ProgressBar::lines());
+    let mut trainer = Trainer::new()
+        .logger(false)
+        .enable_checkpointing(false)
+        .max_epochs(2)
+        .accelerator(Accelerator::Cpu)
+        .callback(ProgressBar::lines());
     trainer.fit(&mut module, Loader::from(data), None).unwrap();
     assert_eq!(trainer.global_step(), 2);
 }

@@ -162,6 +162,8 @@ fn hooks_log_images_histograms_and_text_that_tensorboard_reads_back() {
     let log_dir = tensorboard.log_dir();
     let logged = Logged::default();
     let mut trainer = Trainer::new()
+        .logger(false)
+        .enable_checkpointing(false)
         .max_epochs(3)
         .accelerator(Accelerator::Cpu)
         .enable_progress_bar(false)
@@ -237,6 +239,8 @@ fn hooks_log_images_histograms_and_text_that_tensorboard_reads_back() {
 fn without_a_tensorboard_logger_the_hooks_find_none_and_the_run_goes_on() {
     let logged = Logged::default();
     let mut trainer = Trainer::new()
+        .logger(false)
+        .enable_checkpointing(false)
         .max_epochs(2)
         .accelerator(Accelerator::Cpu)
         .enable_progress_bar(false)

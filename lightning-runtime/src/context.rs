@@ -114,6 +114,8 @@ pub struct Ctx {
     /// The run's loggers (rank 0's; none on the other processes), which the Trainer sends logged values to and
     /// hooks reach through `loggers()`.
     pub(crate) loggers: Vec<Box<dyn crate::loggers::Logger>>,
+    /// The Trainer's `default_root_dir` (the working directory unless set).
+    pub(crate) default_root_dir: std::path::PathBuf,
 }
 
 /// A checkpoint a hook asked for; the Trainer writes it when the hook returns.
@@ -216,6 +218,7 @@ impl Ctx {
             lent_callbacks: None,
             toggled: Vec::new(),
             loggers: Vec::new(),
+            default_root_dir: std::path::PathBuf::from("."),
         }
     }
 

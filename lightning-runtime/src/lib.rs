@@ -44,8 +44,8 @@ pub use output::{BatchControl, HookOutput, StepOutput};
 pub use precision::{Precision, ScalerState};
 pub use tch;
 pub use trainer::{
-    Accelerator, CkptPath, FromHparams, Limit, LoadFromCheckpoint, NonFinite, OptimizerClosure, SimpleProfiler,
-    SingleDevice, Strategy, Trainer,
+    Accelerator, CkptPath, FromHparams, Limit, LoadFromCheckpoint, LoggerChoice, NonFinite, OptimizerClosure,
+    SimpleProfiler, SingleDevice, Strategy, Trainer,
 };
 
 /// What the code `#[lightning_module]` generates names, through one path that does not change with the

@@ -208,6 +208,10 @@ impl CsvLogger {
 }
 
 impl Logger for CsvLogger {
+    fn log_dir(&self) -> Option<std::path::PathBuf> {
+        Some(self.dir.log_dir())
+    }
+
     fn log_metrics(&mut self, metrics: &[(String, f64)], step: usize) -> Result<()> {
         if let Some(header) = self.widened_header(metrics) {
             self.set_header(header)?;

@@ -45,6 +45,11 @@ pub trait Logger: Send + LoggerAny {
     fn finalize(&mut self) -> Result<()> {
         Ok(())
     }
+    /// The folder it writes to, if it has one: where the Trainer's default `ModelCheckpoint` puts its
+    /// `checkpoints/` when this is the first logger (Lightning's `log_dir`).
+    fn log_dir(&self) -> Option<std::path::PathBuf> {
+        None
+    }
 }
 
 /// Lets [`Ctx::logger`](crate::Ctx::logger) find a logger by its type. Every `'static` type has it: a logger of

@@ -225,6 +225,10 @@ impl TensorBoardLogger {
 }
 
 impl Logger for TensorBoardLogger {
+    fn log_dir(&self) -> Option<std::path::PathBuf> {
+        Some(self.dir.log_dir())
+    }
+
     fn log_metrics(&mut self, metrics: &[(String, f64)], step: usize) -> Result<()> {
         let wall_time = now();
         for (tag, value) in metrics {

@@ -55,6 +55,7 @@ impl Trainer {
         // Checkpoints, loggers, the progress bar and the model summary belong to rank 0 (Lightning's
         // `rank_zero_only`); the other processes run every other callback and hook alike.
         let global_zero = self.strategy.is_global_zero();
+        self.add_lightning_defaults(stage, global_zero, &mut ctx)?;
         if global_zero {
             self.add_default_callbacks(stage);
         }

@@ -188,10 +188,9 @@ impl<M: LightningModule + 'static> Run<'_, M> {
         }
         let has_val_data = val.is_some() || hooks.val_dataloader.is_some();
         let val_off = cfg.limit_val == Limit::Batches(0);
-        if has_val_data && hooks.validation_step.is_none() && !val_off {
-            return Err(Error::Config(
-                "validation data was given, but the module defines no `validation_step`: define it, or pass no validation data".into(),
-            ));
+        if has_val_data && hooks.validation_step.is_none() && !val_off && self.hooks.ctx.is_global_zero() {
+            // Lightning's warning: the data is never drawn.
+            eprintln!("lightning: validation data was given, but the module defines no `validation_step`: validation is skipped");
         }
         if !has_val_data && hooks.validation_step.is_some() && !val_off {
             return Err(Error::Config(
