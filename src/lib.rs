@@ -191,7 +191,7 @@ pub mod prelude {
     pub use crate::lightning_module;
     pub use lightning_runtime::{
         BatchControl, Callback, Checkpoint, Ctx, GradClipAlgorithm, Interval, LightningModule, Loader, LrScheduler,
-        Optimizer, OptimizerClosure, Optimizers, Stage, StepOutput,
+        Optimizer, OptimizerClosure, Optimizers, Stage, StepOutput, VarStoreExt,
     };
     pub use tch::nn::{self, Module as _, ModuleT as _};
     pub use tch::{Device, Kind, Reduction, Tensor};

@@ -66,7 +66,7 @@ impl HookInfo {
 /// the mode, and in manual optimization the optimizers.
 ///
 /// ```
-/// use lightning_runtime::Ctx;
+/// use lightning::Ctx;
 /// let mut ctx = Ctx::new(tch::Device::Cpu);
 /// ctx.log("loss", 0.25);
 /// assert_eq!(ctx.current_epoch(), 0);
@@ -227,7 +227,7 @@ impl Ctx {
     /// recorded, when the handle is dropped:
     ///
     /// ```
-    /// # let mut ctx = lightning_runtime::Ctx::new(tch::Device::Cpu);
+    /// # let mut ctx = lightning::Ctx::new(tch::Device::Cpu);
     /// # let loss = tch::Tensor::from(0.5);
     /// ctx.log("train_loss", &loss).prog_bar(true).on_epoch(true);
     /// ```
@@ -446,10 +446,10 @@ impl Ctx {
     /// `self.all_gather`); in a single-process run, `tensor` with a first dimension of 1.
     ///
     /// ```
-    /// # let ctx = lightning_runtime::Ctx::new(tch::Device::Cpu);
+    /// # let ctx = lightning::Ctx::new(tch::Device::Cpu);
     /// let gathered = ctx.all_gather(&tch::Tensor::from_slice(&[1.0f32, 2.0]))?;
     /// assert_eq!(gathered.size(), vec![1, 2]);
-    /// # Ok::<(), lightning_runtime::Error>(())
+    /// # Ok::<(), lightning::Error>(())
     /// ```
     ///
     /// # Errors

@@ -10,12 +10,12 @@ impl Ctx {
     /// (Lightning's `rank_zero_only` loggers).
     ///
     /// ```
-    /// # let mut ctx = lightning_runtime::Ctx::new(tch::Device::Cpu);
+    /// # let mut ctx = lightning::Ctx::new(tch::Device::Cpu);
     /// let step = ctx.global_step();
     /// for logger in ctx.loggers() {
     ///     logger.log_metrics(&[("samples_seen".to_string(), 128.0)], step)?;
     /// }
-    /// # Ok::<(), lightning_runtime::Error>(())
+    /// # Ok::<(), lightning::Error>(())
     /// ```
     pub fn loggers(&mut self) -> &mut [Box<dyn Logger>] {
         &mut self.loggers
@@ -25,8 +25,8 @@ impl Ctx {
     /// own, or one the runtime ships.
     ///
     /// ```
-    /// use lightning_runtime::loggers::CsvLogger;
-    /// # let mut ctx = lightning_runtime::Ctx::new(tch::Device::Cpu);
+    /// use lightning::loggers::CsvLogger;
+    /// # let mut ctx = lightning::Ctx::new(tch::Device::Cpu);
     /// if let Some(csv) = ctx.logger::<CsvLogger>() {
     ///     println!("metrics go to {}", csv.log_dir().display());
     /// }

@@ -18,6 +18,7 @@ mod module;
 mod optim;
 mod output;
 mod precision;
+mod submodule;
 mod trainer;
 pub mod vision;
 
@@ -42,6 +43,7 @@ pub use module::{
 pub use optim::{GradClipAlgorithm, Interval, LrScheduler, Optimizer, Optimizers, ParamGroup, Params, Plateau};
 pub use output::{BatchControl, HookOutput, StepOutput};
 pub use precision::{Precision, ScalerState};
+pub use submodule::{SubPath, Submodule, VarStoreExt};
 pub use tch;
 pub use trainer::{
     Accelerator, CkptPath, FromHparams, Limit, LoadFromCheckpoint, LoggerChoice, NonFinite, OptimizerClosure,

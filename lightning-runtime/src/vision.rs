@@ -8,7 +8,7 @@ use crate::{Error, Result};
 /// How [`make_grid`] lays images out: torchvision's `make_grid` arguments, with its defaults.
 ///
 /// ```
-/// use lightning_runtime::vision::GridOptions;
+/// use lightning::vision::GridOptions;
 /// let options = GridOptions::default().nrow(4).padding(1).normalize(true);
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -73,10 +73,10 @@ impl GridOptions {
 /// normalized if asked. The grid stays on the images' device, in their dtype.
 ///
 /// ```
-/// use lightning_runtime::vision::{make_grid, GridOptions};
+/// use lightning::vision::{make_grid, GridOptions};
 /// use tch::{Device, Kind, Tensor};
 ///
-/// # fn main() -> lightning_runtime::Result<()> {
+/// # fn main() -> lightning::Result<()> {
 /// let samples = Tensor::rand([10, 1, 28, 28], (Kind::Float, Device::Cpu));
 /// let grid = make_grid(&samples, GridOptions::default().nrow(5))?;
 /// // 5 to a row, 2 rows: 2 + 5 * (28 + 2) pixels wide, 2 + 2 * (28 + 2) high.

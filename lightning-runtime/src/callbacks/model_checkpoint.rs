@@ -40,7 +40,7 @@ use crate::output::StepOutput;
 /// checkpoint after `fit`:
 ///
 /// ```no_run
-/// use lightning_runtime::{ModelCheckpoint, Trainer};
+/// use lightning::{ModelCheckpoint, Trainer};
 ///
 /// let checkpoint = ModelCheckpoint::new("checkpoints")
 ///     .monitor("val_loss")
@@ -163,7 +163,7 @@ impl ModelCheckpoint {
     /// logger, decided when each stage starts. [`dirpath`](Self::dirpath) is empty until then.
     ///
     /// ```no_run
-    /// use lightning_runtime::{ModelCheckpoint, MonitorMode, Trainer};
+    /// use lightning::{ModelCheckpoint, MonitorMode, Trainer};
     /// let best = ModelCheckpoint::in_log_dir().monitor("val_acc").mode(MonitorMode::Max);
     /// let trainer = Trainer::new().max_epochs(10).callback(best);
     /// // trainer.fit(..)?; trainer.test_from(&mut model, test, "best")?;
@@ -277,7 +277,7 @@ impl ModelCheckpoint {
     /// `format_checkpoint_name`): `epoch` and `step` render as integers, metrics as floats.
     ///
     /// ```
-    /// use lightning_runtime::ModelCheckpoint;
+    /// use lightning::ModelCheckpoint;
     /// let checkpoint = ModelCheckpoint::new("/ckpt").filename("{epoch:02d}-{val_loss:.2f}");
     /// let metrics = [("val_loss".to_string(), 0.12345)].into_iter().collect();
     /// let path = checkpoint.format_checkpoint_name(3, 64, &metrics).unwrap();

@@ -18,9 +18,9 @@ use crate::{Error, Result};
 /// `"batch"`, `"epoch"` and `"batch_and_epoch"`.
 ///
 /// ```
-/// use lightning_runtime::WriteInterval;
+/// use lightning::WriteInterval;
 /// assert_eq!("batch_and_epoch".parse::<WriteInterval>()?, WriteInterval::BatchAndEpoch);
-/// # Ok::<(), lightning_runtime::Error>(())
+/// # Ok::<(), lightning::Error>(())
 /// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum WriteInterval {
@@ -62,7 +62,7 @@ impl FromStr for WriteInterval {
 /// Lightning's `BasePredictionWriter` subclasses override. Each has a default that writes nothing.
 ///
 /// ```
-/// use lightning_runtime::{CallbackResult, Ctx, WritePredictions};
+/// use lightning::{CallbackResult, Ctx, WritePredictions};
 /// use tch::Tensor;
 ///
 /// /// Appends each batch's predicted class to a text file, a line per sample.
@@ -106,10 +106,10 @@ pub trait WritePredictions<P>: Send {
 /// batches (as Lightning's): [`TensorFiles`] names its files by rank there.
 ///
 /// ```
-/// use lightning_runtime::{PredictionWriter, TensorFiles, Trainer, WriteInterval};
+/// use lightning::{PredictionWriter, TensorFiles, Trainer, WriteInterval};
 /// use tch::Tensor;
 ///
-/// # fn main() -> lightning_runtime::Result<()> {
+/// # fn main() -> lightning::Result<()> {
 /// # let dir = tempfile::tempdir()?;
 /// // A safetensors file per batch, and one with all of them, for a module whose predictions are tensors.
 /// let writer = PredictionWriter::<Tensor, _>::new(TensorFiles::new(dir.path()), WriteInterval::BatchAndEpoch);

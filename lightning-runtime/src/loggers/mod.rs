@@ -4,10 +4,10 @@
 //! Give the Trainer one or several; each receives every logged value:
 //!
 //! ```no_run
-//! use lightning_runtime::loggers::{CsvLogger, TensorBoardLogger};
-//! use lightning_runtime::Trainer;
+//! use lightning::loggers::{CsvLogger, TensorBoardLogger};
+//! use lightning::Trainer;
 //!
-//! # fn main() -> lightning_runtime::Result<()> {
+//! # fn main() -> lightning::Result<()> {
 //! let csv = CsvLogger::new("logs", "regression")?;
 //! // Built before anything is written, both pick the same version: one folder holds the run's
 //! // metrics.csv, hparams.json and events file. `.version(n)` pins a version explicitly.

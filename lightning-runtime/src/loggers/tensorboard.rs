@@ -38,10 +38,10 @@ use crate::Result;
 /// when the run ends.
 ///
 /// ```no_run
-/// use lightning_runtime::loggers::TensorBoardLogger;
-/// use lightning_runtime::Trainer;
+/// use lightning::loggers::TensorBoardLogger;
+/// use lightning::Trainer;
 ///
-/// # fn main() -> lightning_runtime::Result<()> {
+/// # fn main() -> lightning::Result<()> {
 /// let logger = TensorBoardLogger::new("logs", "mnist")?;
 /// println!("tensorboard --logdir {}", logger.save_dir().display());
 /// let trainer = Trainer::new().max_epochs(3).logger(logger);
@@ -71,8 +71,8 @@ impl TensorBoardLogger {
     /// [`Error::Config`](crate::Error::Config) when it is a file.
     ///
     /// ```no_run
-    /// # fn main() -> lightning_runtime::Result<()> {
-    /// let logger = lightning_runtime::loggers::TensorBoardLogger::new("logs", "mnist")?;
+    /// # fn main() -> lightning::Result<()> {
+    /// let logger = lightning::loggers::TensorBoardLogger::new("logs", "mnist")?;
     /// assert!(logger.log_dir().starts_with("logs/mnist"));
     /// # Ok(())
     /// # }
@@ -92,8 +92,8 @@ impl TensorBoardLogger {
     /// run).
     ///
     /// ```no_run
-    /// use lightning_runtime::loggers::{CsvLogger, TensorBoardLogger};
-    /// # fn main() -> lightning_runtime::Result<()> {
+    /// use lightning::loggers::{CsvLogger, TensorBoardLogger};
+    /// # fn main() -> lightning::Result<()> {
     /// let csv = CsvLogger::new("logs", "mnist")?;
     /// let tensorboard = TensorBoardLogger::new("logs", "mnist")?.version(csv.current_version());
     /// assert_eq!(csv.log_dir(), tensorboard.log_dir());
@@ -109,8 +109,8 @@ impl TensorBoardLogger {
     /// counts as 1). The end of the run always flushes.
     ///
     /// ```no_run
-    /// # fn main() -> lightning_runtime::Result<()> {
-    /// let logger = lightning_runtime::loggers::TensorBoardLogger::new("logs", "mnist")?.flush_every(10);
+    /// # fn main() -> lightning::Result<()> {
+    /// let logger = lightning::loggers::TensorBoardLogger::new("logs", "mnist")?.flush_every(10);
     /// # Ok(())
     /// # }
     /// ```

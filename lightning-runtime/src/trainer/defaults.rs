@@ -56,7 +56,7 @@ impl Trainer {
     /// directory by default): `<dir>/lightning_logs/version_N/`.
     ///
     /// ```no_run
-    /// let trainer = lightning_runtime::Trainer::new().max_epochs(5).default_root_dir("runs");
+    /// let trainer = lightning::Trainer::new().max_epochs(5).default_root_dir("runs");
     /// // fit → runs/lightning_logs/version_0/{events.out.tfevents.*, metrics.csv, checkpoints/epoch=4-step=..}
     /// ```
     pub fn default_root_dir(mut self, dir: impl AsRef<Path>) -> Self {
@@ -71,7 +71,7 @@ impl Trainer {
     /// own replaces it either way.
     ///
     /// ```no_run
-    /// let trainer = lightning_runtime::Trainer::new().max_epochs(5).logger(false).enable_checkpointing(false);
+    /// let trainer = lightning::Trainer::new().max_epochs(5).logger(false).enable_checkpointing(false);
     /// // fit writes no file at all.
     /// ```
     pub fn enable_checkpointing(mut self, on: bool) -> Self {

@@ -88,7 +88,7 @@ pub enum NonFinite {
 /// callback's in the order PyTorch Lightning 2.x does. Options are set by chaining:
 ///
 /// ```no_run
-/// use lightning_runtime::{Accelerator, Trainer};
+/// use lightning::{Accelerator, Trainer};
 /// let trainer = Trainer::default().max_epochs(10).accelerator(Accelerator::Cpu).seed(42).accumulate_grad_batches(2);
 /// ```
 pub struct Trainer {

@@ -14,7 +14,7 @@ use crate::Result;
 /// given one.
 ///
 /// ```no_run
-/// use lightning_runtime::{SimpleProfiler, Trainer};
+/// use lightning::{SimpleProfiler, Trainer};
 /// let trainer = Trainer::new().max_epochs(1).profiler(SimpleProfiler::new().to_file("fit-profile.txt"));
 /// ```
 #[derive(Clone, Debug, Default)]

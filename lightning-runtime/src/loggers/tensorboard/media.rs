@@ -32,10 +32,10 @@ impl TensorBoardLogger {
     /// [`make_grid`](crate::vision::make_grid), or [`add_images`](Self::add_images).
     ///
     /// ```
-    /// use lightning_runtime::loggers::TensorBoardLogger;
+    /// use lightning::loggers::TensorBoardLogger;
     /// use tch::{Device, Kind, Tensor};
     ///
-    /// # fn main() -> lightning_runtime::Result<()> {
+    /// # fn main() -> lightning::Result<()> {
     /// let dir = tempfile::tempdir()?;
     /// let mut logger = TensorBoardLogger::new(dir.path(), "gan")?;
     /// let sample = Tensor::rand([3, 28, 28], (Kind::Float, Device::Cpu));
@@ -54,9 +54,9 @@ impl TensorBoardLogger {
     /// [`add_image`](Self::add_image) for a tensor laid out as `format` says (PyTorch's `dataformats`).
     ///
     /// ```
-    /// # use lightning_runtime::loggers::{ImageFormat, TensorBoardLogger};
+    /// # use lightning::loggers::{ImageFormat, TensorBoardLogger};
     /// # use tch::{Device, Kind, Tensor};
-    /// # fn main() -> lightning_runtime::Result<()> {
+    /// # fn main() -> lightning::Result<()> {
     /// # let dir = tempfile::tempdir()?;
     /// let mut logger = TensorBoardLogger::new(dir.path(), "digits")?;
     /// let digit = Tensor::rand([8, 8], (Kind::Float, Device::Cpu));
@@ -79,9 +79,9 @@ impl TensorBoardLogger {
     /// between them ([`make_grid`](crate::vision::make_grid)'s defaults; call it for other settings).
     ///
     /// ```
-    /// # use lightning_runtime::loggers::TensorBoardLogger;
+    /// # use lightning::loggers::TensorBoardLogger;
     /// # use tch::{Device, Kind, Tensor};
-    /// # fn main() -> lightning_runtime::Result<()> {
+    /// # fn main() -> lightning::Result<()> {
     /// # let dir = tempfile::tempdir()?;
     /// let mut logger = TensorBoardLogger::new(dir.path(), "autoencoder")?;
     /// let reconstructions = Tensor::rand([16, 1, 28, 28], (Kind::Float, Device::Cpu));
@@ -100,9 +100,9 @@ impl TensorBoardLogger {
     /// 30 equal-width buckets between the minimum and the maximum.
     ///
     /// ```
-    /// # use lightning_runtime::loggers::TensorBoardLogger;
+    /// # use lightning::loggers::TensorBoardLogger;
     /// # use tch::{Device, Kind, Tensor};
-    /// # fn main() -> lightning_runtime::Result<()> {
+    /// # fn main() -> lightning::Result<()> {
     /// # let dir = tempfile::tempdir()?;
     /// let mut logger = TensorBoardLogger::new(dir.path(), "mnist")?;
     /// let weights = Tensor::randn([128, 784], (Kind::Float, Device::Cpu));
@@ -124,8 +124,8 @@ impl TensorBoardLogger {
     /// `SummaryWriter.add_text` does: TensorBoard lists it as `<tag>/text_summary`.
     ///
     /// ```
-    /// # use lightning_runtime::loggers::TensorBoardLogger;
-    /// # fn main() -> lightning_runtime::Result<()> {
+    /// # use lightning::loggers::TensorBoardLogger;
+    /// # fn main() -> lightning::Result<()> {
     /// # let dir = tempfile::tempdir()?;
     /// let mut logger = TensorBoardLogger::new(dir.path(), "lm")?;
     /// logger.add_text("sample", "the **quick** brown fox", 3)?;
