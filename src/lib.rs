@@ -147,6 +147,11 @@
 //! # Ok::<(), lightning::Error>(())
 //! ```
 //!
+//! Given no logger, a Trainer logs as Lightning's does, to `lightning_logs/version_N/` under
+//! [`Trainer::default_root_dir`] (TensorBoard and CSV), and `fit` keeps the last epoch's checkpoint in its
+//! `checkpoints/`; `.logger(false)` and `.enable_checkpointing(false)` turn them off. Hooks reach the run's loggers
+//! through the context: [`Ctx::tensorboard`] adds images (a [`vision::make_grid`] of samples), histograms and text.
+//!
 //! ## Devices
 //!
 //! The Trainer runs on CUDA device 0 when there is one and on the CPU otherwise (`Accelerator::Auto`); name one

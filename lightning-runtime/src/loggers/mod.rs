@@ -23,7 +23,7 @@
 //! | logger | files in `log_dir()` |
 //! | --- | --- |
 //! | [`CsvLogger`] | `metrics.csv` (a row per logging call), `hparams.json` |
-//! | [`TensorBoardLogger`] | `events.out.tfevents.<secs>.<host>.<pid>.<n>` (scalars, hyper-parameters), `hparams.json` |
+//! | [`TensorBoardLogger`] | `events.out.tfevents.<secs>.<host>.<pid>.<n>` (scalars, hyper-parameters; images, histograms and text a hook adds), `hparams.json` |
 //!
 //! Errors (a folder that cannot be listed, created or written) come back as [`Error::Io`](crate::Error::Io)
 //! naming the path, or [`Error::Config`](crate::Error::Config) when a path is a file where a folder is
