@@ -14,11 +14,14 @@ use lightning::{Accelerator, AnyModule, Callback, CallbackResult, DataLoader, Tr
 mod common;
 use common::python::tensorboard_python;
 
-/// What the hooks logged, to compare TensorBoard's reading with: per epoch, the step, the grid's bytes as the
-/// PNG should hold them (height, width, RGB), and the weights the histogram was made of.
+/// One epoch's media: the step, the grid's bytes as the PNG should hold them (rows of RGB pixels), and the
+/// weights the histogram was made of.
+type Epoch = (usize, Vec<Vec<[u8; 3]>>, Vec<f64>);
+
+/// What the hooks logged, to compare TensorBoard's reading with.
 #[derive(Clone, Default)]
 struct Logged {
-    epochs: Arc<Mutex<Vec<(usize, Vec<Vec<[u8; 3]>>, Vec<f64>)>>>,
+    epochs: Arc<Mutex<Vec<Epoch>>>,
     /// Whether a hook found the CSV logger by its type, and how many loggers it saw.
     found_csv: Arc<Mutex<Vec<(bool, usize)>>>,
 }

@@ -54,7 +54,7 @@ impl Ctx {
     ///     fn on_train_epoch_end(&mut self, ctx: &mut Ctx) -> lightning::Result<()> {
     ///         let step = ctx.global_step();
     ///         if let Some(tensorboard) = ctx.tensorboard() {
-    ///             let z = Tensor::randn([16, 8], (Kind::Float, ctx_device(&self.vs)));
+    ///             let z = Tensor::randn([16, 8], (Kind::Float, self.vs.device()));
     ///             let samples = tch::no_grad(|| self.net.forward(&z)).sigmoid().view([16, 1, 8, 8]);
     ///             let grid = make_grid(&samples, GridOptions::default().nrow(4))?;
     ///             tensorboard.add_image("samples", &grid, step)?;
@@ -66,7 +66,6 @@ impl Ctx {
     ///         Optimizer::adam(&self.vs, 1e-3)
     ///     }
     /// }
-    /// # fn ctx_device(vs: &nn::VarStore) -> Device { vs.device() }
     /// ```
     pub fn tensorboard(&mut self) -> Option<&mut TensorBoardLogger> {
         self.logger::<TensorBoardLogger>()
