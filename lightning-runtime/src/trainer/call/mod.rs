@@ -67,7 +67,9 @@ impl Dispatch {
         loggers: Vec<Box<dyn Logger>>,
         writer: Option<CheckpointWriter>,
     ) -> Self {
-        ctx.loggers = loggers;
+        // Added to those the context holds: a context lent to a dispatcher of its own (manual optimization's
+        // `ctx.manual_backward`) keeps the run's loggers.
+        ctx.loggers.extend(loggers);
         Dispatch {
             callbacks,
             ctx,
