@@ -1,7 +1,8 @@
 //! The flagship: a handwritten-digit classifier on the UCI digits that scikit-learn's wheel ships (1,797 8x8
 //! images, copied to `data/digits.csv.gz` by `make setup`), with everything a real run has: a held-out test
-//! split, validation every epoch, the best checkpoint kept, early stopping, CSV and TensorBoard logs, then `test`
-//! on the best weights and `predict`. Its last line reports the test accuracy.
+//! split, validation every epoch, the best checkpoint kept, early stopping, CSV and TensorBoard logs (with the
+//! misclassified validation digits as an image and the first layer's weights as a histogram each epoch), then
+//! `test` on the best weights and `predict`. Its last line reports the test accuracy.
 //!
 //! Run with `make example` (or `cargo run --example digits` once set up). Logs and checkpoints go where
 //! Lightning's defaults put them, under `target/` here: `target/lightning_logs/version_N/` (TensorBoard events,
@@ -11,6 +12,7 @@ use std::io::Read;
 use std::path::Path;
 
 use lightning::prelude::*;
+use lightning::vision::{make_grid, GridOptions};
 use lightning::{Batch, DataLoader, EarlyStopping, ModelCheckpoint, MonitorMode, Trainer};
 use serde::Serialize;
 
@@ -57,6 +59,20 @@ impl DigitClassifier {
         self.seen += y.size()[0];
     }
 
+    /// The validation digits it gets wrong, as one grid image in TensorBoard's IMAGES tab (with the default
+    /// logger; nothing without one).
+    fn log_mistakes(&self, (x, y): &(Tensor, Tensor), ctx: &mut Ctx) -> lightning::Result<()> {
+        let step = ctx.global_step();
+        let Some(tensorboard) = ctx.tensorboard() else { return Ok(()) };
+        let wrong = self.logits(x, false).argmax(-1, false).ne_tensor(y).nonzero().squeeze_dim(1);
+        if wrong.numel() == 0 {
+            return Ok(());
+        }
+        let digits = x.index_select(0, &wrong).view([-1, 1, 8, 8]);
+        let grid = make_grid(&digits, GridOptions::default().padding(1).normalize(true))?;
+        tensorboard.add_image("val_mistakes", &grid, step)
+    }
+
     fn accuracy(&mut self) -> f64 {
         let accuracy = self.correct as f64 / self.seen.max(1) as f64;
         (self.correct, self.seen) = (0, 0);
@@ -72,8 +88,21 @@ impl DigitClassifier {
         loss
     }
 
-    fn validation_step(&mut self, batch: &(Tensor, Tensor), _batch_idx: usize, ctx: &mut Ctx) {
+    fn validation_step(&mut self, batch: &(Tensor, Tensor), batch_idx: usize, ctx: &mut Ctx) -> lightning::Result<()> {
         self.evaluate(batch, "val", ctx);
+        if batch_idx == 0 && !ctx.sanity_checking() {
+            self.log_mistakes(batch, ctx)?;
+        }
+        Ok(())
+    }
+
+    /// The first layer's weights, as a histogram per epoch.
+    fn on_train_epoch_end(&mut self, ctx: &mut Ctx) -> lightning::Result<()> {
+        let step = ctx.global_step();
+        if let Some(tensorboard) = ctx.tensorboard() {
+            tensorboard.add_histogram("hidden1/weight", &self.hidden1.ws, step)?;
+        }
+        Ok(())
     }
 
     fn on_validation_epoch_end(&mut self, ctx: &mut Ctx) {
