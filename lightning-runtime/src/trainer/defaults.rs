@@ -33,6 +33,10 @@ impl Default for Defaults {
 
 /// What [`Trainer::logger`] takes: a logger to add, or `false` for no default logger (Lightning's
 /// `logger=False`; `true` restores the default).
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a logger",
+    note = "`Trainer::logger` takes a type that implements `lightning::Logger`, or `false` to turn off the default loggers"
+)]
 pub trait LoggerChoice {
     /// Applies the choice to the Trainer.
     #[doc(hidden)]
