@@ -208,7 +208,12 @@ fn trainer_run(w: &Workload, device: Device, steps: usize, defaults: bool) -> li
                 .logger(CsvLogger::new(scratch.path(), "bench")?)
                 .callback(ModelCheckpoint::new(scratch.path().join("checkpoints")))
         } else {
-            trainer.enable_progress_bar(false).enable_model_summary(false).nonfinite_loss(NonFinite::Off)
+            trainer
+                .logger(false)
+                .enable_checkpointing(false)
+                .enable_progress_bar(false)
+                .enable_model_summary(false)
+                .nonfinite_loss(NonFinite::Off)
         };
         let start = Instant::now();
         trainer.fit(&mut module, loader, None)?;
@@ -340,6 +345,8 @@ fn checkpoint_cost(smoke: bool, reps: usize) -> lightning::Result<CheckpointCost
         let mut module = Bench { vs, net, log: false };
         let loader = DataLoader::new(data(&w)).batch_size(w.batch as usize).build()?;
         let mut trainer = Trainer::new()
+            .logger(false)
+            .enable_checkpointing(false)
             .max_steps(w.steps)
             .accelerator(Accelerator::Cpu)
             .enable_progress_bar(false)

@@ -42,6 +42,8 @@ fn worker(procs: usize, sync: bool, alone_rank: usize, steps: usize, out: PathBu
     let out = if rank == 0 { out } else { out.with_extension("other") };
     let loader = DataLoader::new((x, y)).batch_size(per_process).build()?;
     let mut trainer = Trainer::new()
+        .logger(false)
+        .enable_checkpointing(false)
         .accelerator(Accelerator::Cpu)
         .max_steps(steps)
         .enable_progress_bar(false)

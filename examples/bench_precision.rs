@@ -33,6 +33,8 @@ fn worker(precision: Precision, cuda: bool, steps: usize, out: PathBuf) -> light
     let loader = DataLoader::new((x, y)).batch_size(wide::GLOBAL_BATCH as usize).build()?;
     let accelerator = if cuda { Accelerator::Cuda(0) } else { Accelerator::Cpu };
     Trainer::new()
+        .logger(false)
+        .enable_checkpointing(false)
         .accelerator(accelerator)
         .precision(precision)
         .max_steps(steps)

@@ -69,6 +69,8 @@ fn step_ms(steps: usize, profiled: bool, scratch: &std::path::Path) -> lightning
     let run = |steps: usize| -> lightning::Result<f64> {
         let mut module = Mlp::new(false);
         let mut trainer = Trainer::new()
+            .logger(false)
+            .enable_checkpointing(false)
             .max_steps(steps)
             .accelerator(Accelerator::Cpu)
             .enable_progress_bar(false)
@@ -109,6 +111,8 @@ fn main() -> lightning::Result<()> {
     if args.iter().any(|a| a == "--first-step-child") {
         let mut module = Mlp::new(true);
         let mut trainer = Trainer::new()
+            .logger(false)
+            .enable_checkpointing(false)
             .max_steps(1)
             .accelerator(Accelerator::Cpu)
             .enable_progress_bar(false)

@@ -1,17 +1,19 @@
 //! The flagship: a handwritten-digit classifier on the UCI digits that scikit-learn's wheel ships (1,797 8x8
 //! images, copied to `data/digits.csv.gz` by `make setup`), with everything a real run has: a held-out test
-//! split, validation every epoch, the best checkpoint kept, early stopping, CSV and TensorBoard logs, then `test`
-//! on the best weights and `predict`. Its last line reports the test accuracy.
+//! split, validation every epoch, the best checkpoint kept, early stopping, CSV and TensorBoard logs (with the
+//! misclassified validation digits as an image and the first layer's weights as a histogram each epoch), then
+//! `test` on the best weights and `predict`. Its last line reports the test accuracy.
 //!
-//! Run with `make example` (or `cargo run --example digits` once set up). Logs and checkpoints go to
-//! `target/lightning_logs/digits/`.
+//! Run with `make example` (or `cargo run --example digits` once set up). Logs and checkpoints go where
+//! Lightning's defaults put them, under `target/` here: `target/lightning_logs/version_N/` (TensorBoard events,
+//! `metrics.csv`, `hparams.json`, `checkpoints/`).
 
 use std::io::Read;
 use std::path::Path;
 
-use lightning::loggers::{CsvLogger, TensorBoardLogger};
 use lightning::prelude::*;
-use lightning::{Batch, DataLoader, EarlyStopping, LoadFromCheckpoint, ModelCheckpoint, MonitorMode, Trainer};
+use lightning::vision::{make_grid, GridOptions};
+use lightning::{Batch, DataLoader, EarlyStopping, ModelCheckpoint, MonitorMode, Trainer};
 use serde::Serialize;
 
 #[derive(Clone, Debug, Serialize)]
@@ -57,6 +59,20 @@ impl DigitClassifier {
         self.seen += y.size()[0];
     }
 
+    /// The validation digits it gets wrong, as one grid image in TensorBoard's IMAGES tab (with the default
+    /// logger; nothing without one).
+    fn log_mistakes(&self, (x, y): &(Tensor, Tensor), ctx: &mut Ctx) -> lightning::Result<()> {
+        let step = ctx.global_step();
+        let Some(tensorboard) = ctx.tensorboard() else { return Ok(()) };
+        let wrong = self.logits(x, false).argmax(-1, false).ne_tensor(y).nonzero().squeeze_dim(1);
+        if wrong.numel() == 0 {
+            return Ok(());
+        }
+        let digits = x.index_select(0, &wrong).view([-1, 1, 8, 8]);
+        let grid = make_grid(&digits, GridOptions::default().padding(1).normalize(true))?;
+        tensorboard.add_image("val_mistakes", &grid, step)
+    }
+
     fn accuracy(&mut self) -> f64 {
         let accuracy = self.correct as f64 / self.seen.max(1) as f64;
         (self.correct, self.seen) = (0, 0);
@@ -72,8 +88,21 @@ impl DigitClassifier {
         loss
     }
 
-    fn validation_step(&mut self, batch: &(Tensor, Tensor), _batch_idx: usize, ctx: &mut Ctx) {
+    fn validation_step(&mut self, batch: &(Tensor, Tensor), batch_idx: usize, ctx: &mut Ctx) -> lightning::Result<()> {
         self.evaluate(batch, "val", ctx);
+        if batch_idx == 0 && !ctx.sanity_checking() {
+            self.log_mistakes(batch, ctx)?;
+        }
+        Ok(())
+    }
+
+    /// The first layer's weights, as a histogram per epoch.
+    fn on_train_epoch_end(&mut self, ctx: &mut Ctx) -> lightning::Result<()> {
+        let step = ctx.global_step();
+        if let Some(tensorboard) = ctx.tensorboard() {
+            tensorboard.add_histogram("hidden1/weight", &self.hidden1.ws, step)?;
+        }
+        Ok(())
     }
 
     fn on_validation_epoch_end(&mut self, ctx: &mut Ctx) {
@@ -153,28 +182,20 @@ fn main() -> lightning::Result<()> {
         n - n_train - n_val
     );
 
-    let logs = Path::new("target/lightning_logs");
-    let csv = CsvLogger::new(logs, "digits")?;
-    let tensorboard = TensorBoardLogger::new(logs, "digits")?;
-    let run_dir = csv.log_dir();
-    let checkpoint = ModelCheckpoint::new(run_dir.join("checkpoints"))
-        .monitor("val_acc")
-        .mode(MonitorMode::Max)
-        .filename("{epoch}-{val_acc:.4f}")
-        .save_top_k(1)
-        .save_last(true);
+    // The best epoch by validation accuracy, and the last, kept in the default logger's `checkpoints/`.
+    let checkpoint =
+        ModelCheckpoint::in_log_dir().monitor("val_acc").mode(MonitorMode::Max).filename("{epoch}-{val_acc:.4f}");
     let best = checkpoint.handle();
 
     let hyper = Hyper { hidden: 128, dropout: 0.2, lr: 3e-3, weight_decay: 1e-4 };
-    let mut model = DigitClassifier::new(hyper.clone());
+    let mut model = DigitClassifier::new(hyper);
     let mut trainer = Trainer::new()
         .max_epochs(40)
         .seed(42)
         .log_every_n_steps(10)
-        .callback(checkpoint)
-        .callback(EarlyStopping::new("val_loss").patience(6))
-        .logger(csv)
-        .logger(tensorboard);
+        .default_root_dir("target")
+        .callback(checkpoint.save_last(true))
+        .callback(EarlyStopping::new("val_loss").patience(6));
     trainer.fit(
         &mut model,
         DataLoader::new(train).batch_size(32).shuffle(true).seed(42).workers(1).build()?,
@@ -188,13 +209,12 @@ fn main() -> lightning::Result<()> {
         best.best_model_score().unwrap_or(f64::NAN),
         best_path.display()
     );
+    let run_dir = trainer.log_dir().unwrap_or_default();
     println!("logs: {} (metrics.csv, TensorBoard events)", run_dir.display());
 
-    // Test and predict with the best weights, loaded into a fresh module.
-    let mut best_model = DigitClassifier::new(hyper).load_from_checkpoint(&best_path)?;
-    let mut evaluator = Trainer::new().seed(0).enable_progress_bar(false);
-    let metrics = evaluator.test(&mut best_model, DataLoader::new(test.share()).batch_size(256).build()?)?;
-    let predicted = evaluator.predict(&mut best_model, DataLoader::new(test.share()).batch_size(8).build()?)?;
+    // Test and predict with the best weights (Lightning's `ckpt_path="best"`).
+    let metrics = trainer.test_from(&mut model, DataLoader::new(test.share()).batch_size(256).build()?, "best")?;
+    let predicted = trainer.predict_from(&mut model, DataLoader::new(test.share()).batch_size(8).build()?, "best")?;
     let first: Vec<i64> = Vec::<i64>::try_from(&predicted[0]).map_err(lightning::Error::from)?;
     let truth: Vec<i64> = Vec::<i64>::try_from(test.1.f_narrow(0, 0, 8)?).map_err(lightning::Error::from)?;
     println!("first 8 test images: predicted {first:?}, labelled {truth:?}");

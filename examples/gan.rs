@@ -1,7 +1,7 @@
 //! A small GAN trained with manual optimization: a generator learns to turn 8-D Gaussian noise into samples of
 //! a 2-D Gaussian it never sees directly (mean (2, -1), standard deviations (0.5, 1.5)), while a discriminator
 //! learns to tell its samples from real ones. Shows `#[lightning_module(manual_optimization)]`, two optimizers
-//! over disjoint parameter lists of one `VarStore`, `ctx.optimizers()`, `ctx.manual_backward` and `ctx.step_optimizer`, logging both
+//! over two parts of one `VarStore` (`vs.submodule`), `ctx.optimizers()`, `ctx.manual_backward` and `ctx.step_optimizer`, logging both
 //! losses, and a callback that reads the epoch's losses and looks at the module through `as_any_mut`.
 //!
 //! Run with `cargo run --example gan` (a few seconds on a CPU).
@@ -20,9 +20,6 @@ struct Gan {
     vs: nn::VarStore,
     generator: nn::Sequential,
     discriminator: nn::Sequential,
-    /// The two networks' variables, kept apart so that each optimizer steps only its own network.
-    generator_params: Vec<Tensor>,
-    discriminator_params: Vec<Tensor>,
 }
 
 /// Two hidden layers with leaky ReLUs (plain ReLUs leave a GAN's discriminator with dead units and flat
@@ -36,24 +33,13 @@ fn mlp(path: nn::Path, input: i64, output: i64) -> nn::Sequential {
         .add(nn::linear(&path / "out", HIDDEN, output, Default::default()))
 }
 
-/// The variables whose names start with `prefix.`, in name order (`VarStore::variables` is a `HashMap`, and a
-/// fixed order keeps the optimizers' state, and checkpoints of it, the same from run to run).
-fn params_under(vs: &nn::VarStore, prefix: &str) -> Vec<Tensor> {
-    let mut named: Vec<(String, Tensor)> =
-        vs.variables().into_iter().filter(|(name, _)| name.starts_with(&format!("{prefix}."))).collect();
-    named.sort_by(|a, b| a.0.cmp(&b.0));
-    named.into_iter().map(|(_, t)| t).collect()
-}
-
 impl Gan {
     fn new() -> Self {
         // One VarStore (the Trainer moves and checkpoints `vs`), two separate paths in it.
         let vs = nn::VarStore::new(Device::Cpu);
         let generator = mlp(vs.root() / "generator", NOISE, 2);
         let discriminator = mlp(vs.root() / "discriminator", 2, 1);
-        let generator_params = params_under(&vs, "generator");
-        let discriminator_params = params_under(&vs, "discriminator");
-        Gan { vs, generator, discriminator, generator_params, discriminator_params }
+        Gan { vs, generator, discriminator }
     }
 
     /// `n` samples from the generator, without building a graph.
@@ -107,16 +93,17 @@ impl Gan {
         }
     }
 
-    fn configure_optimizers(&mut self) -> (Vec<Optimizer>, Vec<LrScheduler>) {
-        // beta1 = 0.5, as in DCGAN: less momentum keeps the two players from overshooting each other.
+    fn configure_optimizers(&mut self) -> lightning::Result<(Vec<Optimizer>, Vec<LrScheduler>)> {
+        // One optimizer per network, each over its own part of the VarStore; beta1 = 0.5, as in DCGAN: less
+        // momentum keeps the two players from overshooting each other.
         let optimizers = vec![
-            Optimizer::adam(&self.generator_params[..], LR).betas(0.5, 0.999),
-            Optimizer::adam(&self.discriminator_params[..], LR).betas(0.5, 0.999),
+            Optimizer::adam(self.vs.submodule("generator")?, LR).betas(0.5, 0.999),
+            Optimizer::adam(self.vs.submodule("discriminator")?, LR).betas(0.5, 0.999),
         ];
         // The two players circle around the equilibrium rather than settle in it; annealing both rates to
         // nearly zero shrinks the circles, so the generator ends up close to the target.
         let schedulers = (0..2).map(|i| LrScheduler::cosine(EPOCHS, LR / 100.0).for_optimizer(i)).collect();
-        (optimizers, schedulers)
+        Ok((optimizers, schedulers))
     }
 }
 
@@ -174,7 +161,9 @@ fn main() -> lightning::Result<()> {
 
     let train = DataLoader::new(real).batch_size(256).shuffle(true).seed(0).build()?;
     let mut gan = Gan::new();
+    // Logs and the last epoch's checkpoint go to `target/lightning_logs/version_N/` (Lightning's defaults).
     let mut trainer = Trainer::new()
+        .default_root_dir("target")
         .max_epochs(EPOCHS)
         .seed(0)
         .enable_progress_bar(false)

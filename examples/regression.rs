@@ -68,7 +68,14 @@ fn main() -> lightning::Result<()> {
     let val = DataLoader::new((val_x, val_y)).batch_size(256).build()?;
 
     let mut model = Regression::new();
-    let mut trainer = Trainer::new().max_epochs(30).seed(42).enable_progress_bar(false).callback(PrintEpochs);
+    // Lightning's defaults: logs and the last epoch's checkpoint in `target/lightning_logs/version_N/` (in the
+    // working directory without `default_root_dir`).
+    let mut trainer = Trainer::new()
+        .max_epochs(30)
+        .seed(42)
+        .default_root_dir("target")
+        .enable_progress_bar(false)
+        .callback(PrintEpochs);
     trainer.fit(&mut model, train, val)?;
 
     let metrics = trainer.callback_metrics();

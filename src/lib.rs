@@ -66,6 +66,7 @@
 //! let linear = nn::linear(vs.root(), 1, 1, Default::default());
 //! let mut model = Line { vs, linear };
 //! let mut trainer = Trainer::new().max_epochs(100).accelerator(Accelerator::Cpu).seed(0);
+//! # let mut trainer = trainer.logger(false).enable_checkpointing(false); // no files from the doctest
 //! trainer.fit(&mut model, data, None)?;
 //! assert_eq!(trainer.global_step(), 400);
 //! let slope = model.linear.ws.double_value(&[0, 0]);
@@ -146,6 +147,11 @@
 //! # Ok::<(), lightning::Error>(())
 //! ```
 //!
+//! Given no logger, a Trainer logs as Lightning's does, to `lightning_logs/version_N/` under
+//! [`Trainer::default_root_dir`] (TensorBoard and CSV), and `fit` keeps the last epoch's checkpoint in its
+//! `checkpoints/`; `.logger(false)` and `.enable_checkpointing(false)` turn them off. Hooks reach the run's loggers
+//! through the context: [`Ctx::tensorboard`] adds images (a [`vision::make_grid`] of samples), histograms and text.
+//!
 //! ## Devices
 //!
 //! The Trainer runs on CUDA device 0 when there is one and on the CPU otherwise (`Accelerator::Auto`); name one
@@ -195,7 +201,7 @@ pub mod prelude {
     pub use crate::{lightning_datamodule, lightning_module};
     pub use lightning_runtime::{
         BatchControl, Callback, Checkpoint, Ctx, GradClipAlgorithm, Interval, LightningModule, Loader, Loaders,
-        LrScheduler, Optimizer, OptimizerClosure, Optimizers, Stage, StepOutput,
+        LrScheduler, Optimizer, OptimizerClosure, Optimizers, Stage, StepOutput, VarStoreExt,
     };
     pub use tch::nn::{self, Module as _, ModuleT as _};
     pub use tch::{Device, Kind, Reduction, Tensor};

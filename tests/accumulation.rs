@@ -14,7 +14,13 @@ use lightning::{Accelerator, DataLoader, EarlyStopping, Error, ModelCheckpoint, 
 const SEED: u64 = 11;
 
 fn cpu() -> Trainer {
-    Trainer::new().accelerator(Accelerator::Cpu).seed(SEED).enable_progress_bar(false).enable_model_summary(false)
+    Trainer::new()
+        .logger(false)
+        .enable_checkpointing(false)
+        .accelerator(Accelerator::Cpu)
+        .seed(SEED)
+        .enable_progress_bar(false)
+        .enable_model_summary(false)
 }
 
 /// 18 shuffled batches of 16 per epoch.

@@ -15,7 +15,7 @@ use lightning::prelude::*;
 use lightning::{Accelerator, AnyModule, CallbackResult, LoadFromCheckpoint, Trainer, FORMAT_VERSION};
 
 fn cpu() -> Trainer {
-    Trainer::new().accelerator(Accelerator::Cpu)
+    Trainer::new().logger(false).enable_checkpointing(false).accelerator(Accelerator::Cpu)
 }
 
 /// A real checkpoint of the MLP (Adam, a step scheduler), written at the end of its first epoch.

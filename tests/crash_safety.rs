@@ -68,7 +68,12 @@ fn step_file(step: usize) -> String {
 }
 
 fn trainer() -> Trainer {
-    Trainer::new().accelerator(Accelerator::Cpu).seed(SEED).limit_val_batches(0)
+    Trainer::new()
+        .logger(false)
+        .enable_checkpointing(false)
+        .accelerator(Accelerator::Cpu)
+        .seed(SEED)
+        .limit_val_batches(0)
 }
 
 /// The child: trains in `$LIGHTNING_CRASH_TEST_DIR`, resuming from `last.ckpt` when there is one, until killed

@@ -8,7 +8,13 @@ use lightning::prelude::*;
 use lightning::{Accelerator, Checkpoint, ModelCheckpoint, StepInfo, Trainer, UpdateRule};
 
 fn trainer() -> Trainer {
-    Trainer::new().accelerator(Accelerator::Cpu).enable_progress_bar(false).enable_model_summary(false).seed(3)
+    Trainer::new()
+        .logger(false)
+        .enable_checkpointing(false)
+        .accelerator(Accelerator::Cpu)
+        .enable_progress_bar(false)
+        .enable_model_summary(false)
+        .seed(3)
 }
 
 #[test]

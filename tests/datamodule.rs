@@ -194,6 +194,8 @@ impl lightning::Callback for Recorder {
 
 fn trainer(calls: &Calls) -> Trainer {
     Trainer::new()
+        .logger(false)
+        .enable_checkpointing(false)
         .accelerator(Accelerator::Cpu)
         .max_epochs(1)
         .num_sanity_val_steps(0)

@@ -122,6 +122,8 @@ fn loaders(samples: i64, batch: usize) -> (Pairs, Pairs) {
 
 fn trainer(devices: usize, epochs: usize) -> Trainer {
     Trainer::new()
+        .logger(false)
+        .enable_checkpointing(false)
         .accelerator(Accelerator::Cpu)
         .devices(devices)
         .strategy(Ddp::default().timeout(Duration::from_secs(60)))
@@ -319,6 +321,8 @@ fn check_train() {
     let mut single = Net::new(100);
     let (train, val) = loaders(256, 16);
     Trainer::new()
+        .logger(false)
+        .enable_checkpointing(false)
         .accelerator(Accelerator::Cpu)
         .max_epochs(3)
         .seed(11)

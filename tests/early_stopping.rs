@@ -41,7 +41,12 @@ impl Scripted {
 fn epochs_run(scores: &[f64], stop: EarlyStopping) -> lightning::Result<usize> {
     let mut module = Scripted::new(scores);
     let data = Loader::from(vec![Tensor::ones([2], (Kind::Float, Device::Cpu))]);
-    let mut trainer = Trainer::new().max_epochs(scores.len()).accelerator(Accelerator::Cpu).callback(stop);
+    let mut trainer = Trainer::new()
+        .logger(false)
+        .enable_checkpointing(false)
+        .max_epochs(scores.len())
+        .accelerator(Accelerator::Cpu)
+        .callback(stop);
     trainer.fit(&mut module, data, None)?;
     Ok(trainer.current_epoch())
 }
@@ -101,6 +106,8 @@ fn learning_rate_monitor_logs_the_scheduled_rates() {
     let mut module = Scripted::new(&[1.0; 3]);
     let data = Loader::from((0..2).map(|_| Tensor::ones([2], (Kind::Float, Device::Cpu))).collect::<Vec<_>>());
     let mut trainer = Trainer::new()
+        .logger(false)
+        .enable_checkpointing(false)
         .max_epochs(3)
         .accelerator(Accelerator::Cpu)
         .log_every_n_steps(1)
@@ -145,8 +152,13 @@ fn a_stop_asked_for_in_a_batch_ends_the_epoch_after_it_once_the_minimums_are_met
         let epoch_ends = Arc::new(Mutex::new(0));
         let mut module = Scripted::new(&[1.0; 4]);
         let stop = StopAt { at: 2, epoch_ends: epoch_ends.clone() };
-        let mut trainer =
-            Trainer::new().max_epochs(4).min_steps(min_steps).accelerator(Accelerator::Cpu).callback(stop);
+        let mut trainer = Trainer::new()
+            .logger(false)
+            .enable_checkpointing(false)
+            .max_epochs(4)
+            .min_steps(min_steps)
+            .accelerator(Accelerator::Cpu)
+            .callback(stop);
         trainer.fit(&mut module, batches(), None).unwrap();
         let ends = *epoch_ends.lock().unwrap();
         (trainer.global_step(), trainer.current_epoch(), ends)
@@ -192,6 +204,8 @@ fn a_stop_asked_for_in_a_batch_validates_once_more_before_the_epoch_ends() {
     let mut module = Validated { vs, w, validations: 0 };
     let epoch_ends = Arc::new(Mutex::new(0));
     let mut trainer = Trainer::new()
+        .logger(false)
+        .enable_checkpointing(false)
         .max_epochs(3)
         .num_sanity_val_steps(0)
         .accelerator(Accelerator::Cpu)

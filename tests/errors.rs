@@ -7,7 +7,7 @@ use lightning::prelude::*;
 use lightning::{Accelerator, Error, NonFinite, Trainer};
 
 fn cpu() -> Trainer {
-    Trainer::new().accelerator(Accelerator::Cpu)
+    Trainer::new().logger(false).enable_checkpointing(false).accelerator(Accelerator::Cpu)
 }
 
 fn data(batches: usize) -> Loader<(Tensor, Tensor)> {
@@ -99,10 +99,12 @@ fn nothing_to_stop_on_is_an_error() {
 }
 
 #[test]
-fn validation_data_without_validation_step_is_an_error() {
+fn validation_data_without_validation_step_is_skipped_as_lightning_does() {
     let mut module = Faulty::new(Fault::None);
-    let error = message(cpu().max_epochs(1).fit(&mut module, data(2), data(1)));
-    assert!(error.contains("validation data was given, but the module defines no `validation_step`"), "{error}");
+    // Lightning warns and skips the validation loop; the run trains as if no validation data were given.
+    let mut trainer = cpu().max_epochs(1);
+    trainer.fit(&mut module, data(2), data(1)).unwrap();
+    assert_eq!(trainer.global_step(), 2);
 }
 
 #[test]
@@ -211,8 +213,14 @@ fn logging_where_lightning_forbids_it_is_an_error() {
 fn a_cuda_device_that_does_not_exist_is_an_error() {
     let mut module = Faulty::new(Fault::None);
     let count = tch::Cuda::device_count() as usize;
-    let error =
-        message(Trainer::new().max_epochs(1).accelerator(Accelerator::Cuda(count)).fit(&mut module, data(1), None));
+    let error = message(
+        Trainer::new()
+            .logger(false)
+            .enable_checkpointing(false)
+            .max_epochs(1)
+            .accelerator(Accelerator::Cuda(count))
+            .fit(&mut module, data(1), None),
+    );
     assert!(error.contains(&format!("CUDA device {count}")), "{error}");
 }
 
@@ -242,7 +250,13 @@ fn a_batch_left_on_the_wrong_device_is_an_error() {
     let vs = nn::VarStore::new(Device::Cpu);
     let linear = nn::linear(vs.root(), 3, 1, Default::default());
     let mut module = StaysOnCpu { vs, linear };
-    let error = message(Trainer::new().max_epochs(1).accelerator(Accelerator::Cuda(0)).fit(&mut module, data(2), None));
+    let error = message(
+        Trainer::new().logger(false).enable_checkpointing(false).max_epochs(1).accelerator(Accelerator::Cuda(0)).fit(
+            &mut module,
+            data(2),
+            None,
+        ),
+    );
     assert!(error.contains("a training batch has a tensor on Cpu but the module runs on Cuda(0)"), "{error}");
 }
 

@@ -121,7 +121,12 @@ const FIT: &[&str] = &[
 ];
 
 fn trainer_on(accelerator: Accelerator, log: &Log) -> Trainer {
-    Trainer::new().accelerator(accelerator).seed(1).callback(RecordingCallback(log.clone()))
+    Trainer::new()
+        .logger(false)
+        .enable_checkpointing(false)
+        .accelerator(accelerator)
+        .seed(1)
+        .callback(RecordingCallback(log.clone()))
 }
 
 fn trainer(log: &Log) -> Trainer {
@@ -444,6 +449,8 @@ fn manual_backward_in_automatic_optimization_is_an_error() {
     let linear = nn::linear(vs.root(), 3, 1, Default::default());
     let mut module = AutomaticCallingManual { vs, linear };
     let error = Trainer::new()
+        .logger(false)
+        .enable_checkpointing(false)
         .accelerator(Accelerator::Cpu)
         .max_epochs(1)
         .enable_progress_bar(false)
@@ -491,6 +498,8 @@ fn toggle_optimizer_keeps_the_other_optimizers_parameters_out_of_backward() {
     let second = nn::linear(vs.root() / "second", 4, 1, Default::default());
     let mut module = Toggling { vs, first, second, checked: 0 };
     Trainer::new()
+        .logger(false)
+        .enable_checkpointing(false)
         .accelerator(Accelerator::Cpu)
         .max_epochs(1)
         .enable_progress_bar(false)

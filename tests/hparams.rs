@@ -84,6 +84,8 @@ fn from_checkpoint_rebuilds_the_module_from_its_hyper_parameters_and_weights() {
     let mut trained = Rebuilt::from_hparams(Shape { hidden: 7, lr: 0.1 });
     let batches: Vec<Tensor> = (0..3).map(|_| Tensor::randn([8, 4], (Kind::Float, Device::Cpu))).collect();
     Trainer::new()
+        .logger(false)
+        .enable_checkpointing(false)
         .max_epochs(2)
         .enable_progress_bar(false)
         .enable_model_summary(false)

@@ -16,7 +16,13 @@ use lightning::{Accelerator, NonFinite, Trainer};
 const SEED: u64 = 3;
 
 fn cpu() -> Trainer {
-    Trainer::new().accelerator(Accelerator::Cpu).seed(SEED).enable_progress_bar(false).enable_model_summary(false)
+    Trainer::new()
+        .logger(false)
+        .enable_checkpointing(false)
+        .accelerator(Accelerator::Cpu)
+        .seed(SEED)
+        .enable_progress_bar(false)
+        .enable_model_summary(false)
 }
 
 /// The MLP, with a NaN loss (logged, then skipped) at batch 1 of the first epoch.

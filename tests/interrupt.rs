@@ -87,7 +87,12 @@ fn child_trains_until_interrupted() {
     let mode = std::env::var(MODE_VAR).unwrap_or_default();
     let mut module = line();
     if mode == "after" {
-        let mut trainer = Trainer::new().max_epochs(1).accelerator(Accelerator::Cpu).enable_progress_bar(false);
+        let mut trainer = Trainer::new()
+            .logger(false)
+            .enable_checkpointing(false)
+            .max_epochs(1)
+            .accelerator(Accelerator::Cpu)
+            .enable_progress_bar(false);
         trainer.fit(&mut module, data(), None).unwrap();
         println!("started");
         // The run has returned: Ctrl-C is the process's again, and ends it.
@@ -98,6 +103,8 @@ fn child_trains_until_interrupted() {
         return;
     }
     let mut trainer = Trainer::new()
+        .logger(false)
+        .enable_checkpointing(false)
         .handle_interrupts(mode != "unhandled")
         .max_epochs(100_000)
         .accelerator(Accelerator::Cpu)
@@ -204,6 +211,8 @@ fn ctrl_c_stops_at_a_batch_boundary_and_leaves_a_checkpoint_that_resumes() {
 
     let mut module = line();
     let mut trainer = Trainer::new()
+        .logger(false)
+        .enable_checkpointing(false)
         .max_epochs(checkpoint.epoch() + 2)
         .accelerator(Accelerator::Cpu)
         .enable_progress_bar(false)

@@ -3,6 +3,9 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+
+mod common;
+use common::python::tensorboard_python;
 use std::sync::{Arc, Mutex};
 
 use lightning::loggers::{CsvLogger, TensorBoardLogger};
@@ -103,6 +106,8 @@ fn loaders() -> (Pairs, Pairs) {
 fn fit_with(loggers: Vec<Box<dyn FnOnce(Trainer) -> Trainer>>) -> Recorder {
     let recorder = Recorder::default();
     let mut trainer = Trainer::new()
+        .logger(false)
+        .enable_checkpointing(false)
         .max_epochs(3)
         .accelerator(Accelerator::Cpu)
         .seed(3)
@@ -295,31 +300,6 @@ fn check_tensorboard(save_dir: &Path, log_dir: &Path, calls: &[Call], hparams: &
     }
 }
 
-/// The Python of the managed environment (where `make setup` installs TensorBoard), or
-/// `$LIGHTNING_TEST_PYTHON`.
-fn tensorboard_python() -> PathBuf {
-    let python = std::env::var_os("LIGHTNING_TEST_PYTHON").map(PathBuf::from).or_else(|| {
-        // `.libtorch` links to `<env>/lib/python3.X/site-packages/torch`.
-        let from_link = Path::new(env!("CARGO_MANIFEST_DIR")).join(".libtorch").canonicalize().ok();
-        let env = from_link.and_then(|torch| torch.ancestors().nth(4).map(Path::to_path_buf));
-        [lightning_build::managed_env_dir(), env]
-            .into_iter()
-            .flatten()
-            .map(|env| env.join("bin").join("python"))
-            .find(|python| python.is_file())
-    });
-    let fix = "run `make setup` (it installs TensorBoard, pinned in scripts/python-requirements.txt, into the \
-               managed Python environment), or set LIGHTNING_TEST_PYTHON to a Python that has `tensorboard`";
-    let Some(python) = python else {
-        panic!("no Python of the managed environment to read the TensorBoard files back with: {fix}");
-    };
-    let has_tensorboard = Command::new(&python).args(["-c", "import tensorboard"]).output();
-    if !has_tensorboard.is_ok_and(|out| out.status.success()) {
-        panic!("{} cannot import tensorboard: {fix}", python.display());
-    }
-    python
-}
-
 #[test]
 fn versions_count_up_across_runs() {
     let tmp = tempfile::tempdir().unwrap();
@@ -359,7 +339,8 @@ fn a_path_that_cannot_be_a_folder_is_an_error_not_a_panic() {
         std::fs::create_dir(tmp.path().join("exp")).unwrap();
         std::fs::write(tmp.path().join("exp").join("version_0"), b"").unwrap();
         let (train, val) = loaders();
-        let mut trainer = add(Trainer::new().max_epochs(1).accelerator(Accelerator::Cpu));
+        let mut trainer =
+            add(Trainer::new().logger(false).enable_checkpointing(false).max_epochs(1).accelerator(Accelerator::Cpu));
         let error = trainer.fit(&mut Regression::new(), train, val).unwrap_err();
         assert!(matches!(error, Error::Io(_)), "{error}");
         assert!(error.to_string().contains("version_0"), "{error}");

@@ -54,6 +54,8 @@ fn batches(n: usize) -> Loader<Tensor> {
 
 fn trainer() -> Trainer {
     Trainer::new()
+        .logger(false)
+        .enable_checkpointing(false)
         .accelerator(Accelerator::Cpu)
         .max_epochs(1)
         .num_sanity_val_steps(0)

@@ -77,7 +77,13 @@ impl Scripted {
 
 /// A CPU Trainer for `epochs` epochs with `checkpoint`.
 fn trainer(epochs: usize, checkpoint: ModelCheckpoint) -> Trainer {
-    Trainer::new().max_epochs(epochs).accelerator(Accelerator::Cpu).seed(0).callback(checkpoint)
+    Trainer::new()
+        .logger(false)
+        .enable_checkpointing(false)
+        .max_epochs(epochs)
+        .accelerator(Accelerator::Cpu)
+        .seed(0)
+        .callback(checkpoint)
 }
 
 /// Fits a fresh module logging `script` for `script.len()` epochs.
@@ -177,6 +183,8 @@ fn metrics_in_file_names_during_a_run() {
         .auto_insert_metric_name(false);
     let mut module = Scripted::new(&SCRIPT[..3]);
     Trainer::new()
+        .logger(false)
+        .enable_checkpointing(false)
         .max_epochs(3)
         .accelerator(Accelerator::Cpu)
         .callback(ranked)
@@ -603,7 +611,12 @@ fn ckpt_path_best_and_last_pick_the_model_checkpoints_files() {
     let best = handle.best_model_path().unwrap();
     assert_eq!(file_name(&best), "epoch=1-step=8.ckpt");
     let mut loaded = Scripted::new(&[]).load_from_checkpoint(&best).unwrap();
-    let expected = Trainer::new().accelerator(Accelerator::Cpu).validate(&mut loaded, val_loader()).unwrap();
+    let expected = Trainer::new()
+        .logger(false)
+        .enable_checkpointing(false)
+        .accelerator(Accelerator::Cpu)
+        .validate(&mut loaded, val_loader())
+        .unwrap();
     let from_best = fitted.validate_from(&mut module, val_loader(), "best").unwrap();
     assert_eq!(
         from_best["real_val_loss"], expected["real_val_loss"],
@@ -627,7 +640,11 @@ fn ckpt_path_last_with_no_checkpoint_starts_afresh_and_best_without_a_model_chec
     let mut fresh = trainer(1, ModelCheckpoint::new(dir.path().join("none-yet")).save_last(true));
     fresh.fit_from(&mut module, train_loader(), val_loader(), "last").unwrap();
     assert_eq!(fresh.global_step(), BATCHES);
-    let error =
-        Trainer::new().accelerator(Accelerator::Cpu).validate_from(&mut module, val_loader(), "best").unwrap_err();
+    let error = Trainer::new()
+        .logger(false)
+        .enable_checkpointing(false)
+        .accelerator(Accelerator::Cpu)
+        .validate_from(&mut module, val_loader(), "best")
+        .unwrap_err();
     assert!(error.to_string().contains("ModelCheckpoint"), "{error}");
 }

@@ -57,6 +57,8 @@ fn data() -> Loader<Tensor> {
 
 fn trainer() -> Trainer {
     Trainer::new()
+        .logger(false)
+        .enable_checkpointing(false)
         .accelerator(Accelerator::Cpu)
         .max_epochs(2)
         .enable_progress_bar(false)

@@ -10,7 +10,13 @@ use lightning::prelude::*;
 use lightning::{Accelerator, Trainer};
 
 fn cpu() -> Trainer {
-    Trainer::new().accelerator(Accelerator::Cpu).enable_progress_bar(false).enable_model_summary(false).max_epochs(2)
+    Trainer::new()
+        .logger(false)
+        .enable_checkpointing(false)
+        .accelerator(Accelerator::Cpu)
+        .enable_progress_bar(false)
+        .enable_model_summary(false)
+        .max_epochs(2)
 }
 
 /// What `configure_optimizers` returns, made from the module's variables.

@@ -66,6 +66,8 @@ impl Classifier {
 
 fn trainer(precision: Precision) -> Trainer {
     Trainer::new()
+        .logger(false)
+        .enable_checkpointing(false)
         .accelerator(Accelerator::Cpu)
         .precision(precision)
         .seed(1)

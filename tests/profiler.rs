@@ -11,6 +11,8 @@ fn the_simple_profiler_times_every_hook_and_writes_lightnings_table() {
     let dir = tempfile::tempdir().unwrap();
     let mut module = Net::mlp(0.0, Opt::AdamStepLr);
     let mut trainer = Trainer::new()
+        .logger(false)
+        .enable_checkpointing(false)
         .accelerator(Accelerator::Cpu)
         .max_epochs(2)
         .enable_progress_bar(false)
@@ -46,8 +48,13 @@ fn the_chrome_trace_holds_every_call_nested_as_it_ran() {
     let dir = tempfile::tempdir().unwrap();
     let mut module = Net::mlp(0.0, Opt::AdamStepLr);
     let profiler = SimpleProfiler::new().chrome_trace(dir.path().join("trace.json"));
-    let mut trainer =
-        Trainer::new().accelerator(Accelerator::Cpu).max_epochs(1).enable_progress_bar(false).profiler(profiler);
+    let mut trainer = Trainer::new()
+        .logger(false)
+        .enable_checkpointing(false)
+        .accelerator(Accelerator::Cpu)
+        .max_epochs(1)
+        .enable_progress_bar(false)
+        .profiler(profiler);
     trainer.fit(&mut module, train_loader(1), val_loader()).unwrap();
     let text = std::fs::read_to_string(dir.path().join("fit-trace.json")).unwrap();
     let trace: serde_json::Value = serde_json::from_str(&text).unwrap();

@@ -16,7 +16,12 @@ const SEED: u64 = 5;
 
 /// A CPU Trainer sending every step's values to `logger`.
 fn trainer(logger: &MemoryLogger) -> Trainer {
-    Trainer::new().accelerator(Accelerator::Cpu).log_every_n_steps(1).logger(logger.clone())
+    Trainer::new()
+        .logger(false)
+        .enable_checkpointing(false)
+        .accelerator(Accelerator::Cpu)
+        .log_every_n_steps(1)
+        .logger(logger.clone())
 }
 
 /// The uninterrupted run: EPOCHS epochs from the same start as every first run.
@@ -160,6 +165,8 @@ fn resume_restores_before_configure_optimizers_and_skips_what_was_done() {
     let mut first = Recorder::new(first_log.clone());
     let saver = Saver { at_step: vec![(6, mid.clone())], at_epoch_end: vec![(0, end.clone())], ..Saver::default() };
     let mut t = Trainer::new()
+        .logger(false)
+        .enable_checkpointing(false)
         .accelerator(Accelerator::Cpu)
         .max_epochs(2)
         .callback(RecordingCallback(first_log.clone()))
@@ -179,7 +186,12 @@ fn resume_restores_before_configure_optimizers_and_skips_what_was_done() {
     for (ckpt, steps_left, epochs_started) in [(&mid, 2 + 4, 1), (&end, 4 + 4, 2)] {
         let log = Log::default();
         let mut resumed = Recorder::new(log.clone());
-        let mut t = Trainer::new().accelerator(Accelerator::Cpu).max_epochs(3).callback(RecordingCallback(log.clone()));
+        let mut t = Trainer::new()
+            .logger(false)
+            .enable_checkpointing(false)
+            .accelerator(Accelerator::Cpu)
+            .max_epochs(3)
+            .callback(RecordingCallback(log.clone()));
         t.fit_from(&mut resumed, None, None, ckpt).unwrap();
         let calls = log.lock().unwrap().clone();
         let order = [

@@ -46,6 +46,8 @@ impl Scheduled {
 
 fn cpu(epochs: usize) -> Trainer {
     Trainer::new()
+        .logger(false)
+        .enable_checkpointing(false)
         .accelerator(Accelerator::Cpu)
         .max_epochs(epochs)
         .num_sanity_val_steps(0)

@@ -93,8 +93,14 @@ fn fit_regression(accelerator: Accelerator, seed: u64) -> (Vec<f64>, Trainer, Re
     let logger = MemoryLogger::default();
     let mut module = Regression::new(seed as i64);
     let (train, val) = regression_loaders(seed);
-    let mut trainer =
-        Trainer::new().max_epochs(15).accelerator(accelerator).seed(seed).log_every_n_steps(1).logger(logger.clone());
+    let mut trainer = Trainer::new()
+        .logger(false)
+        .enable_checkpointing(false)
+        .max_epochs(15)
+        .accelerator(accelerator)
+        .seed(seed)
+        .log_every_n_steps(1)
+        .logger(logger.clone());
     trainer.fit(&mut module, train, val).unwrap();
     (logger.values("train_loss_epoch"), trainer, module)
 }
@@ -196,7 +202,13 @@ fn classification(accelerator: Accelerator) {
     let mut module = Classifier { vs, net, correct: 0, seen: 0 };
     let train = DataLoader::new(blobs(600, 1)).batch_size(50).shuffle(true).seed(5).build().unwrap();
     let val = DataLoader::new(blobs(200, 2)).batch_size(100).build().unwrap();
-    let mut trainer = Trainer::new().max_epochs(10).accelerator(accelerator).seed(0).logger(logger.clone());
+    let mut trainer = Trainer::new()
+        .logger(false)
+        .enable_checkpointing(false)
+        .max_epochs(10)
+        .accelerator(accelerator)
+        .seed(0)
+        .logger(logger.clone());
     trainer.fit(&mut module, train, val).unwrap();
     let losses = logger.values("train_loss");
     assert_eq!(losses.len(), 10);
@@ -210,7 +222,12 @@ fn max_steps_stops_mid_epoch_and_min_epochs_outlasts_a_stop_request() {
     let _serial = serial();
     let (train, _) = regression_loaders(1);
     let mut module = Regression::new(1);
-    let mut trainer = Trainer::new().max_steps(20).accelerator(Accelerator::Cpu).limit_val_batches(0);
+    let mut trainer = Trainer::new()
+        .logger(false)
+        .enable_checkpointing(false)
+        .max_steps(20)
+        .accelerator(Accelerator::Cpu)
+        .limit_val_batches(0);
     trainer.fit(&mut module, train, None).unwrap();
     assert_eq!(trainer.global_step(), 20);
     assert_eq!(trainer.current_epoch(), 2, "16 steps in epoch 0, then 4 of epoch 1");
@@ -224,6 +241,8 @@ fn max_steps_stops_mid_epoch_and_min_epochs_outlasts_a_stop_request() {
     }
     let (train, _) = regression_loaders(1);
     let mut trainer = Trainer::new()
+        .logger(false)
+        .enable_checkpointing(false)
         .max_epochs(10)
         .min_epochs(3)
         .accelerator(Accelerator::Cpu)
@@ -240,6 +259,8 @@ fn batch_limits_fast_dev_run_and_validation_intervals() {
     let (train, val) = regression_loaders(1);
     let mut module = Regression::new(1);
     let mut trainer = Trainer::new()
+        .logger(false)
+        .enable_checkpointing(false)
         .max_epochs(2)
         .accelerator(Accelerator::Cpu)
         .limit_train_batches(0.25)
@@ -252,12 +273,18 @@ fn batch_limits_fast_dev_run_and_validation_intervals() {
     assert_eq!(counting.values("val_loss").len(), 4, "validation every 2 of 4 batches, two epochs");
 
     let (train, val) = regression_loaders(1);
-    let mut trainer = Trainer::new().fast_dev_run(2).accelerator(Accelerator::Cpu);
+    let mut trainer =
+        Trainer::new().logger(false).enable_checkpointing(false).fast_dev_run(2).accelerator(Accelerator::Cpu);
     trainer.fit(&mut module, train, val).unwrap();
     assert_eq!((trainer.global_step(), trainer.current_epoch()), (2, 1));
 
     let (train, val) = regression_loaders(1);
-    let mut trainer = Trainer::new().max_epochs(3).overfit_batches(2).accelerator(Accelerator::Cpu);
+    let mut trainer = Trainer::new()
+        .logger(false)
+        .enable_checkpointing(false)
+        .max_epochs(3)
+        .overfit_batches(2)
+        .accelerator(Accelerator::Cpu);
     trainer.fit(&mut module, train, val).unwrap();
     assert_eq!(trainer.global_step(), 6);
 }
@@ -271,7 +298,12 @@ fn any_iterator_of_batches_can_be_the_data() {
         (0..4).map(move |i| (x.narrow(0, i * 16, 16), y.narrow(0, i * 16, 16)))
     });
     let mut module = Regression::new(2);
-    let mut trainer = Trainer::new().max_epochs(2).accelerator(Accelerator::Cpu).limit_val_batches(0);
+    let mut trainer = Trainer::new()
+        .logger(false)
+        .enable_checkpointing(false)
+        .max_epochs(2)
+        .accelerator(Accelerator::Cpu)
+        .limit_val_batches(0);
     trainer.fit(&mut module, train, None).unwrap();
     assert_eq!(trainer.global_step(), 8);
     assert_eq!(Limit::from(0.5), Limit::Fraction(0.5));
@@ -331,7 +363,13 @@ fn manual_optimization(accelerator: Accelerator) {
     let mut module = TwoOptimizers { vs, generator, critic, generator_vars, critic_vars };
     let logger = MemoryLogger::default();
     let (train, _) = regression_loaders(4);
-    let mut trainer = Trainer::new().max_epochs(5).accelerator(accelerator).limit_val_batches(0).logger(logger.clone());
+    let mut trainer = Trainer::new()
+        .logger(false)
+        .enable_checkpointing(false)
+        .max_epochs(5)
+        .accelerator(accelerator)
+        .limit_val_batches(0)
+        .logger(logger.clone());
     trainer.fit(&mut module, train, None).unwrap();
     assert_eq!(trainer.global_step(), 5 * 16 * 2, "every optimizer step counts");
     assert!(!module.critic.ws.to(Device::Cpu).equal(&critic_before), "the critic's optimizer stepped");
@@ -375,6 +413,8 @@ fn gradient_clipping_by_norm_and_by_value() {
         let mut module = ClipProbe { vs, linear, norms: Vec::new(), max_abs: Vec::new() };
         let (train, _) = regression_loaders(1);
         let mut trainer = Trainer::new()
+            .logger(false)
+            .enable_checkpointing(false)
             .max_epochs(1)
             .accelerator(Accelerator::Cpu)
             .limit_val_batches(0)
@@ -416,6 +456,8 @@ fn max_time_stops_at_the_next_batch_boundary() {
     let (train, _) = regression_loaders(1);
     let mut module = Regression::new(1);
     let mut trainer = Trainer::new()
+        .logger(false)
+        .enable_checkpointing(false)
         .max_epochs(1000)
         .max_time(std::time::Duration::from_millis(50))
         .accelerator(Accelerator::Cpu)
@@ -475,7 +517,14 @@ fn batches_share_the_datasets_memory_only_when_no_hook_can_write_into_them() {
     let y = Tensor::rand([32, 1], (Kind::Float, Device::Cpu));
     let original = x.copy();
     let loader = || DataLoader::new((x.shallow_clone(), y.shallow_clone())).batch_size(8).build().unwrap();
-    let quiet = || Trainer::new().accelerator(Accelerator::Cpu).max_epochs(2).enable_progress_bar(false);
+    let quiet = || {
+        Trainer::new()
+            .logger(false)
+            .enable_checkpointing(false)
+            .accelerator(Accelerator::Cpu)
+            .max_epochs(2)
+            .enable_progress_bar(false)
+    };
 
     // No by-value batch hook and no `map`: unshuffled batches are views into the dataset, no copy.
     let vs = nn::VarStore::new(Device::Cpu);

@@ -69,7 +69,13 @@ impl Line {
 }
 
 fn trainer() -> Trainer {
-    Trainer::new().accelerator(Accelerator::Cpu).max_epochs(3).seed(0).callback(EarlyStopping::new("val_loss"))
+    Trainer::new()
+        .logger(false)
+        .enable_checkpointing(false)
+        .accelerator(Accelerator::Cpu)
+        .max_epochs(3)
+        .seed(0)
+        .callback(EarlyStopping::new("val_loss"))
 }
 
 #[test]

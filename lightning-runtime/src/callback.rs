@@ -52,7 +52,7 @@ impl<M: LightningModule + 'static> AnyModule for M {
 /// the module's batch type), since one callback serves modules of any batch type.
 ///
 /// ```
-/// use lightning_runtime::{AnyModule, Callback, CallbackResult, Ctx};
+/// use lightning::{AnyModule, Callback, CallbackResult, Ctx};
 ///
 /// #[derive(Default)]
 /// struct CountEpochs(usize);

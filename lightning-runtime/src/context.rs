@@ -66,7 +66,7 @@ impl HookInfo {
 /// the mode, and in manual optimization the optimizers.
 ///
 /// ```
-/// use lightning_runtime::Ctx;
+/// use lightning::Ctx;
 /// let mut ctx = Ctx::new(tch::Device::Cpu);
 /// ctx.log("loss", 0.25);
 /// assert_eq!(ctx.current_epoch(), 0);
@@ -113,6 +113,11 @@ pub struct Ctx {
     pub(crate) lent_callbacks: Option<Vec<Box<dyn crate::Callback>>>,
     /// Parameters `toggle_optimizer` stopped from requiring gradients, until `untoggle_optimizer`.
     pub(crate) toggled: Vec<Tensor>,
+    /// The run's loggers (rank 0's; none on the other processes), which the Trainer sends logged values to and
+    /// hooks reach through `loggers()`.
+    pub(crate) loggers: Vec<Box<dyn crate::loggers::Logger>>,
+    /// The Trainer's `default_root_dir` (the working directory unless set).
+    pub(crate) default_root_dir: std::path::PathBuf,
 }
 
 /// A checkpoint a hook asked for; the Trainer writes it when the hook returns.
@@ -215,6 +220,8 @@ impl Ctx {
             scaler: None,
             lent_callbacks: None,
             toggled: Vec::new(),
+            loggers: Vec::new(),
+            default_root_dir: std::path::PathBuf::from("."),
         }
     }
 
@@ -223,7 +230,7 @@ impl Ctx {
     /// recorded, when the handle is dropped:
     ///
     /// ```
-    /// # let mut ctx = lightning_runtime::Ctx::new(tch::Device::Cpu);
+    /// # let mut ctx = lightning::Ctx::new(tch::Device::Cpu);
     /// # let loss = tch::Tensor::from(0.5);
     /// ctx.log("train_loss", &loss).prog_bar(true).on_epoch(true);
     /// ```
@@ -455,10 +462,10 @@ impl Ctx {
     /// `self.all_gather`); in a single-process run, `tensor` with a first dimension of 1.
     ///
     /// ```
-    /// # let ctx = lightning_runtime::Ctx::new(tch::Device::Cpu);
+    /// # let ctx = lightning::Ctx::new(tch::Device::Cpu);
     /// let gathered = ctx.all_gather(&tch::Tensor::from_slice(&[1.0f32, 2.0]))?;
     /// assert_eq!(gathered.size(), vec![1, 2]);
-    /// # Ok::<(), lightning_runtime::Error>(())
+    /// # Ok::<(), lightning::Error>(())
     /// ```
     ///
     /// # Errors

@@ -5,6 +5,7 @@ mod callback;
 mod callbacks;
 mod checkpoint;
 mod context;
+mod context_loggers;
 mod data;
 mod datamodule;
 pub mod distributed;
@@ -18,13 +19,16 @@ mod module;
 mod optim;
 mod output;
 mod precision;
+mod submodule;
 mod trainer;
 mod tuner;
+pub mod vision;
 
 pub use callback::{AnyModule, Callback, CallbackResult};
 pub use callbacks::{
     EarlyStopping, EarlyStoppingHandle, LearningRateMonitor, ModelCheckpoint, ModelCheckpointHandle, ModelSummary,
-    MonitorMode, OnExceptionCheckpoint, ProgressBar, SummaryRow,
+    MonitorMode, OnExceptionCheckpoint, PredictionWriter, ProgressBar, SummaryRow, TensorFiles, WriteInterval,
+    WritePredictions,
 };
 pub use checkpoint::{Checkpoint, LoadOptions, FORMAT_VERSION};
 pub use context::{Ctx, LogValue, Stage};
@@ -33,7 +37,7 @@ pub use datamodule::{DataHookTable, LightningDataModule};
 pub use distributed::{Ddp, ProcessGroup, ReduceOp};
 pub use error::{Error, HookError, Result};
 pub use log_call::{LogCall, LogDict};
-pub use loggers::Logger;
+pub use loggers::{Logger, LoggerAny};
 pub use metrics::ReduceFx;
 pub use module::{
     assert_fit, defined_hooks, Fit, HasConfigureOptimizers, HasPredictStep, HasTestStep, HasTrainingStep,
@@ -45,10 +49,11 @@ pub use optim::{
 pub use output::{BatchControl, HookOutput, StepOutput};
 pub use precision::{Precision, ScalerState};
 pub use serde_json;
+pub use submodule::{SubPath, Submodule, VarStoreExt};
 pub use tch;
 pub use trainer::{
-    Accelerator, CkptPath, FromHparams, Limit, LoadFromCheckpoint, NonFinite, OptimizerClosure, SimpleProfiler,
-    SingleDevice, Strategy, Trainer,
+    Accelerator, CkptPath, FromHparams, Limit, LoadFromCheckpoint, LoggerChoice, NonFinite, OptimizerClosure,
+    SimpleProfiler, SingleDevice, Strategy, Trainer,
 };
 pub use tuner::{is_out_of_memory, BatchSizeMode, LrFind, LrFinder, LrMode, ScaleBatchSize, Tuner};
 

@@ -105,7 +105,7 @@ impl Ctx {
     /// Logs every `(name, value)` of `values` with the same options (Lightning's `self.log_dict`):
     ///
     /// ```
-    /// # let mut ctx = lightning_runtime::Ctx::new(tch::Device::Cpu);
+    /// # let mut ctx = lightning::Ctx::new(tch::Device::Cpu);
     /// # let (loss, acc) = (tch::Tensor::from(0.5), tch::Tensor::from(0.9));
     /// ctx.log_dict([("val_loss", &loss), ("val_acc", &acc)]).prog_bar(true);
     /// ```

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod checkpointing;
+pub mod python;
 pub mod recorder;
 
 use lightning::Accelerator;

@@ -12,7 +12,7 @@ use crate::context::Ctx;
 /// metrics are reduced. Monitoring a metric that was never logged is an error that lists the metrics that were.
 ///
 /// ```
-/// use lightning_runtime::{EarlyStopping, MonitorMode, Trainer};
+/// use lightning::{EarlyStopping, MonitorMode, Trainer};
 /// let stop = EarlyStopping::new("val_loss").patience(3).min_delta(1e-4);
 /// let trainer = Trainer::new().max_epochs(100).callback(stop);
 /// # let _ = MonitorMode::Max;
@@ -49,7 +49,7 @@ fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
 /// Trainer (and after `fit`).
 ///
 /// ```
-/// use lightning_runtime::{EarlyStopping, Trainer};
+/// use lightning::{EarlyStopping, Trainer};
 /// let stop = EarlyStopping::new("val_loss").patience(2);
 /// let handle = stop.handle();
 /// let trainer = Trainer::new().max_epochs(50).callback(stop);

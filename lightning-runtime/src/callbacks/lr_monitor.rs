@@ -8,7 +8,7 @@ use crate::optim::Interval;
 /// start of every epoch with `Interval::Epoch`.
 ///
 /// ```
-/// use lightning_runtime::{Interval, LearningRateMonitor, Trainer};
+/// use lightning::{Interval, LearningRateMonitor, Trainer};
 /// let trainer = Trainer::new().max_epochs(5).callback(LearningRateMonitor::new(Interval::Step));
 /// ```
 #[derive(Clone, Debug)]

@@ -18,3 +18,6 @@ pub use lr_monitor::LearningRateMonitor;
 mod on_exception;
 
 pub use on_exception::OnExceptionCheckpoint;
+mod prediction_writer;
+
+pub use prediction_writer::{PredictionWriter, TensorFiles, WriteInterval, WritePredictions};

@@ -40,7 +40,7 @@ use crate::output::StepOutput;
 /// checkpoint after `fit`:
 ///
 /// ```no_run
-/// use lightning_runtime::{ModelCheckpoint, Trainer};
+/// use lightning::{ModelCheckpoint, Trainer};
 ///
 /// let checkpoint = ModelCheckpoint::new("checkpoints")
 ///     .monitor("val_loss")
@@ -79,6 +79,8 @@ pub struct ModelCheckpoint {
 #[derive(Clone, Debug)]
 struct Settings {
     dirpath: PathBuf,
+    /// Made from the first logger's folder at `setup` (`ModelCheckpoint::default()`, Lightning's `dirpath=None`).
+    dir_from_logger: bool,
     filename: Option<String>,
     monitor: Option<String>,
     mode: MonitorMode,
@@ -137,6 +139,7 @@ impl ModelCheckpoint {
         ModelCheckpoint {
             settings: Settings {
                 dirpath,
+                dir_from_logger: false,
                 filename: None,
                 monitor: None,
                 mode: MonitorMode::Min,
@@ -152,6 +155,24 @@ impl ModelCheckpoint {
             fit: FitProgress::default(),
             shared: Arc::default(),
         }
+    }
+
+    /// A checkpoint callback writing where Lightning's `ModelCheckpoint(dirpath=None)` does: into
+    /// `<log_dir>/checkpoints` of the run's first logger (the default one:
+    /// `default_root_dir/lightning_logs/version_N/checkpoints`), or `default_root_dir/checkpoints` without a
+    /// logger, decided when each stage starts. [`dirpath`](Self::dirpath) is empty until then.
+    ///
+    /// ```no_run
+    /// use lightning::{ModelCheckpoint, MonitorMode, Trainer};
+    /// let best = ModelCheckpoint::in_log_dir().monitor("val_acc").mode(MonitorMode::Max);
+    /// let trainer = Trainer::new().max_epochs(10).callback(best);
+    /// // trainer.fit(..)?; trainer.test_from(&mut model, test, "best")?;
+    /// ```
+    pub fn in_log_dir() -> Self {
+        let mut checkpoint = ModelCheckpoint::new(PathBuf::new());
+        checkpoint.settings.dirpath = PathBuf::new();
+        checkpoint.settings.dir_from_logger = true;
+        checkpoint
     }
 
     /// The file name template, without the `.ckpt` extension: `{epoch}`, `{step}` and any logged metric, with
@@ -256,7 +277,7 @@ impl ModelCheckpoint {
     /// `format_checkpoint_name`): `epoch` and `step` render as integers, metrics as floats.
     ///
     /// ```
-    /// use lightning_runtime::ModelCheckpoint;
+    /// use lightning::ModelCheckpoint;
     /// let checkpoint = ModelCheckpoint::new("/ckpt").filename("{epoch:02d}-{val_loss:.2f}");
     /// let metrics = [("val_loss".to_string(), 0.12345)].into_iter().collect();
     /// let path = checkpoint.format_checkpoint_name(3, 64, &metrics).unwrap();
@@ -330,7 +351,12 @@ impl Callback for ModelCheckpoint {
         self.restore_state(state)
     }
 
-    fn setup(&mut self, _ctx: &mut Ctx, _module: &mut dyn AnyModule, stage: Stage) -> CallbackResult {
+    fn setup(&mut self, ctx: &mut Ctx, _module: &mut dyn AnyModule, stage: Stage) -> CallbackResult {
+        if self.settings.dir_from_logger {
+            let log_dir = ctx.loggers().iter().find_map(|logger| logger.log_dir());
+            let dir = log_dir.unwrap_or_else(|| ctx.default_root_dir.clone()).join("checkpoints");
+            self.settings.dirpath = std::path::absolute(&dir).unwrap_or(dir);
+        }
         self.plan = Some(self.check()?);
         if stage == Stage::Fit {
             self.fit = FitProgress::default();

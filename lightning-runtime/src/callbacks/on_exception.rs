@@ -11,7 +11,7 @@ use crate::Error;
 /// `Trainer::fit_from`. Other errors can strike mid-step; their checkpoint holds the weights as they were.
 ///
 /// ```
-/// use lightning_runtime::{OnExceptionCheckpoint, Trainer};
+/// use lightning::{OnExceptionCheckpoint, Trainer};
 /// let trainer = Trainer::new().max_epochs(10).callback(OnExceptionCheckpoint::new("checkpoints"));
 /// ```
 #[derive(Clone, Debug)]

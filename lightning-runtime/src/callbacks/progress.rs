@@ -28,7 +28,7 @@ enum Output {
 /// Reports progress on stderr. The Trainer adds one unless `Trainer::enable_progress_bar(false)`.
 ///
 /// ```
-/// use lightning_runtime::{ProgressBar, Trainer};
+/// use lightning::{ProgressBar, Trainer};
 /// let trainer = Trainer::new().max_epochs(3).enable_progress_bar(false).callback(ProgressBar::lines());
 /// ```
 pub struct ProgressBar {

@@ -119,7 +119,7 @@ pub(crate) struct TensorRecord {
 /// old one, so a crash leaves the old file or the new one, and a file that would not read back replaces nothing.
 ///
 /// ```
-/// use lightning_runtime::Checkpoint;
+/// use lightning::Checkpoint;
 /// let mut ckpt = Checkpoint::default();
 /// ckpt.insert("vocab", &["a", "b"]).unwrap();
 /// let vocab: Vec<String> = ckpt.get("vocab").unwrap().unwrap();

@@ -15,8 +15,8 @@ use crate::{Error, Result};
 /// handle from [`share`](Dataset::share) instead, as each of PyTorch's worker processes gets its own copy.
 ///
 /// ```
-/// use lightning_runtime::tch::{Device, Kind, Tensor};
-/// use lightning_runtime::Dataset;
+/// use lightning::tch::{Device, Kind, Tensor};
+/// use lightning::Dataset;
 ///
 /// let x = Tensor::arange(6, (Kind::Float, Device::Cpu)).view([3, 2]);
 /// let y = Tensor::from_slice(&[10i64, 11, 12]);

@@ -24,8 +24,8 @@ pub(super) type MapFn<B> = dyn Fn(B) -> Result<B> + Send + Sync;
 /// [`map`](DataLoader::map), a run of consecutive rows is handed out as a view instead, with no copy.
 ///
 /// ```
-/// use lightning_runtime::tch::{Device, Kind, Tensor};
-/// use lightning_runtime::DataLoader;
+/// use lightning::tch::{Device, Kind, Tensor};
+/// use lightning::DataLoader;
 ///
 /// let x = Tensor::randn([10, 3], (Kind::Float, Device::Cpu));
 /// let y = Tensor::arange(10, (Kind::Int64, Device::Cpu));
@@ -101,12 +101,12 @@ impl<D: Dataset> DataLoader<D> {
     /// A loader over `dataset`: batch size 1, in order, seed 0, last partial batch kept, no workers.
     ///
     /// ```
-    /// use lightning_runtime::tch::Tensor;
-    /// use lightning_runtime::DataLoader;
+    /// use lightning::tch::Tensor;
+    /// use lightning::DataLoader;
     ///
     /// let loader = DataLoader::new(Tensor::from_slice(&[1.0f32, 2.0, 3.0])).build()?;
     /// assert_eq!(loader.len(), Some(3));
-    /// # Ok::<(), lightning_runtime::Error>(())
+    /// # Ok::<(), lightning::Error>(())
     /// ```
     pub fn new(dataset: D) -> Self {
         DataLoader {
@@ -122,13 +122,13 @@ impl<D: Dataset> DataLoader<D> {
     /// least 1.
     ///
     /// ```
-    /// use lightning_runtime::tch::{Device, Kind, Tensor};
-    /// use lightning_runtime::DataLoader;
+    /// use lightning::tch::{Device, Kind, Tensor};
+    /// use lightning::DataLoader;
     ///
     /// let mut loader = DataLoader::new(Tensor::zeros([10], (Kind::Float, Device::Cpu))).batch_size(4).build()?;
     /// let sizes: Vec<i64> = loader.batches(0).map(|b| b.map(|b| b.size()[0])).collect::<Result<_, _>>()?;
     /// assert_eq!(sizes, [4, 4, 2]);
-    /// # Ok::<(), lightning_runtime::Error>(())
+    /// # Ok::<(), lightning::Error>(())
     /// ```
     pub fn batch_size(mut self, n: usize) -> Self {
         self.config.batch_size = n;
@@ -138,8 +138,8 @@ impl<D: Dataset> DataLoader<D> {
     /// Whether each epoch visits the samples in a new random order (a permutation of all of them).
     ///
     /// ```
-    /// use lightning_runtime::tch::{Device, Kind, Tensor};
-    /// use lightning_runtime::DataLoader;
+    /// use lightning::tch::{Device, Kind, Tensor};
+    /// use lightning::DataLoader;
     ///
     /// let mut loader = DataLoader::new(Tensor::arange(8, (Kind::Int64, Device::Cpu))).batch_size(8).shuffle(true).build()?;
     /// let order = Vec::<i64>::try_from(&loader.batches(0).next().unwrap()?)?;
@@ -160,18 +160,18 @@ impl<D: Dataset> DataLoader<D> {
     /// uninterrupted run had.
     ///
     /// ```
-    /// use lightning_runtime::tch::{Device, Kind, Tensor};
-    /// use lightning_runtime::DataLoader;
+    /// use lightning::tch::{Device, Kind, Tensor};
+    /// use lightning::DataLoader;
     ///
     /// let data = Tensor::arange(16, (Kind::Int64, Device::Cpu));
-    /// let order = |epoch| -> lightning_runtime::Result<Vec<i64>> {
+    /// let order = |epoch| -> lightning::Result<Vec<i64>> {
     ///     let mut loader = DataLoader::new(data.shallow_clone()).batch_size(16).shuffle(true).seed(3).build()?;
     ///     let batch = loader.batches(epoch).next().unwrap()?;
     ///     Ok(Vec::<i64>::try_from(&batch)?)
     /// };
     /// assert_eq!(order(5)?, order(5)?);
     /// assert_ne!(order(5)?, order(6)?);
-    /// # Ok::<(), lightning_runtime::Error>(())
+    /// # Ok::<(), lightning::Error>(())
     /// ```
     pub fn seed(mut self, seed: u64) -> Self {
         self.config.seed = seed;
@@ -181,13 +181,13 @@ impl<D: Dataset> DataLoader<D> {
     /// Whether to leave out the last batch of an epoch when it would be smaller than the batch size.
     ///
     /// ```
-    /// use lightning_runtime::tch::{Device, Kind, Tensor};
-    /// use lightning_runtime::DataLoader;
+    /// use lightning::tch::{Device, Kind, Tensor};
+    /// use lightning::DataLoader;
     ///
     /// let data = Tensor::zeros([10], (Kind::Float, Device::Cpu));
     /// let loader = DataLoader::new(data).batch_size(4).drop_last(true).build()?;
     /// assert_eq!(loader.len(), Some(2));
-    /// # Ok::<(), lightning_runtime::Error>(())
+    /// # Ok::<(), lightning::Error>(())
     /// ```
     pub fn drop_last(mut self, on: bool) -> Self {
         self.config.drop_last = on;
@@ -202,14 +202,14 @@ impl<D: Dataset> DataLoader<D> {
     /// (and joined) when its iterator ends or is dropped.
     ///
     /// ```
-    /// use lightning_runtime::tch::{Device, Kind, Tensor};
-    /// use lightning_runtime::DataLoader;
+    /// use lightning::tch::{Device, Kind, Tensor};
+    /// use lightning::DataLoader;
     ///
     /// let data = Tensor::arange(10, (Kind::Float, Device::Cpu));
     /// let mut loader = DataLoader::new(data).batch_size(3).workers(2).build()?;
     /// let firsts: Vec<f64> = loader.batches(0).map(|b| b.map(|b| b.double_value(&[0]))).collect::<Result<_, _>>()?;
     /// assert_eq!(firsts, [0.0, 3.0, 6.0, 9.0]);
-    /// # Ok::<(), lightning_runtime::Error>(())
+    /// # Ok::<(), lightning::Error>(())
     /// ```
     pub fn workers(mut self, n: usize) -> Self {
         self.workers = n;
@@ -221,13 +221,13 @@ impl<D: Dataset> DataLoader<D> {
     /// workers.
     ///
     /// ```
-    /// use lightning_runtime::tch::{Device, Kind, Tensor};
-    /// use lightning_runtime::DataLoader;
+    /// use lightning::tch::{Device, Kind, Tensor};
+    /// use lightning::DataLoader;
     ///
     /// let data = Tensor::zeros([64, 8], (Kind::Float, Device::Cpu));
     /// let mut loader = DataLoader::new(data).batch_size(8).workers(4).prefetch(1).build()?;
     /// assert_eq!(loader.batches(0).count(), 8);
-    /// # Ok::<(), lightning_runtime::Error>(())
+    /// # Ok::<(), lightning::Error>(())
     /// ```
     pub fn prefetch(mut self, n: usize) -> Self {
         self.prefetch = n;
@@ -242,14 +242,14 @@ impl<D: Dataset> DataLoader<D> {
     /// iterator.
     ///
     /// ```
-    /// use lightning_runtime::tch::{Device, Kind, Tensor};
-    /// use lightning_runtime::DataLoader;
+    /// use lightning::tch::{Device, Kind, Tensor};
+    /// use lightning::DataLoader;
     ///
     /// let data = Tensor::ones([6, 2], (Kind::Float, Device::Cpu));
     /// let mut loader = DataLoader::new(data).batch_size(3).map(|x| Ok(x * 2.0)).build()?;
     /// let batch = loader.batches(0).next().unwrap()?;
     /// assert_eq!(batch.double_value(&[0, 0]), 2.0);
-    /// # Ok::<(), lightning_runtime::Error>(())
+    /// # Ok::<(), lightning::Error>(())
     /// ```
     pub fn map<F>(mut self, f: F) -> Self
     where
@@ -268,8 +268,8 @@ impl<D: Dataset> DataLoader<D> {
     /// when the dataset's [`check`](Dataset::check) fails (tensors of different lengths along dim 0).
     ///
     /// ```
-    /// use lightning_runtime::tch::{Device, Kind, Tensor};
-    /// use lightning_runtime::{DataLoader, Error};
+    /// use lightning::tch::{Device, Kind, Tensor};
+    /// use lightning::{DataLoader, Error};
     ///
     /// let x = Tensor::zeros([10, 2], (Kind::Float, Device::Cpu));
     /// let y = Tensor::zeros([9], (Kind::Int64, Device::Cpu));

@@ -22,7 +22,7 @@ use crate::{Error, Result};
 ///
 /// ```no_run
 /// use std::time::Duration;
-/// use lightning_runtime::{Accelerator, Ddp, Trainer};
+/// use lightning::{Accelerator, Ddp, Trainer};
 /// let trainer = Trainer::new()
 ///     .accelerator(Accelerator::Cpu)
 ///     .devices(2)

@@ -25,10 +25,10 @@ const METRICS_FILE: &str = "metrics.csv";
 /// `log_hyperparams` writes `hparams.json` (pretty JSON; Lightning's is `hparams.yaml`).
 ///
 /// ```no_run
-/// use lightning_runtime::loggers::CsvLogger;
-/// use lightning_runtime::Trainer;
+/// use lightning::loggers::CsvLogger;
+/// use lightning::Trainer;
 ///
-/// # fn main() -> lightning_runtime::Result<()> {
+/// # fn main() -> lightning::Result<()> {
 /// let logger = CsvLogger::new("logs", "mnist")?; // logs/mnist/version_0 in an empty folder
 /// let metrics = logger.log_dir().join("metrics.csv");
 /// let trainer = Trainer::new().max_epochs(3).logger(logger);
@@ -58,8 +58,8 @@ impl CsvLogger {
     /// when it is a file.
     ///
     /// ```no_run
-    /// # fn main() -> lightning_runtime::Result<()> {
-    /// let logger = lightning_runtime::loggers::CsvLogger::new("logs", "mnist")?;
+    /// # fn main() -> lightning::Result<()> {
+    /// let logger = lightning::loggers::CsvLogger::new("logs", "mnist")?;
     /// assert!(logger.log_dir().ends_with(format!("version_{}", logger.current_version())));
     /// # Ok(())
     /// # }
@@ -79,8 +79,8 @@ impl CsvLogger {
     /// or to go on logging in an earlier run's folder (its `metrics.csv` is replaced at the first write).
     ///
     /// ```no_run
-    /// use lightning_runtime::loggers::{CsvLogger, TensorBoardLogger};
-    /// # fn main() -> lightning_runtime::Result<()> {
+    /// use lightning::loggers::{CsvLogger, TensorBoardLogger};
+    /// # fn main() -> lightning::Result<()> {
     /// let tensorboard = TensorBoardLogger::new("logs", "mnist")?;
     /// let csv = CsvLogger::new("logs", "mnist")?.version(tensorboard.current_version());
     /// assert_eq!(csv.log_dir(), tensorboard.log_dir());
@@ -97,8 +97,8 @@ impl CsvLogger {
     /// slow (network) file systems, at the price of rows a crash would lose.
     ///
     /// ```no_run
-    /// # fn main() -> lightning_runtime::Result<()> {
-    /// let logger = lightning_runtime::loggers::CsvLogger::new("logs", "mnist")?.flush_every(100);
+    /// # fn main() -> lightning::Result<()> {
+    /// let logger = lightning::loggers::CsvLogger::new("logs", "mnist")?.flush_every(100);
     /// # Ok(())
     /// # }
     /// ```
@@ -208,6 +208,10 @@ impl CsvLogger {
 }
 
 impl Logger for CsvLogger {
+    fn log_dir(&self) -> Option<std::path::PathBuf> {
+        Some(self.dir.log_dir())
+    }
+
     fn log_metrics(&mut self, metrics: &[(String, f64)], step: usize) -> Result<()> {
         if let Some(header) = self.widened_header(metrics) {
             self.set_header(header)?;

@@ -4,10 +4,10 @@
 //! Give the Trainer one or several; each receives every logged value:
 //!
 //! ```no_run
-//! use lightning_runtime::loggers::{CsvLogger, TensorBoardLogger};
-//! use lightning_runtime::Trainer;
+//! use lightning::loggers::{CsvLogger, TensorBoardLogger};
+//! use lightning::Trainer;
 //!
-//! # fn main() -> lightning_runtime::Result<()> {
+//! # fn main() -> lightning::Result<()> {
 //! let csv = CsvLogger::new("logs", "regression")?;
 //! // Built before anything is written, both pick the same version: one folder holds the run's
 //! // metrics.csv, hparams.json and events file. `.version(n)` pins a version explicitly.
@@ -23,14 +23,17 @@
 //! | logger | files in `log_dir()` |
 //! | --- | --- |
 //! | [`CsvLogger`] | `metrics.csv` (a row per logging call), `hparams.json` |
-//! | [`TensorBoardLogger`] | `events.out.tfevents.<secs>.<host>.<pid>.<n>` (scalars, hyper-parameters), `hparams.json` |
+//! | [`TensorBoardLogger`] | `events.out.tfevents.<secs>.<host>.<pid>.<n>` (scalars, hyper-parameters; images, histograms and text a hook adds), `hparams.json` |
 //!
 //! Errors (a folder that cannot be listed, created or written) come back as [`Error::Io`](crate::Error::Io)
 //! naming the path, or [`Error::Config`](crate::Error::Config) when a path is a file where a folder is
 //! needed: from `new`, or from the logging call that first writes, which ends the run with that error.
 
 /// Receives logged values: per step every `log_every_n_steps` steps, and each epoch's reduced values.
-pub trait Logger: Send {
+///
+/// Hooks reach the run's loggers through [`Ctx::loggers`](crate::Ctx::loggers), or one of a given type through
+/// [`Ctx::logger`](crate::Ctx::logger) (Lightning's `self.loggers` and `self.logger`).
+pub trait Logger: Send + LoggerAny {
     /// Records `metrics` at optimizer step `step`.
     fn log_metrics(&mut self, metrics: &[(String, f64)], step: usize) -> Result<()>;
     /// Records the module's hyper-parameters (`#[lightning_module(hparams = field)]`), once at the start of `fit`.
@@ -42,6 +45,29 @@ pub trait Logger: Send {
     fn finalize(&mut self) -> Result<()> {
         Ok(())
     }
+    /// The folder it writes to, if it has one: where the Trainer's default `ModelCheckpoint` puts its
+    /// `checkpoints/` when this is the first logger (Lightning's `log_dir`).
+    fn log_dir(&self) -> Option<std::path::PathBuf> {
+        None
+    }
+}
+
+/// Lets [`Ctx::logger`](crate::Ctx::logger) find a logger by its type. Every `'static` type has it: a logger of
+/// your own needs nothing more than its `impl Logger`.
+pub trait LoggerAny {
+    /// The logger, to downcast to its type.
+    fn as_any(&self) -> &dyn Any;
+    /// The logger, mutably, to downcast to its type.
+    fn as_any_mut(&mut self) -> &mut dyn Any;
+}
+
+impl<T: Any> LoggerAny for T {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
+    }
 }
 
 mod csv_logger;
@@ -49,11 +75,12 @@ mod proto;
 mod tensorboard;
 mod version;
 
+use std::any::Any;
 use std::io::Write;
 use std::path::Path;
 
 pub use csv_logger::CsvLogger;
-pub use tensorboard::TensorBoardLogger;
+pub use tensorboard::{ImageFormat, TensorBoardLogger};
 
 use crate::Result;
 use version::io_error;

@@ -5,7 +5,7 @@
 //! `plugins/hparams/plugin_data.proto`, and protobuf's `struct.proto`.
 
 /// A protobuf message being encoded: fields are appended in the order written.
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub(crate) struct Message(Vec<u8>);
 
 const VARINT: u64 = 0;
@@ -60,6 +60,12 @@ impl Message {
     pub fn message(self, field: u32, value: Message) -> Self {
         self.bytes(field, &value.0)
     }
+
+    /// A `repeated double` in protobuf's packed form: one length-delimited field of little-endian values.
+    pub fn packed_doubles(self, field: u32, values: &[f64]) -> Self {
+        let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        self.bytes(field, &bytes)
+    }
 }
 
 fn varint(out: &mut Vec<u8>, mut value: u64) {
@@ -83,10 +89,42 @@ pub(crate) mod summary {
     pub const VALUE: u32 = 1;
     pub const VALUE_TAG: u32 = 1;
     pub const VALUE_SIMPLE_VALUE: u32 = 2;
+    pub const VALUE_IMAGE: u32 = 4;
+    pub const VALUE_HISTO: u32 = 5;
+    pub const VALUE_TENSOR: u32 = 8;
     pub const VALUE_METADATA: u32 = 9;
     pub const METADATA_PLUGIN_DATA: u32 = 1;
     pub const PLUGIN_NAME: u32 = 1;
     pub const PLUGIN_CONTENT: u32 = 2;
+}
+
+/// `tensorflow.Summary.Image`.
+pub(crate) mod image {
+    pub const HEIGHT: u32 = 1;
+    pub const WIDTH: u32 = 2;
+    pub const COLORSPACE: u32 = 3;
+    pub const ENCODED: u32 = 4;
+}
+
+/// `tensorflow.HistogramProto`; the two lists are `packed` doubles.
+pub(crate) mod histogram {
+    pub const MIN: u32 = 1;
+    pub const MAX: u32 = 2;
+    pub const NUM: u32 = 3;
+    pub const SUM: u32 = 4;
+    pub const SUM_SQUARES: u32 = 5;
+    pub const BUCKET_LIMIT: u32 = 6;
+    pub const BUCKET: u32 = 7;
+}
+
+/// `tensorflow.TensorProto`, its `TensorShapeProto` and `TensorShapeProto.Dim`, and the `DataType` of strings.
+pub(crate) mod tensor {
+    pub const DTYPE: u32 = 1;
+    pub const SHAPE: u32 = 2;
+    pub const STRING_VAL: u32 = 8;
+    pub const SHAPE_DIM: u32 = 2;
+    pub const DIM_SIZE: u32 = 1;
+    pub const DT_STRING: u64 = 7;
 }
 
 /// `tensorboard.hparams.HParamsPluginData`, its `SessionStartInfo`, and `google.protobuf.Value`.

@@ -6,6 +6,10 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+mod media;
+
+pub use media::ImageFormat;
+
 use super::proto::{event, hparams, summary, tf_record, Message};
 use super::version::{io_error, VersionedDir};
 use super::Logger;
@@ -19,6 +23,11 @@ use crate::Result;
 /// write. It starts with the `brain.Event:2` version record; each logged value is then an event holding one
 /// scalar summary at the Trainer's step. Scalars are 32-bit floats in TensorBoard's format.
 ///
+/// A hook reaches the run's logger through [`Ctx::tensorboard`](crate::Ctx::tensorboard) to add images
+/// ([`add_image`](Self::add_image), [`add_images`](Self::add_images)), histograms
+/// ([`add_histogram`](Self::add_histogram)) and text ([`add_text`](Self::add_text)), in the formats PyTorch's
+/// `SummaryWriter` writes: Lightning's `self.logger.experiment.add_image(...)`.
+///
 /// The hyper-parameters go to `hparams.json` and, as TensorBoard's hparams plugin reads them, into a
 /// `_hparams_/session_start_info` summary: nested objects are flattened to `outer/inner` names (as
 /// Lightning does), numbers, strings and booleans kept as they are, and arrays and `null` written as their
@@ -29,10 +38,10 @@ use crate::Result;
 /// when the run ends.
 ///
 /// ```no_run
-/// use lightning_runtime::loggers::TensorBoardLogger;
-/// use lightning_runtime::Trainer;
+/// use lightning::loggers::TensorBoardLogger;
+/// use lightning::Trainer;
 ///
-/// # fn main() -> lightning_runtime::Result<()> {
+/// # fn main() -> lightning::Result<()> {
 /// let logger = TensorBoardLogger::new("logs", "mnist")?;
 /// println!("tensorboard --logdir {}", logger.save_dir().display());
 /// let trainer = Trainer::new().max_epochs(3).logger(logger);
@@ -62,8 +71,8 @@ impl TensorBoardLogger {
     /// [`Error::Config`](crate::Error::Config) when it is a file.
     ///
     /// ```no_run
-    /// # fn main() -> lightning_runtime::Result<()> {
-    /// let logger = lightning_runtime::loggers::TensorBoardLogger::new("logs", "mnist")?;
+    /// # fn main() -> lightning::Result<()> {
+    /// let logger = lightning::loggers::TensorBoardLogger::new("logs", "mnist")?;
     /// assert!(logger.log_dir().starts_with("logs/mnist"));
     /// # Ok(())
     /// # }
@@ -83,8 +92,8 @@ impl TensorBoardLogger {
     /// run).
     ///
     /// ```no_run
-    /// use lightning_runtime::loggers::{CsvLogger, TensorBoardLogger};
-    /// # fn main() -> lightning_runtime::Result<()> {
+    /// use lightning::loggers::{CsvLogger, TensorBoardLogger};
+    /// # fn main() -> lightning::Result<()> {
     /// let csv = CsvLogger::new("logs", "mnist")?;
     /// let tensorboard = TensorBoardLogger::new("logs", "mnist")?.version(csv.current_version());
     /// assert_eq!(csv.log_dir(), tensorboard.log_dir());
@@ -100,8 +109,8 @@ impl TensorBoardLogger {
     /// counts as 1). The end of the run always flushes.
     ///
     /// ```no_run
-    /// # fn main() -> lightning_runtime::Result<()> {
-    /// let logger = lightning_runtime::loggers::TensorBoardLogger::new("logs", "mnist")?.flush_every(10);
+    /// # fn main() -> lightning::Result<()> {
+    /// let logger = lightning::loggers::TensorBoardLogger::new("logs", "mnist")?.flush_every(10);
     /// # Ok(())
     /// # }
     /// ```
@@ -196,6 +205,15 @@ impl TensorBoardLogger {
         io_error("cannot write", &path, error)
     }
 
+    /// Counts a logging call, flushing every `flush_every` of them.
+    fn count_logging_call(&mut self) -> Result<()> {
+        self.unflushed += 1;
+        if self.unflushed >= self.flush_every {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
     fn flush(&mut self) -> Result<()> {
         if let Some(writer) = self.writer.as_mut() {
             let flushed = writer.flush();
@@ -207,6 +225,10 @@ impl TensorBoardLogger {
 }
 
 impl Logger for TensorBoardLogger {
+    fn log_dir(&self) -> Option<std::path::PathBuf> {
+        Some(self.dir.log_dir())
+    }
+
     fn log_metrics(&mut self, metrics: &[(String, f64)], step: usize) -> Result<()> {
         let wall_time = now();
         for (tag, value) in metrics {
@@ -218,11 +240,7 @@ impl Logger for TensorBoardLogger {
                 .message(event::SUMMARY, Message::new().message(summary::VALUE, value));
             self.write_event(event)?;
         }
-        self.unflushed += 1;
-        if self.unflushed >= self.flush_every {
-            self.flush()?;
-        }
-        Ok(())
+        self.count_logging_call()
     }
 
     fn log_hyperparams(&mut self, params: &serde_json::Value) -> Result<()> {

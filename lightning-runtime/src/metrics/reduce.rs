@@ -8,8 +8,8 @@ use crate::context::Logged;
 /// How [`Ctx::log`](crate::Ctx::log) reduces a value over the epoch (Lightning's `reduce_fx`).
 ///
 /// ```
-/// use lightning_runtime::ReduceFx;
-/// # let mut ctx = lightning_runtime::Ctx::new(tch::Device::Cpu);
+/// use lightning::ReduceFx;
+/// # let mut ctx = lightning::Ctx::new(tch::Device::Cpu);
 /// # let errors = tch::Tensor::from(3.0);
 /// ctx.log("errors", &errors).on_epoch(true).reduce_fx(ReduceFx::Sum);
 /// // Any function of the epoch's values, e.g. their median:

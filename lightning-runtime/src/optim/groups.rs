@@ -13,7 +13,7 @@ use super::Params;
 /// what a group does not set, it takes from the optimizer.
 ///
 /// ```
-/// use lightning_runtime::{tch::{nn, Device}, Optimizer, ParamGroup};
+/// use lightning::{tch::{nn, Device}, Optimizer, ParamGroup};
 /// let vs = nn::VarStore::new(Device::Cpu);
 /// let layer = nn::linear(vs.root() / "layer", 4, 4, Default::default());
 /// // The standard split: weight decay on the weights, none on the biases.

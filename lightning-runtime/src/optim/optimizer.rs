@@ -40,7 +40,7 @@ pub(super) enum Rule {
 /// `zero_grad` sets gradients to None, as PyTorch's does by default since 2.0.
 ///
 /// ```
-/// use lightning_runtime::Optimizer;
+/// use lightning::Optimizer;
 /// let vs = tch::nn::VarStore::new(tch::Device::Cpu);
 /// let w = vs.root().zeros("w", &[2]);
 /// let mut opt = Optimizer::sgd(&vs, 0.1).momentum(0.9);

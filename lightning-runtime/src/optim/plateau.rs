@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 /// [`LrScheduler::reduce_on_plateau`](crate::LrScheduler::reduce_on_plateau).
 ///
 /// ```
-/// use lightning_runtime::{LrScheduler, Plateau};
+/// use lightning::{LrScheduler, Plateau};
 /// let scheduler = LrScheduler::reduce_on_plateau(Plateau::new("val_loss").factor(0.5).patience(2));
 /// ```
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

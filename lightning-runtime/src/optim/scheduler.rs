@@ -20,7 +20,7 @@ pub enum Interval {
 /// one-cycle, a function of the step, a sequence of these, or a cut when a metric stops improving.
 ///
 /// ```
-/// use lightning_runtime::LrScheduler;
+/// use lightning::LrScheduler;
 /// let mut s = LrScheduler::step_lr(2, 0.5);
 /// s.set_base_lr(1.0);
 /// s.step();
@@ -99,7 +99,7 @@ impl LrScheduler {
     /// this one's.
     ///
     /// ```
-    /// use lightning_runtime::LrScheduler;
+    /// use lightning::LrScheduler;
     /// let mut s = LrScheduler::sequential(vec![LrScheduler::linear_warmup(2, 0.5), LrScheduler::cosine(4, 0.0)], vec![2]);
     /// s.set_base_lr(1.0);
     /// let rates: Vec<f64> = (0..4).map(|_| { let lr = s.lr(); s.step(); lr }).collect();

@@ -24,10 +24,10 @@ use crate::{Error, Result};
 /// [`FromStr`]:
 ///
 /// ```
-/// use lightning_runtime::Precision;
+/// use lightning::Precision;
 /// let p: Precision = "bf16-mixed".parse()?;
 /// assert_eq!(p, Precision::Bf16Mixed);
-/// # Ok::<(), lightning_runtime::Error>(())
+/// # Ok::<(), lightning::Error>(())
 /// ```
 ///
 /// - `*-mixed`: the weights and the optimizer's state stay fp32; the training, validation, test and predict

@@ -10,10 +10,10 @@ use crate::{Error, Result};
 /// `"best"` and `"last"`.
 ///
 /// ```no_run
-/// # use lightning_runtime::{CkptPath, Trainer};
-/// # fn run<M: lightning_runtime::HasTestStep + lightning_runtime::HasTrainingStep + lightning_runtime::HasConfigureOptimizers + 'static>(
-/// #     trainer: &mut Trainer, model: &mut M, train: lightning_runtime::Loader<M::Batch>, test: lightning_runtime::Loader<M::Batch>,
-/// # ) -> lightning_runtime::Result<()> {
+/// # use lightning::{CkptPath, Trainer};
+/// # fn run<M: lightning::HasTestStep + lightning::HasTrainingStep + lightning::HasConfigureOptimizers + 'static>(
+/// #     trainer: &mut Trainer, model: &mut M, train: lightning::Loader<M::Batch>, test: lightning::Loader<M::Batch>,
+/// # ) -> lightning::Result<()> {
 /// // Re-running a killed job continues it (or starts afresh when there is no checkpoint yet):
 /// trainer.fit_from(model, train, None, "last")?;
 /// // The ModelCheckpoint's best weights:

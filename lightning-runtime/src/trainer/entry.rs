@@ -56,6 +56,7 @@ impl Trainer {
         // Checkpoints, loggers, the progress bar and the model summary belong to rank 0 (Lightning's
         // `rank_zero_only`); the other processes run every other callback and hook alike.
         let global_zero = self.strategy.is_global_zero();
+        self.add_lightning_defaults(stage, global_zero, &mut ctx)?;
         if global_zero {
             self.add_default_callbacks(stage);
         }
@@ -102,7 +103,7 @@ impl Trainer {
                 result = Err(error);
             }
         }
-        for logger in &mut run.hooks.loggers {
+        for logger in &mut run.hooks.ctx.loggers {
             let finalized = logger.finalize();
             if result.is_ok() {
                 if let Err(error) = finalized {
@@ -128,7 +129,7 @@ impl Trainer {
         self.callbacks = hooks.callbacks;
         self.callbacks.extend(kept);
         if global_zero {
-            self.loggers = hooks.loggers;
+            self.loggers = hooks.ctx.loggers;
         }
         result
     }

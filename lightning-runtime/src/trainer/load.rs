@@ -13,8 +13,8 @@ use crate::Result;
 /// weights are loaded, strictly unless told otherwise.
 ///
 /// ```no_run
-/// # use lightning_runtime::{LoadFromCheckpoint, LightningModule};
-/// # fn demo<M: LightningModule + 'static>(fresh: M) -> lightning_runtime::Result<()> {
+/// # use lightning::{LoadFromCheckpoint, LightningModule};
+/// # fn demo<M: LightningModule + 'static>(fresh: M) -> lightning::Result<()> {
 /// let model = fresh.load_from_checkpoint("checkpoints/last.ckpt")?;
 /// # Ok(()) }
 /// ```
@@ -54,8 +54,8 @@ impl<M: LightningModule + 'static> LoadFromCheckpoint for M {}
 /// [`LoadFromCheckpoint`] loads into a module built the usual way.
 ///
 /// ```no_run
-/// use lightning_runtime::tch::{nn, Device, Kind, Tensor};
-/// use lightning_runtime::{FromHparams, Optimizer};
+/// use lightning::tch::{nn, Device, Kind, Tensor};
+/// use lightning::{FromHparams, Optimizer};
 ///
 /// #[derive(serde::Serialize, serde::Deserialize)]
 /// struct Hyper {
@@ -67,7 +67,7 @@ impl<M: LightningModule + 'static> LoadFromCheckpoint for M {}
 ///     hyper: Hyper,
 /// }
 ///
-/// #[lightning_macros::lightning_module(crate = lightning_runtime, hparams = hyper)]
+/// #[lightning::lightning_module(hparams = hyper)]
 /// impl Net {
 ///     fn training_step(&mut self, x: &Tensor) -> Tensor {
 ///         x.sum(Kind::Float)
@@ -87,7 +87,7 @@ impl<M: LightningModule + 'static> LoadFromCheckpoint for M {}
 /// }
 ///
 /// let net = Net::from_checkpoint("checkpoints/last.ckpt")?;
-/// # Ok::<(), lightning_runtime::Error>(())
+/// # Ok::<(), lightning::Error>(())
 /// ```
 pub trait FromHparams: LightningModule + Sized + 'static {
     /// The hyper-parameters' type, as the module's `hparams` field serializes them.

@@ -10,6 +10,7 @@ pub(crate) mod call;
 mod checkpoint_writer;
 mod checkpointing;
 mod ckpt_path;
+pub(crate) mod defaults;
 mod entry;
 mod interrupt;
 mod limits;
@@ -24,6 +25,7 @@ use std::collections::BTreeMap;
 use tch::Device;
 
 pub use ckpt_path::CkptPath;
+pub use defaults::LoggerChoice;
 pub use limits::Limit;
 pub use load::{FromHparams, LoadFromCheckpoint};
 pub use loops::OptimizerClosure;
@@ -87,7 +89,7 @@ pub enum NonFinite {
 /// callback's in the order PyTorch Lightning 2.x does. Options are set by chaining:
 ///
 /// ```no_run
-/// use lightning_runtime::{Accelerator, Trainer};
+/// use lightning::{Accelerator, Trainer};
 /// let trainer = Trainer::default().max_epochs(10).accelerator(Accelerator::Cpu).seed(42).accumulate_grad_batches(2);
 /// ```
 pub struct Trainer {
@@ -99,6 +101,8 @@ pub struct Trainer {
     pub(crate) strategy_set: bool,
     pub(crate) profiler: Option<SimpleProfiler>,
     pub(crate) state: State,
+    /// Lightning's default logger and checkpoint (`defaults.rs`).
+    pub(crate) defaults: defaults::Defaults,
 }
 
 /// The options, as the loops read them.
@@ -192,6 +196,7 @@ impl Default for Trainer {
             strategy_set: false,
             profiler: None,
             state: State::default(),
+            defaults: Default::default(),
         }
     }
 }
@@ -371,9 +376,10 @@ impl Trainer {
         self
     }
 
-    /// Adds a logger.
-    pub fn logger(mut self, logger: impl Logger + 'static) -> Self {
-        self.loggers.push(Box::new(logger));
+    /// Adds a logger; `logger(false)` turns off the default loggers (Lightning's `logger=False`), which a Trainer
+    /// given no logger writes to `default_root_dir/lightning_logs/version_N/` (TensorBoard and CSV).
+    pub fn logger(mut self, logger: impl LoggerChoice) -> Self {
+        logger.apply(&mut self);
         self
     }
 

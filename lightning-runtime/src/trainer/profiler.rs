@@ -17,7 +17,7 @@ use crate::Result;
 /// that Perfetto and `chrome://tracing` open), nested as the calls were.
 ///
 /// ```no_run
-/// use lightning_runtime::{SimpleProfiler, Trainer};
+/// use lightning::{SimpleProfiler, Trainer};
 /// let profiler = SimpleProfiler::new().to_file("fit-profile.txt").chrome_trace("trace.json");
 /// let trainer = Trainer::new().max_epochs(1).profiler(profiler);
 /// ```

@@ -119,7 +119,7 @@ impl Tuner<'_> {
         }
         let saved = Saved::take(self.trainer, module)?;
         let mut trial = |trainer: &mut crate::Trainer, module: &mut M, size: usize| -> Result<bool> {
-            trial_config(&mut trainer.cfg, options.steps_per_trial);
+            trial_config(trainer, options.steps_per_trial);
             let started = Instant::now();
             match trainer.fit(module, loader(size)?, None) {
                 Ok(()) => Ok(options.max_trial_time.is_none_or(|limit| started.elapsed() <= limit)),

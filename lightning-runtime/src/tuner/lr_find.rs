@@ -181,7 +181,7 @@ impl Tuner<'_> {
             return Err(Error::Config("lr_find does not run under fast_dev_run".into()));
         }
         let saved = Saved::take(self.trainer, module)?;
-        trial_config(&mut self.trainer.cfg, options.num_training);
+        trial_config(self.trainer, options.num_training);
         self.trainer.cfg.lr_finding = true;
         // A diverging loss is what the test looks for: it ends the test, not the program.
         self.trainer.cfg.nonfinite = NonFinite::Off;

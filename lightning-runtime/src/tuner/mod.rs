@@ -49,6 +49,7 @@ struct Saved {
     loggers: Vec<Box<dyn Logger>>,
     profiler: Option<crate::SimpleProfiler>,
     state: State,
+    defaults: crate::trainer::defaults::Defaults,
     variables: HashMap<String, Tensor>,
 }
 
@@ -72,6 +73,7 @@ impl Saved {
             loggers: std::mem::take(&mut trainer.loggers),
             profiler: trainer.profiler.take(),
             state: trainer.state.clone(),
+            defaults: trainer.defaults.clone(),
             variables,
         })
     }
@@ -84,6 +86,7 @@ impl Saved {
         trainer.loggers = self.loggers;
         trainer.profiler = self.profiler;
         trainer.state = self.state;
+        trainer.defaults = self.defaults;
         // A `*-true` run cast the weights in place: they take their dtype back before their values.
         let current = module.var_store().variables();
         let cast = self.variables.iter().find_map(|(name, saved)| {
@@ -106,9 +109,11 @@ impl Saved {
     }
 }
 
-/// The options every trial runs with: no validation, no sanity check, no progress bar or summary, the tuner's
-/// own callback only.
-fn trial_config(cfg: &mut Config, steps: usize) {
+/// The options every trial runs with: no validation, no sanity check, no progress bar or summary, no default
+/// logger or checkpoint (Lightning's tuner turns its loggers off too), the tuner's own callback only.
+fn trial_config(trainer: &mut Trainer, steps: usize) {
+    trainer.defaults.turn_off();
+    let cfg = &mut trainer.cfg;
     cfg.max_steps = Some(steps);
     cfg.max_epochs = None;
     (cfg.min_epochs, cfg.min_steps) = (0, 0);

@@ -93,7 +93,7 @@ fn main() {
     let w = vs.root().ones("w", &[1]);
     let mut model = Model { vs, w };
     let mut data = Data { seen: 0 };
-    let mut trainer = Trainer::new().max_epochs(1).enable_progress_bar(false).enable_model_summary(false);
+    let mut trainer = Trainer::new().logger(false).enable_checkpointing(false).max_epochs(1).enable_progress_bar(false).enable_model_summary(false);
     trainer.fit(&mut model, &mut data, None).unwrap();
     let results = trainer.test(&mut model, &mut data).unwrap();
     assert_eq!(results["loader/dataloader_idx_1"], 1.0);

@@ -58,7 +58,7 @@ impl Tracker {
 /// moved into a Trainer (and after `fit`). Every accessor reads the current state.
 ///
 /// ```no_run
-/// use lightning_runtime::{ModelCheckpoint, Trainer};
+/// use lightning::{ModelCheckpoint, Trainer};
 /// let checkpoint = ModelCheckpoint::new("checkpoints").monitor("val_loss").save_top_k(2);
 /// let handle = checkpoint.handle();
 /// let trainer = Trainer::new().max_epochs(5).callback(checkpoint);

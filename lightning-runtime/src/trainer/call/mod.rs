@@ -24,11 +24,11 @@ use crate::metrics::MetricState;
 use crate::module::LightningModule;
 use crate::{Error, Result};
 
-/// The callbacks, the context and the loggers of one run, and the data module it was given.
+/// The callbacks and the context (which holds the loggers, for hooks to reach) of one run, and the data module
+/// it was given.
 pub(crate) struct Dispatch<'d> {
     pub callbacks: Vec<Box<dyn Callback>>,
     pub ctx: Ctx,
-    pub loggers: Vec<Box<dyn Logger>>,
     /// Writes checkpoints behind the training thread; `None`: written synchronously.
     pub writer: Option<CheckpointWriter>,
     /// The loops' progress: only they advance it; hooks see its epoch and step through the context.
@@ -67,14 +67,16 @@ impl Dispatch<'_> {
 
     pub fn new(
         callbacks: Vec<Box<dyn Callback>>,
-        ctx: Ctx,
+        mut ctx: Ctx,
         loggers: Vec<Box<dyn Logger>>,
         writer: Option<CheckpointWriter>,
     ) -> Self {
+        // Added to those the context holds: a context lent to a dispatcher of its own (manual optimization's
+        // `ctx.manual_backward`) keeps the run's loggers.
+        ctx.loggers.extend(loggers);
         Dispatch {
             callbacks,
             ctx,
-            loggers,
             writer,
             progress: RunProgress::default(),
             saves_deferred: false,
@@ -229,14 +231,14 @@ impl Dispatch<'_> {
 
     /// The values loggers have not seen, sent now (a device sync, so only every `log_every_n_steps`).
     pub fn flush_step_logs(&mut self) -> Result<()> {
-        if self.loggers.is_empty() || !self.ctx.metrics.has_unsent_steps() {
+        if self.ctx.loggers.is_empty() || !self.ctx.metrics.has_unsent_steps() {
             return Ok(());
         }
         let mut values = self.ctx.metrics.take_step_values();
         // Lightning adds the epoch to every set of logged values.
         values.push(("epoch".to_string(), self.progress.epoch as f64));
         let step = self.progress.global_step;
-        for logger in &mut self.loggers {
+        for logger in &mut self.ctx.loggers {
             logger.log_metrics(&values, step)?;
         }
         Ok(())
@@ -250,7 +252,7 @@ impl Dispatch<'_> {
         let mut values = values;
         values.push(("epoch".to_string(), self.progress.epoch as f64));
         let step = self.progress.global_step;
-        for logger in &mut self.loggers {
+        for logger in &mut self.ctx.loggers {
             logger.log_metrics(&values, step)?;
         }
         Ok(())

@@ -45,7 +45,7 @@ impl<M: LightningModule + 'static> Run<'_, M> {
         };
         self.check_monitored_metrics()?;
         if let Some(hparams) = self.module.hparams() {
-            for logger in &mut self.hooks.loggers {
+            for logger in &mut self.hooks.ctx.loggers {
                 logger.log_hyperparams(&hparams)?;
             }
         }
@@ -243,10 +243,9 @@ impl<M: LightningModule + 'static> Run<'_, M> {
         let hooks = &M::HOOKS;
         let has_val_data = val.is_some() || self.hooks.defines_val_dataloader::<M>();
         let val_off = cfg.limit_val == Limit::Batches(0);
-        if has_val_data && hooks.validation_step.is_none() && !val_off {
-            return Err(Error::Config(
-                "validation data was given, but the module defines no `validation_step`: define it, or pass no validation data".into(),
-            ));
+        if has_val_data && hooks.validation_step.is_none() && !val_off && self.hooks.ctx.is_global_zero() {
+            // Lightning's warning: the data is never drawn.
+            eprintln!("lightning: validation data was given, but the module defines no `validation_step`: validation is skipped");
         }
         if !has_val_data && hooks.validation_step.is_some() && !val_off {
             return Err(Error::Config(format!(

@@ -1,0 +1,3 @@
+fn main() {
+    lightning_build::link_libtorch();
+}
