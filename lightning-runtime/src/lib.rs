@@ -21,6 +21,7 @@ mod precision;
 mod trainer;
 
 pub use callback::{AnyModule, Callback, CallbackResult};
+pub use callbacks::{Annealing, EMAWeightAveraging, StochasticWeightAveraging, WeightAveraging};
 pub use callbacks::{
     EarlyStopping, EarlyStoppingHandle, LearningRateMonitor, ModelCheckpoint, ModelCheckpointHandle, ModelSummary,
     MonitorMode, OnExceptionCheckpoint, ProgressBar, SummaryRow,

@@ -18,3 +18,6 @@ pub use lr_monitor::LearningRateMonitor;
 mod on_exception;
 
 pub use on_exception::OnExceptionCheckpoint;
+mod weight_averaging;
+
+pub use weight_averaging::{Annealing, EMAWeightAveraging, StochasticWeightAveraging, WeightAveraging};
