@@ -4,6 +4,7 @@
 mod callback;
 mod callbacks;
 mod checkpoint;
+mod cli;
 mod context;
 mod data;
 mod datamodule;
@@ -27,6 +28,9 @@ pub use callbacks::{
     MonitorMode, OnExceptionCheckpoint, ProgressBar, SummaryRow,
 };
 pub use checkpoint::{Checkpoint, LoadOptions, FORMAT_VERSION};
+pub use cli::{
+    CliConfig, CliData, CliInvocation, CliOutcome, FastDevRun, LightningCli, LimitValue, Subcommand, TrainerConfig,
+};
 pub use context::{Ctx, LogValue, Stage};
 pub use data::{Batch, BatchSource, DataLoader, DataSource, Dataset, Loader, Loaders};
 pub use datamodule::{DataHookTable, LightningDataModule};
