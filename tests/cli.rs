@@ -181,6 +181,15 @@ fn help_lists_the_subcommands_and_every_option() {
     {
         assert!(fit.contains(flag), "{flag} in {fit}");
     }
+    // The command line's own work is small: building the command and rendering the help (the process's start,
+    // which loads libtorch, is the rest of `--help`'s time).
+    let started = std::time::Instant::now();
+    for _ in 0..10 {
+        assert!(matches!(cli().parse_from(args(&["fit", "--help"])).unwrap(), CliInvocation::Help(_)));
+    }
+    let each = started.elapsed() / 10;
+    eprintln!("fit --help, parsed and rendered in-process: {each:?}");
+    assert!(each < std::time::Duration::from_millis(50), "{each:?}");
     // Without `with_test`, there is no `test` subcommand.
     let err = LightningCli::<Net>::new().parse_from(args(&["test"])).unwrap_err().to_string();
     assert!(err.contains("test"), "{err}");

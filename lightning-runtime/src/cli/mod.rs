@@ -430,7 +430,13 @@ where
     pub fn run(self, data: impl FnOnce(&M::Hparams) -> CliData<M::Batch>) -> Result<CliOutcome<M>> {
         let args: Vec<OsString> = std::env::args_os().collect();
         if let Err(error) = self.parse_from(args.clone()) {
-            eprintln!("{}", error.to_string().trim_end());
+            // clap's messages open with `error:` already; the config file's get the same opening.
+            let message = match error {
+                Error::Config(message) if message.starts_with("error:") => message,
+                Error::Config(message) => format!("error: {message}"),
+                other => format!("error: {other}"),
+            };
+            eprintln!("{}", message.trim_end());
             std::process::exit(2);
         }
         let outcome = self.run_from(args, data)?;
