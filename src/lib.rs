@@ -184,6 +184,10 @@ pub mod guide {
     pub mod distributed {}
     #[doc = include_str!("../docs/precision.md")]
     pub mod precision {}
+    #[doc = include_str!("../docs/cli.md")]
+    pub mod cli {}
+    #[doc = include_str!("../docs/weight_averaging.md")]
+    pub mod weight_averaging {}
 }
 
 /// What a module's file needs: the attribute, the runtime's types and tch's. It leaves out the `Batch` trait, whose
