@@ -35,11 +35,11 @@ impl Net {
     }
 
     fn validation_step(&mut self, (x, y): &(Tensor, Tensor), ctx: &mut Ctx) {
-        ctx.log("val_loss", &self.net.forward(x).mse_loss(y, Reduction::Mean));
+        ctx.log("val_loss", self.net.forward(x).mse_loss(y, Reduction::Mean));
     }
 
     fn test_step(&mut self, (x, y): &(Tensor, Tensor), ctx: &mut Ctx) {
-        ctx.log("test_loss", &self.net.forward(x).mse_loss(y, Reduction::Mean));
+        ctx.log("test_loss", self.net.forward(x).mse_loss(y, Reduction::Mean));
     }
 
     fn predict_step(&mut self, (x, _): &(Tensor, Tensor)) -> Tensor {
@@ -220,7 +220,7 @@ fn every_subcommand_runs_its_stage() {
         lightning::TrainerConfig { accelerator: "cpu".into(), enable_progress_bar: false, ..Default::default() }
             .build()
             .unwrap()
-            .validate(&mut module, loader())
+            .validate(&mut *module, loader())
             .unwrap();
     let last_text = last.display().to_string();
     let CliOutcome::Validate(metrics) =

@@ -109,9 +109,9 @@ pub enum CliOutcome<M> {
     /// `fit` ran: the trained module and the Trainer.
     Fit {
         /// The module after `fit`.
-        module: M,
+        module: Box<M>,
         /// The Trainer (its `callback_metrics`, `global_step`, ...).
-        trainer: Trainer,
+        trainer: Box<Trainer>,
     },
     /// `validate` ran: its metrics.
     Validate(BTreeMap<String, f64>),
@@ -404,7 +404,7 @@ where
                     Some(ckpt) => trainer.fit_from(&mut module, train, val, ckpt)?,
                     None => trainer.fit(&mut module, train, val)?,
                 }
-                CliOutcome::Fit { module, trainer }
+                CliOutcome::Fit { module: Box::new(module), trainer: Box::new(trainer) }
             }
             Subcommand::Validate => {
                 let run = self.validate.ok_or_else(|| missing("validate"))?;
