@@ -146,7 +146,10 @@ impl StochasticWeightAveraging {
             // Lightning's SWA averages the parameters only.
             let mut averaged = Averaged::of(module.var_store(), false);
             if let Some((n, tensors)) = self.pending.take() {
-                averaged.load(|name| tensors.iter().find(|(n, _)| n == name).map(|(_, t)| t.shallow_clone()))?;
+                // (A checkpoint taken before anything was averaged may hold no average: nothing to load then.)
+                if n > 0 || !tensors.is_empty() {
+                    averaged.load(|name| tensors.iter().find(|(n, _)| n == name).map(|(_, t)| t.shallow_clone()))?;
+                }
                 averaged.n_averaged = n;
             }
             self.averaged = Some(averaged);
