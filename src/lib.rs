@@ -192,6 +192,10 @@ pub mod guide {
     pub mod precision {}
     #[doc = include_str!("../docs/tuning.md")]
     pub mod tuning {}
+    #[doc = include_str!("../docs/cli.md")]
+    pub mod cli {}
+    #[doc = include_str!("../docs/weight_averaging.md")]
+    pub mod weight_averaging {}
 }
 
 /// What a module's file needs: the attribute, the runtime's types and tch's. It leaves out the `Batch` trait, whose

@@ -100,6 +100,8 @@ pub struct Ctx {
     /// When the entry point started (for `max_time`).
     pub(crate) started: std::time::Instant,
     pub(crate) fast_dev_run: bool,
+    /// The Trainer's `max_epochs` (what `StochasticWeightAveraging` averages up to).
+    pub(crate) max_epochs: Option<usize>,
     /// The processes of a distributed run (None in one process).
     pub(crate) process_group: Option<crate::distributed::ProcessGroup>,
     pub(crate) local_rank: usize,
@@ -213,6 +215,7 @@ impl Ctx {
             total_batches: None,
             started: std::time::Instant::now(),
             fast_dev_run: false,
+            max_epochs: None,
             process_group: None,
             local_rank: 0,
             gradient_sync: None,

@@ -4,6 +4,7 @@
 mod callback;
 mod callbacks;
 mod checkpoint;
+mod cli;
 mod context;
 mod context_loggers;
 mod data;
@@ -25,12 +26,16 @@ mod tuner;
 pub mod vision;
 
 pub use callback::{AnyModule, Callback, CallbackResult};
+pub use callbacks::{Annealing, EMAWeightAveraging, StochasticWeightAveraging, WeightAveraging};
 pub use callbacks::{
     EarlyStopping, EarlyStoppingHandle, LearningRateMonitor, ModelCheckpoint, ModelCheckpointHandle, ModelSummary,
     MonitorMode, OnExceptionCheckpoint, PredictionWriter, ProgressBar, SummaryRow, TensorFiles, WriteInterval,
     WritePredictions,
 };
 pub use checkpoint::{Checkpoint, LoadOptions, FORMAT_VERSION};
+pub use cli::{
+    CliConfig, CliData, CliInvocation, CliOutcome, FastDevRun, LightningCli, LimitValue, Subcommand, TrainerConfig,
+};
 pub use context::{Ctx, LogValue, Stage};
 pub use data::{Batch, BatchSource, DataLoader, DataSource, Dataset, Loader, Loaders};
 pub use datamodule::{DataHookTable, LightningDataModule};

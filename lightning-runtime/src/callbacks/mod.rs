@@ -21,3 +21,7 @@ pub use on_exception::OnExceptionCheckpoint;
 mod prediction_writer;
 
 pub use prediction_writer::{PredictionWriter, TensorFiles, WriteInterval, WritePredictions};
+
+mod weight_averaging;
+
+pub use weight_averaging::{Annealing, EMAWeightAveraging, StochasticWeightAveraging, WeightAveraging};

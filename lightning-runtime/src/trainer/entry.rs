@@ -51,6 +51,7 @@ impl Trainer {
         }
         ctx.stage = Some(stage);
         ctx.fast_dev_run = self.cfg.fast_dev_run.is_some();
+        ctx.max_epochs = if ctx.fast_dev_run { Some(1) } else { self.cfg.max_epochs };
         ctx.process_group = self.strategy.process_group();
         ctx.local_rank = self.strategy.local_rank();
         // Checkpoints, loggers, the progress bar and the model summary belong to rank 0 (Lightning's

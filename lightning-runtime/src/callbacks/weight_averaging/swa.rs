@@ -1,0 +1,298 @@
+//! `StochasticWeightAveraging` (Lightning's callback of that name): from a chosen epoch on, the equally weighted
+//! average of the weights at the start of every remaining epoch, with the learning rate annealed to `swa_lr`;
+//! the module gets the average when the last epoch ends.
+
+use serde_json::json;
+
+use super::average::{Averaged, AvgFn};
+use crate::callback::{AnyModule, Callback, CallbackResult};
+use crate::checkpoint::Checkpoint;
+use crate::context::{Ctx, Stage};
+
+/// How [`StochasticWeightAveraging`] moves the learning rate to `swa_lr` (PyTorch's `SWALR` strategies).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Annealing {
+    /// `(1 - cos(pi t)) / 2` of the way at fraction `t` of the annealing epochs (the default).
+    #[default]
+    Cos,
+    /// `t` of the way.
+    Linear,
+}
+
+/// When averaging starts.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum EpochStart {
+    /// The `n`-th epoch, counted from 1.
+    Epoch(usize),
+    /// `int(fraction * max_epochs)`-th epoch, counted from 1.
+    Fraction(f64),
+}
+
+/// Stochastic Weight Averaging (Lightning's `StochasticWeightAveraging`, Izmailov et al. 2018): from epoch
+/// `swa_epoch_start` on, the weights at the start of every epoch up to the last are averaged with equal weights,
+/// while the learning rate anneals from its value when averaging starts to `swa_lr` over `annealing_epochs`
+/// epochs (cosine by default) and then stays there, replacing what the module's scheduler would set. When the
+/// last epoch (`max_epochs`) ends, the module takes the averaged weights. The average and the annealing's state
+/// are saved in checkpoints (`swa.<variable>` tensors and the callback's state), so a resumed run continues
+/// exactly. Validation during `fit` sees the trained weights, as in Lightning (the [`WeightAveraging`]
+/// callbacks validate on the average).
+///
+/// Needs `max_epochs`, one optimizer and at most one scheduler. Models with batch norm keep the running
+/// statistics of the last trained weights (Lightning runs one more epoch to recompute them).
+///
+/// [`WeightAveraging`]: crate::WeightAveraging
+///
+/// ```
+/// use lightning_runtime::{Annealing, StochasticWeightAveraging, Trainer};
+/// let swa = StochasticWeightAveraging::new(1e-2).swa_epoch_start(8).annealing_epochs(2).annealing(Annealing::Linear);
+/// let trainer = Trainer::new().max_epochs(10).callback(swa);
+/// ```
+pub struct StochasticWeightAveraging {
+    swa_lr: f64,
+    start: EpochStart,
+    annealing_epochs: usize,
+    annealing: Annealing,
+    averaged: Option<Averaged>,
+    /// Restored from a checkpoint before the average exists.
+    pending: Option<(u64, Vec<(String, tch::Tensor)>)>,
+    /// The epoch averaging began in and the learning rate then (`None` until it begins).
+    began: Option<(usize, f64)>,
+    latest_update_epoch: Option<usize>,
+    /// The last epoch (zero-based), from `max_epochs` when `fit` starts.
+    swa_end: usize,
+}
+
+impl StochasticWeightAveraging {
+    /// Averaging with the learning rate annealed to `swa_lr`, from 80% of `max_epochs` on, over 10 epochs,
+    /// cosine (Lightning's defaults).
+    pub fn new(swa_lr: f64) -> Self {
+        StochasticWeightAveraging {
+            swa_lr,
+            start: EpochStart::Fraction(0.8),
+            annealing_epochs: 10,
+            annealing: Annealing::Cos,
+            averaged: None,
+            pending: None,
+            began: None,
+            latest_update_epoch: None,
+            swa_end: 0,
+        }
+    }
+
+    /// Start averaging at this epoch, counted from 1 (Lightning's integer `swa_epoch_start`).
+    pub fn swa_epoch_start(mut self, epoch: usize) -> Self {
+        self.start = EpochStart::Epoch(epoch);
+        self
+    }
+
+    /// Start averaging at this fraction of `max_epochs` (Lightning's float `swa_epoch_start`, within [0, 1]).
+    pub fn swa_epoch_start_fraction(mut self, fraction: f64) -> Self {
+        self.start = EpochStart::Fraction(fraction);
+        self
+    }
+
+    /// Epochs over which the learning rate moves to `swa_lr` (default 10; 0 sets it at once).
+    pub fn annealing_epochs(mut self, epochs: usize) -> Self {
+        self.annealing_epochs = epochs;
+        self
+    }
+
+    /// The annealing's shape (default cosine).
+    pub fn annealing(mut self, annealing: Annealing) -> Self {
+        self.annealing = annealing;
+        self
+    }
+
+    /// The first averaged epoch, zero-based.
+    fn swa_start(&self, max_epochs: usize) -> usize {
+        let start = match self.start {
+            EpochStart::Epoch(epoch) => epoch,
+            EpochStart::Fraction(f) => (max_epochs as f64 * f) as usize,
+        };
+        start.saturating_sub(1)
+    }
+
+    /// The learning rate for `epoch`, once averaging began at `began` with rate `base` (PyTorch's `SWALR`,
+    /// stepped once per epoch).
+    fn lr(&self, epoch: usize, began: usize, base: f64) -> f64 {
+        let t = if self.annealing_epochs == 0 {
+            1.0
+        } else {
+            ((epoch - began) as f64 / self.annealing_epochs as f64).min(1.0)
+        };
+        let alpha = match self.annealing {
+            Annealing::Cos => (1.0 - (std::f64::consts::PI * t).cos()) / 2.0,
+            Annealing::Linear => t,
+        };
+        if alpha >= 1.0 {
+            self.swa_lr
+        } else {
+            self.swa_lr * alpha + base * (1.0 - alpha)
+        }
+    }
+
+    /// Sets the annealed learning rate for the current epoch, once averaging has begun.
+    fn set_lr(&self, ctx: &mut Ctx) {
+        if let Some((began, base)) = self.began {
+            let lr = self.lr(ctx.current_epoch().max(began), began, base);
+            if let Some(optimizer) = ctx.optimizers().first_mut() {
+                optimizer.set_lr(lr);
+            }
+        }
+    }
+
+    fn averaged(&mut self, module: &dyn AnyModule) -> CallbackResult {
+        if self.averaged.is_none() {
+            // Lightning's SWA averages the parameters only.
+            let mut averaged = Averaged::of(module.var_store(), false);
+            if let Some((n, tensors)) = self.pending.take() {
+                // (A checkpoint taken before anything was averaged may hold no average: nothing to load then.)
+                if n > 0 || !tensors.is_empty() {
+                    averaged.load(|name| tensors.iter().find(|(n, _)| n == name).map(|(_, t)| t.shallow_clone()))?;
+                }
+                averaged.n_averaged = n;
+            }
+            self.averaged = Some(averaged);
+        }
+        Ok(())
+    }
+}
+
+impl Callback for StochasticWeightAveraging {
+    fn state_dict(&self) -> Option<serde_json::Value> {
+        Some(json!({
+            "n_averaged": self.averaged.as_ref().map_or(0, |a| a.n_averaged),
+            "latest_update_epoch": self.latest_update_epoch,
+            "began_epoch": self.began.map(|b| b.0),
+            "base_lr": self.began.map(|b| b.1),
+        }))
+    }
+
+    fn load_state_dict(&mut self, state: serde_json::Value) -> CallbackResult {
+        let n =
+            state["n_averaged"].as_u64().ok_or_else(|| format!("the saved SWA state {state} lacks `n_averaged`"))?;
+        self.latest_update_epoch = state["latest_update_epoch"].as_u64().map(|e| e as usize);
+        self.began = match (state["began_epoch"].as_u64(), state["base_lr"].as_f64()) {
+            (Some(epoch), Some(lr)) => Some((epoch as usize, lr)),
+            _ => None,
+        };
+        match (&mut self.averaged, &mut self.pending) {
+            (Some(averaged), _) => averaged.n_averaged = n,
+            (None, Some(pending)) => pending.0 = n,
+            (None, None) => self.pending = Some((n, Vec::new())),
+        }
+        Ok(())
+    }
+
+    fn setup(&mut self, _ctx: &mut Ctx, _module: &mut dyn AnyModule, stage: Stage) -> CallbackResult {
+        if stage == Stage::Fit {
+            (self.averaged, self.pending, self.began, self.latest_update_epoch) = (None, None, None, None);
+        }
+        Ok(())
+    }
+
+    fn on_fit_start(&mut self, ctx: &mut Ctx, module: &mut dyn AnyModule) -> CallbackResult {
+        let max_epochs = ctx
+            .max_epochs
+            .ok_or("StochasticWeightAveraging needs the Trainer's `max_epochs`: it averages up to the last epoch")?;
+        if ctx.optimizers.len() != 1 {
+            return Err(format!(
+                "StochasticWeightAveraging works with one optimizer; `configure_optimizers` returned {}",
+                ctx.optimizers.len()
+            )
+            .into());
+        }
+        if ctx.schedulers.len() > 1 {
+            return Err("StochasticWeightAveraging works with at most one LR scheduler".into());
+        }
+        match self.start {
+            EpochStart::Epoch(0) => return Err("swa_epoch_start must be at least 1 (epochs count from 1)".into()),
+            EpochStart::Fraction(f) if !(0.0..=1.0).contains(&f) => {
+                return Err(format!("swa_epoch_start_fraction = {f}: it must be within [0, 1]").into())
+            }
+            _ => {}
+        }
+        if !(self.swa_lr.is_finite() && self.swa_lr > 0.0) {
+            return Err(format!("swa_lr = {}: it must be a positive number", self.swa_lr).into());
+        }
+        self.swa_end = max_epochs.saturating_sub(1);
+        self.averaged(module)
+    }
+
+    fn on_train_epoch_start(&mut self, ctx: &mut Ctx, module: &mut dyn AnyModule) -> CallbackResult {
+        let epoch = ctx.current_epoch();
+        let max_epochs = self.swa_end + 1;
+        let in_range = (self.swa_start(max_epochs)..=self.swa_end).contains(&epoch);
+        if in_range && self.began.is_none() {
+            let base = ctx.optimizers().first().map_or(self.swa_lr, |o| o.lr());
+            self.began = Some((epoch, base));
+        }
+        self.set_lr(ctx);
+        if in_range && self.latest_update_epoch.is_none_or(|latest| epoch > latest) {
+            self.averaged(module)?;
+            if let Some(averaged) = &mut self.averaged {
+                averaged.update(module.var_store(), AvgFn::Mean)?;
+            }
+            self.latest_update_epoch = Some(epoch);
+        }
+        Ok(())
+    }
+
+    fn on_train_batch_start(
+        &mut self,
+        ctx: &mut Ctx,
+        _module: &mut dyn AnyModule,
+        _batch: &dyn std::any::Any,
+        _batch_idx: usize,
+    ) -> CallbackResult {
+        // The annealed rate holds over the module's scheduler, whose steps would otherwise move it mid-epoch.
+        self.set_lr(ctx);
+        Ok(())
+    }
+
+    fn on_train_end(&mut self, ctx: &mut Ctx, module: &mut dyn AnyModule) -> CallbackResult {
+        // Only a run that trained its last epoch gets the average (a run stopped early keeps its weights).
+        let finished = ctx.current_epoch() > self.swa_end || self.latest_update_epoch == Some(self.swa_end);
+        if let (true, Some(averaged)) = (finished, &self.averaged) {
+            if averaged.n_averaged > 0 {
+                averaged.copy_to(module.var_store())?;
+            }
+        }
+        Ok(())
+    }
+
+    fn on_save_checkpoint(
+        &mut self,
+        _ctx: &mut Ctx,
+        _module: &mut dyn AnyModule,
+        checkpoint: &mut Checkpoint,
+    ) -> CallbackResult {
+        if let Some(averaged) = &self.averaged {
+            checkpoint
+                .tensors
+                .extend(averaged.tensors.iter().map(|(name, t)| (format!("swa.{name}"), t.shallow_clone())));
+        }
+        Ok(())
+    }
+
+    fn on_load_checkpoint(
+        &mut self,
+        ctx: &mut Ctx,
+        _module: &mut dyn AnyModule,
+        checkpoint: &mut Checkpoint,
+    ) -> CallbackResult {
+        if ctx.stage() != Some(Stage::Fit) {
+            return Ok(());
+        }
+        let tensors: Vec<_> = checkpoint
+            .tensors
+            .iter()
+            .filter_map(|(name, t)| name.strip_prefix("swa.").map(|n| (n.to_string(), t.shallow_clone())))
+            .collect();
+        self.averaged = None;
+        if !tensors.is_empty() {
+            self.pending = Some((0, tensors));
+        }
+        Ok(())
+    }
+}
