@@ -226,6 +226,7 @@ fn every_subcommand_runs_its_stage() {
         lightning::TrainerConfig { accelerator: "cpu".into(), enable_progress_bar: false, ..Default::default() }
             .build()
             .unwrap()
+            .logger(false)
             .validate(&mut *module, loader())
             .unwrap();
     let last_text = last.display().to_string();
