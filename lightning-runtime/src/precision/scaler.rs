@@ -108,14 +108,7 @@ impl GradScaler {
         if !skip {
             step()?;
         }
-        let _ = self.scale.f_internal_amp_update_scale_(
-            &self.growth_tracker,
-            &self.found_inf,
-            GROWTH_FACTOR,
-            BACKOFF_FACTOR,
-            GROWTH_INTERVAL,
-        )?;
-        self.unscaled = false;
+        self.update_scale()?;
         Ok(!skip)
     }
 
@@ -124,6 +117,13 @@ impl GradScaler {
     pub fn step_on_device(&mut self, params: &[Tensor], step: impl FnOnce(&Tensor) -> Result<()>) -> Result<()> {
         self.unscale(params)?;
         step(&self.found_inf)?;
+        self.update_scale()?;
+        Ok(())
+    }
+
+    /// Backs the scale off after a step with an inf/NaN, grows it after `GROWTH_INTERVAL` clean ones (on the
+    /// device); the next step's gradients are not unscaled yet.
+    fn update_scale(&mut self) -> Result<()> {
         let _ = self.scale.f_internal_amp_update_scale_(
             &self.growth_tracker,
             &self.found_inf,
