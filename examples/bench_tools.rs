@@ -125,9 +125,15 @@ fn main() -> lightning::Result<()> {
 
     let scratch = tempfile::tempdir()?;
     let (mut plain, mut profiled) = (Vec::new(), Vec::new());
-    for _ in 0..reps {
-        plain.push(step_ms(steps, false, scratch.path())?);
-        profiled.push(step_ms(steps, true, scratch.path())?);
+    // The two take turns, each going first every other repetition (the first run of a pair is often slower).
+    for rep in 0..reps {
+        if rep % 2 == 0 {
+            plain.push(step_ms(steps, false, scratch.path())?);
+            profiled.push(step_ms(steps, true, scratch.path())?);
+        } else {
+            profiled.push(step_ms(steps, true, scratch.path())?);
+            plain.push(step_ms(steps, false, scratch.path())?);
+        }
     }
     let (plain, profiled) = (median(&plain), median(&profiled));
     println!("profiler cost, mlp, CPU, {steps} steps x {reps} reps (medians):");
