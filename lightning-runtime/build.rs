@@ -1,6 +1,6 @@
 fn main() {
     lightning_build::link_libtorch();
-    lightning_build::compile_cpp("lightning_kernels", &["csrc/kernels.cpp", "csrc/precision.cpp"]);
+    lightning_build::compile_cpp("lightning_kernels", &["csrc/kernels.cpp", "csrc/precision.cpp", "csrc/shapes.cpp"]);
     distributed();
 }
 

@@ -166,6 +166,16 @@ pub const HOOKS: &[Hook] = &[
     .marks("HasPredictStep"),
     // Configuration.
     hook("configure_callbacks", Configure, &[], Ret::Callbacks, "first of all, in every entry point"),
+    Hook {
+        takes_ctx: false,
+        ..hook(
+            "example_input_array",
+            Configure,
+            &[],
+            Ret::ExampleInput,
+            "by `ModelSummary` when `fit` starts (Lightning's property of that name): `forward` runs on it once",
+        )
+    },
     hook(
         "configure_optimizers",
         Configure,

@@ -411,7 +411,14 @@ fn return_type(cx: &mut Ctxt, hook: &Hook, sig: &Signature) -> Option<RetShape> 
             None
         }
         (
-            Ret::Prediction | Ret::Batch | Ret::Loader | Ret::Loaders | Ret::Json | Ret::Optimizers | Ret::Callbacks,
+            Ret::Prediction
+            | Ret::Batch
+            | Ret::Loader
+            | Ret::Loaders
+            | Ret::Json
+            | Ret::Optimizers
+            | Ret::Callbacks
+            | Ret::ExampleInput,
             None,
         ) => {
             cx.push(syn::Error::new(

@@ -226,6 +226,11 @@ fn convert(p: &TokenStream, ret: Ret, out: &TokenStream, span: Span) -> TokenStr
     match ret {
         // The type is the user's own (or is checked against it by rustc): pass it through.
         Ret::Prediction | Ret::Batch | Ret::Json => out.clone(),
+        // Run through the module's `forward`, found by method resolution; a missing or differently shaped
+        // `forward` is reported at the user's return type.
+        Ret::ExampleInput => {
+            quote_spanned!(span=> #p::forward_example(self, #out, |module, input| module.forward(input))?)
+        }
         _ => {
             let target = types::ret(ret, p, &s);
             quote_spanned!(span=> <_ as #p::HookOutput<#target>>::into_output(#out))

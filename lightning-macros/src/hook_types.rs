@@ -110,6 +110,9 @@ pub enum Ret {
     Optimizers,
     /// `Vec<Box<dyn Callback>>`.
     Callbacks,
+    /// What `forward` takes (`example_input_array`): a `Tensor`, a tuple of tensors or a `Vec<Tensor>`. The
+    /// shim runs `forward` on it and hands the runtime the recorded `LayerShapes`.
+    ExampleInput,
 }
 
 impl Ret {
@@ -125,6 +128,7 @@ impl Ret {
             Ret::Json => "serde_json::Value",
             Ret::Optimizers => "Optimizers",
             Ret::Callbacks => "Vec<Box<dyn Callback>>",
+            Ret::ExampleInput => "Tensor",
         }
     }
 
@@ -145,6 +149,7 @@ impl Ret {
             Ret::Json => "the state to save in checkpoints (`Null` or an empty object saves nothing)",
             Ret::Optimizers => "the optimizers and LR schedulers: an `Optimizer`, a `Vec<Optimizer>`, an `(Optimizer, LrScheduler)` or `(Vec<Optimizer>, Vec<LrScheduler>)` pair, or `Optimizers`",
             Ret::Callbacks => "callbacks added to the Trainer's; one of a type the Trainer already has replaces it",
+            Ret::ExampleInput => "the input `ModelSummary` runs through `self.forward(&input)` (on the module's device, under `no_grad`) to show each submodule's input and output shapes: a `Tensor`, a tuple of two or three tensors, or a `Vec<Tensor>`",
         }
     }
 }

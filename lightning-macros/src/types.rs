@@ -42,6 +42,7 @@ pub fn ret(r: Ret, p: &TokenStream, s: &TokenStream) -> TokenStream {
         Ret::Json => quote!(#p::JsonValue),
         Ret::Optimizers => quote!(#p::Optimizers),
         Ret::Callbacks => quote!(::std::vec::Vec<::std::boxed::Box<dyn #p::Callback>>),
+        Ret::ExampleInput => quote!(#p::LayerShapes),
     }
 }
 

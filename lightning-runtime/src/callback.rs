@@ -23,6 +23,11 @@ pub trait AnyModule {
     fn var_store_mut(&mut self) -> &mut VarStore;
     /// The names of the hooks it defines.
     fn defined_hooks(&self) -> Vec<&'static str>;
+    /// Its `example_input_array` run through its `forward` and recorded (`None` when it defines no
+    /// `example_input_array`): what `ModelSummary` shows as each submodule's input and output shapes.
+    fn layer_shapes(&mut self) -> Option<crate::Result<crate::LayerShapes>> {
+        None
+    }
     /// The module, to downcast to its concrete type.
     fn as_any(&self) -> &dyn Any;
     /// The module, mutably, to downcast to its concrete type.
@@ -38,6 +43,10 @@ impl<M: LightningModule + 'static> AnyModule for M {
     }
     fn defined_hooks(&self) -> Vec<&'static str> {
         M::HOOKS.defined()
+    }
+    fn layer_shapes(&mut self) -> Option<crate::Result<crate::LayerShapes>> {
+        let forward = M::HOOKS.example_input_array?;
+        Some(forward(self).map_err(|source| crate::Error::Hook { hook: "example_input_array", source }))
     }
     fn as_any(&self) -> &dyn Any {
         self

@@ -13,6 +13,7 @@ pub mod distributed;
 mod error;
 mod json_float;
 mod kernels;
+mod layer_shapes;
 mod log_call;
 pub mod loggers;
 mod metrics;
@@ -41,6 +42,7 @@ pub use data::{Batch, BatchSource, DataLoader, DataSource, Dataset, Loader, Load
 pub use datamodule::{DataHookTable, LightningDataModule};
 pub use distributed::{Ddp, ProcessGroup, ReduceOp};
 pub use error::{Error, HookError, Result};
+pub use layer_shapes::{shape_text, ExampleInput, ExampleOutput, LayerShapes, OpShapes};
 pub use log_call::{LogCall, LogDict};
 pub use loggers::{Logger, LoggerAny};
 pub use metrics::ReduceFx;
@@ -73,6 +75,7 @@ pub mod __private {
         HasTestStep, HasTrainingStep, HasValidationStep, HookError, HookOutput, HookTable, LightningModule, Loader,
         Loaders, LrScheduler, Optimizer, OptimizerClosure, Optimizers, Stage, StepOutput,
     };
+    pub use crate::layer_shapes::{forward_example, LayerShapes};
     pub use serde_json::Value as JsonValue;
     pub use tch::nn::VarStore;
     pub use tch::{Device, Tensor};

@@ -29,6 +29,14 @@ impl Everything {
         Vec::new()
     }
 
+    fn example_input_array(&self) -> Tensor {
+        Tensor::zeros([1], (Kind::Float, Device::Cpu))
+    }
+
+    fn forward(&self, x: &Tensor) -> Tensor {
+        x.shallow_clone()
+    }
+
     fn configure_optimizers(&mut self, _ctx: &mut Ctx) -> Optimizers {
         Optimizer::sgd(&self.vs, 0.1).into()
     }
