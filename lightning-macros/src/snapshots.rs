@@ -100,3 +100,17 @@ fn errors_keep_the_block_and_stub_the_impl() {
         }
     ));
 }
+
+#[test]
+fn example_input_runs_through_forward() {
+    insta::assert_snapshot!(expand(
+        quote!(),
+        quote! {
+            impl Model {
+                fn forward(&self, x: &Tensor) -> Tensor { x.apply(&self.net) }
+                fn example_input_array(&self) -> Tensor { Tensor::zeros([2, 4], (Kind::Float, Device::Cpu)) }
+                fn training_step(&mut self, batch: &Tensor) -> Tensor { self.forward(batch).sum(Kind::Float) }
+            }
+        }
+    ));
+}
