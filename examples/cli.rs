@@ -1,18 +1,19 @@
 //! A training program driven by `LightningCli`: its options come from the module's hyper-parameters and the
-//! Trainer's, from TOML config files and flags, with an exponential moving average of the weights.
+//! Trainer's, from YAML or TOML config files and flags, with an exponential moving average of the weights.
 //!
 //! ```text
 //! cargo run --example cli -- --help
 //! cargo run --example cli -- fit --help
-//! cargo run --example cli -- fit --trainer.max_epochs 5 --model.hidden 32 --print-config > run.toml
-//! cargo run --example cli -- fit --config run.toml --trainer.accelerator cpu
-//! cargo run --example cli -- test --config run.toml --ckpt_path checkpoints/last.ckpt
+//! cargo run --example cli -- fit --trainer.max_epochs 5 --model.hidden 32 --print-config=yaml > run.yaml
+//! cargo run --example cli -- fit --config run.yaml --trainer.accelerator cpu
+//! cargo run --example cli -- test --config run.yaml --ckpt_path checkpoints/last.ckpt
+//! cargo run --example cli -- fit --config run.yaml --print-config=toml > run.toml
 //! ```
 
 use lightning::prelude::*;
 use lightning::{CliData, CliOutcome, DataLoader, EMAWeightAveraging, FromHparams, LightningCli, ModelCheckpoint};
 
-/// The `[model]` section: every field is a `--model.<field>` flag, its default the `Default` value.
+/// The `model` section: every field is a `--model.<field>` flag, its default the `Default` value.
 #[derive(serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Hyper {
@@ -94,7 +95,7 @@ fn data(hyper: &Hyper) -> CliData<(Tensor, Tensor)> {
 
 fn main() -> lightning::Result<()> {
     let outcome = LightningCli::<Regression>::new()
-        .about("cli", "Fits a small regression, configured from TOML files and flags")
+        .about("cli", "Fits a small regression, configured from YAML or TOML files and flags")
         .with_validate()
         .with_test()
         .with_predict()

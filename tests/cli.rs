@@ -1,5 +1,5 @@
-//! `LightningCli`: config files merged under flags, `--print-config` reading back, unknown keys refused with a
-//! suggestion, and each subcommand running a real stage on a small regression model.
+//! `LightningCli`: config files (TOML and YAML) merged under flags, `--print-config` reading back, unknown keys
+//! refused with a suggestion, and each subcommand running a real stage on a small regression model.
 
 use std::path::Path;
 
@@ -167,9 +167,12 @@ fn unknown_keys_are_refused_with_a_suggestion() {
     }
     let err = cli().parse_from(args(&["fit", "--trainer.max_epoch", "3"])).unwrap_err().to_string();
     assert!(err.contains("--trainer.max_epoch") && err.contains("--trainer.max_epochs"), "{err}");
-    // A value of the wrong type names its section.
+    // A value of the wrong type names its key.
     let err = cli().parse_from(args(&["fit", "--trainer.max_epochs", "many"])).unwrap_err().to_string();
-    assert!(err.contains("[trainer]") && err.contains("many"), "{err}");
+    assert!(err.contains("trainer.max_epochs = \"many\"") && err.contains("invalid type"), "{err}");
+    let file = write(dir.path(), "typed.toml", "[model]\nlayers = \"wide\"\n");
+    let err = cli().parse_from(args(&["fit", "--config", &file])).unwrap_err().to_string();
+    assert!(err.contains("model.layers = \"wide\""), "{err}");
     let file = write(dir.path(), "broken.toml", "[trainer\n");
     let err = cli().parse_from(args(&["fit", "--config", &file])).unwrap_err().to_string();
     assert!(err.contains("not valid TOML"), "{err}");
@@ -265,4 +268,121 @@ fn every_subcommand_runs_its_stage() {
     // A checkpoint that is not there is the stage's error.
     let err = cli().run_from(args(&["test", "--config", &file, "--ckpt_path", "nowhere.ckpt"]), data).err().unwrap();
     assert!(err.to_string().contains("nowhere.ckpt"), "{err}");
+}
+
+fn printed(rest: &[&str]) -> String {
+    match cli().parse_from(args(rest)).unwrap() {
+        CliInvocation::PrintConfig(text) => text,
+        other => panic!("expected the printed config, got {other:?}"),
+    }
+}
+
+/// The trained weights, by name.
+fn weights(module: &Net) -> Vec<(String, Vec<f32>)> {
+    let mut named: Vec<_> = module
+        .vs
+        .variables()
+        .into_iter()
+        .map(|(name, t)| (name, Vec::<f32>::try_from(t.flatten(0, -1)).unwrap()))
+        .collect();
+    named.sort_by(|a, b| a.0.cmp(&b.0));
+    named
+}
+
+#[test]
+fn a_yaml_file_runs_as_the_same_toml_file_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let toml = write(
+        dir.path(),
+        "run.toml",
+        "[model]\nlr = 0.2\nlayers = [1, 2]\n\n[trainer]\nmax_epochs = 2\nlimit_train_batches = 3\nlimit_val_batches = 0.5\naccelerator = \"cpu\"\nenable_progress_bar = false\nenable_model_summary = false\nseed = 7\n",
+    );
+    // Lightning's layout: `trainer:` first, `seed_everything` at the top level (our `trainer.seed`).
+    let yaml = write(
+        dir.path(),
+        "run.yaml",
+        "# lightning-style\nseed_everything: 7\ntrainer:\n  max_epochs: 2\n  limit_train_batches: 3\n  limit_val_batches: 0.5\n  accelerator: cpu\n  enable_progress_bar: false\n  enable_model_summary: false\nmodel:\n  lr: 0.2\n  layers: [1, 2]\n",
+    );
+    let (from_toml, from_yaml) = (parsed(&["fit", "--config", &toml]), parsed(&["fit", "--config", &yaml]));
+    assert_eq!(from_yaml.model, from_toml.model);
+    assert_eq!(from_yaml.trainer, from_toml.trainer);
+    assert_eq!(from_yaml.trainer.limit_val_batches, Some(LimitValue::Fraction(0.5)));
+    assert_eq!(from_yaml.trainer.seed, Some(7));
+
+    let fit = |file: &str| {
+        let CliOutcome::Fit { module, trainer } = cli().run_from(args(&["fit", "--config", file]), data).unwrap()
+        else {
+            panic!("fit did not run")
+        };
+        (weights(&module), trainer.global_step(), trainer.callback_metrics().clone())
+    };
+    let (toml_run, yaml_run) = (fit(&toml), fit(&yaml));
+    assert_eq!(toml_run.1, 6);
+    assert_eq!(yaml_run, toml_run, "the same configuration, the same run");
+
+    // Files of both formats merge in order, and flags still win.
+    let more = write(dir.path(), "more.yml", "trainer:\n  max_epochs: 4\n  precision: 64-true\n");
+    let config = parsed(&["fit", "--config", &toml, "--config", &more, "--model.lr", "0.3"]);
+    assert_eq!((config.trainer.max_epochs, config.trainer.precision.as_str()), (Some(4), "64-true"));
+    assert_eq!((config.trainer.limit_train_batches, config.model.lr), (Some(LimitValue::Batches(3)), 0.3));
+    // `seed_everything: true` (Lightning's default, a random seed) unsets the seed an earlier file gave.
+    let random = write(dir.path(), "random.yaml", "seed_everything: true\n");
+    assert_eq!(parsed(&["fit", "--config", &toml, "--config", &random]).trainer.seed, None);
+    let clash = write(dir.path(), "clash.yaml", "seed_everything: 1\ntrainer:\n  seed: 2\n");
+    let err = cli().parse_from(args(&["fit", "--config", &clash])).unwrap_err().to_string();
+    assert!(err.contains("clash.yaml") && err.contains("disagree"), "{err}");
+}
+
+#[test]
+fn print_config_prints_yaml_that_reads_back_to_the_same_configuration() {
+    let dir = tempfile::tempdir().unwrap();
+    let flags = ["--model.layers", "[5, 6, 7]", "--trainer.max_epochs", "3", "--trainer.limit_val_batches", "1.0"];
+    let yaml = printed(&[&["fit", "--print-config=yaml"], &flags[..]].concat());
+    assert!(yaml.starts_with("trainer:\n"), "Lightning's order, the Trainer first: {yaml}");
+    assert!(yaml.contains("  max_epochs: 3\n") && yaml.contains("  max_steps: null\n"), "{yaml}");
+    assert!(yaml.contains("  limit_val_batches: 1.0\n"), "a fraction stays a fraction: {yaml}");
+    assert!(yaml.contains("model:\n") && yaml.contains("ckpt_path: null"), "{yaml}");
+
+    let file = write(dir.path(), "printed.yaml", &yaml);
+    let from_file = parsed(&["fit", "--config", &file]);
+    let from_flags = parsed(&[&["fit"], &flags[..]].concat());
+    assert_eq!(from_file.model, from_flags.model);
+    assert_eq!(from_file.trainer, from_flags.trainer);
+    assert_eq!(from_file.to_yaml().unwrap(), yaml);
+    // Without a format, `--print-config` answers in the last config file's; `=toml` asks for TOML.
+    assert_eq!(printed(&["fit", "--config", &file, "--print-config"]), yaml);
+    assert_eq!(printed(&["fit", "--config", &file, "--print_config=toml"]), from_file.to_toml().unwrap());
+    assert_eq!(printed(&["fit", "--print-config"]), parsed(&["fit"]).to_toml().unwrap());
+    let err = cli().parse_from(args(&["fit", "--print-config=json"])).unwrap_err().to_string();
+    assert!(err.contains("json") && err.contains("yaml"), "{err}");
+}
+
+#[test]
+fn yaml_mistakes_name_the_file_and_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        ("trainer:\n  max_epoch: 3\n", "unknown key `trainer.max_epoch`", "did you mean `max_epochs`?"),
+        ("model:\n  lrr: 0.1\n", "unknown key `model.lrr`", "did you mean `lr`?"),
+        ("trainr:\n  max_epochs: 3\n", "unknown key `trainr`", "did you mean `trainer`?"),
+        ("data:\n  batch_size: 3\n", "unknown key `data`", "the top-level keys are"),
+    ];
+    for (text, what, hint) in cases {
+        let file = write(dir.path(), "bad.yaml", text);
+        let err = cli().parse_from(args(&["fit", "--config", &file])).unwrap_err().to_string();
+        assert!(err.contains(what) && err.contains(hint) && err.contains("bad.yaml"), "{err}");
+    }
+    let file = write(dir.path(), "typed.yaml", "trainer:\n  max_epochs: many\n");
+    let err = cli().parse_from(args(&["fit", "--config", &file])).unwrap_err().to_string();
+    assert!(err.contains("trainer.max_epochs = \"many\""), "{err}");
+    for broken in ["trainer:\n  max_epochs: [1,\n", "trainer:\n max_epochs: 1\n  min_epochs: 2\n", "- just\n- a list\n"]
+    {
+        let file = write(dir.path(), "broken.yml", broken);
+        let err = cli().parse_from(args(&["fit", "--config", &file])).unwrap_err().to_string();
+        assert!(err.contains("broken.yml"), "{err}");
+    }
+    let err = cli()
+        .parse_from(args(&["fit", "--config", &write(dir.path(), "syntax.yaml", "trainer: {max_epochs: 1\n")]))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("syntax.yaml is not valid YAML") && err.contains("line"), "{err}");
 }

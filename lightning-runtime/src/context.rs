@@ -100,8 +100,17 @@ pub struct Ctx {
     /// When the entry point started (for `max_time`).
     pub(crate) started: std::time::Instant,
     pub(crate) fast_dev_run: bool,
-    /// The Trainer's `max_epochs` (what `StochasticWeightAveraging` averages up to).
+    /// The epochs `fit` runs: the Trainer's `max_epochs` (1 under `fast_dev_run`), which the fit loop stops on.
+    /// A callback may add to it in `on_fit_start` (`StochasticWeightAveraging`'s batch-norm epoch, as Lightning's
+    /// `fit_loop.max_epochs += 1`) and take it back in `on_train_end`.
     pub(crate) max_epochs: Option<usize>,
+    /// Set by a callback in `on_train_epoch_start` (`StochasticWeightAveraging`'s batch-norm epoch): the epoch's
+    /// batches run `training_step` without gradients, and nothing else of the optimization step (no zero_grad,
+    /// backward, clipping, optimizer or scheduler step), as Lightning's `fit_loop._skip_backward`. The fit loop
+    /// clears it when the epoch ends.
+    pub(crate) forward_only: bool,
+    /// Whether the module optimizes automatically (what a forward-only epoch needs).
+    pub(crate) automatic_optimization: bool,
     /// The processes of a distributed run (None in one process).
     pub(crate) process_group: Option<crate::distributed::ProcessGroup>,
     pub(crate) local_rank: usize,
@@ -216,6 +225,8 @@ impl Ctx {
             started: std::time::Instant::now(),
             fast_dev_run: false,
             max_epochs: None,
+            forward_only: false,
+            automatic_optimization: true,
             process_group: None,
             local_rank: 0,
             gradient_sync: None,
@@ -341,6 +352,13 @@ impl Ctx {
     /// The number of optimizer steps taken so far.
     pub fn global_step(&self) -> usize {
         self.global_step
+    }
+
+    /// The epochs `fit` runs (Lightning's `trainer.max_epochs`), `None` when only `max_steps` bounds it. While a
+    /// [`StochasticWeightAveraging`](crate::StochasticWeightAveraging) of a model with batch norm runs, one more
+    /// than the Trainer's, for the epoch that recomputes the statistics.
+    pub fn max_epochs(&self) -> Option<usize> {
+        self.max_epochs
     }
 
     /// The device the module runs on.

@@ -1,15 +1,17 @@
 //! The merged configuration of a [`LightningCli`](crate::LightningCli) run, as JSON: the defaults, each
-//! `--config` file over them, then each flag; unknown keys refused with a suggestion; the result printed back
-//! as TOML.
+//! `--config` file (TOML or YAML, `format.rs`) over them, then each flag; unknown keys refused with a
+//! suggestion; a value of the wrong type traced to its key.
 
 use std::path::Path;
 
 use serde_json::{Map, Value};
 
+use super::format::{parse, ConfigFormat};
 use crate::{Error, Result};
 
-/// The top-level keys besides the `model` and `trainer` sections.
-pub(crate) const TOP_LEVEL: &[&str] = &["model", "trainer", "ckpt_path"];
+/// The top-level keys a config file may hold. `seed_everything` is Lightning's name for the seed; it is read
+/// into `trainer.seed` (see `seed_everything`).
+pub(crate) const TOP_LEVEL: &[&str] = &["model", "trainer", "ckpt_path", "seed_everything"];
 
 /// `"; did you mean `x`?"` for the known name nearest to `unknown`, when one is near enough.
 pub(crate) fn did_you_mean<'a>(unknown: &str, known: impl IntoIterator<Item = &'a str>) -> String {
@@ -68,18 +70,57 @@ fn merge(base: &mut Value, over: Value) {
     }
 }
 
-/// Reads a TOML config file and merges it into `config`, refusing keys `defaults` does not have.
+/// Reads a config file (YAML for `.yaml`/`.yml`, else TOML) and merges it into `config`, refusing keys
+/// `defaults` does not have.
 pub(crate) fn merge_file(config: &mut Value, defaults: &Value, path: &Path) -> Result<()> {
     let source = path.display().to_string();
     let text = std::fs::read_to_string(path)
         .map_err(|e| Error::Config(format!("cannot read the config file {source}: {e}")))?;
-    let table: toml::Table =
-        toml::from_str(&text).map_err(|e| Error::Config(format!("the config file {source} is not valid TOML: {e}")))?;
-    let layer = serde_json::to_value(table)
-        .map_err(|e| Error::Config(format!("the config file {source} holds a value JSON cannot hold: {e}")))?;
+    let mut layer = parse(&text, ConfigFormat::of_path(path), &source)?;
     check_keys(&layer, defaults, &source)?;
+    seed_everything(&mut layer, &source)?;
     merge(config, layer);
     Ok(())
+}
+
+/// Lightning's top-level `seed_everything` as our `trainer.seed`: an integer is the seed; `true` (Lightning's
+/// default: a random seed) and `false` unset it, since a run without a seed draws one and records it anyway.
+fn seed_everything(layer: &mut Value, source: &str) -> Result<()> {
+    let Some(value) = layer.as_object_mut().and_then(|top| top.remove("seed_everything")) else { return Ok(()) };
+    let seed = match value {
+        Value::Number(n) if n.is_u64() => Value::Number(n),
+        Value::Bool(_) | Value::Null => Value::Null,
+        other => {
+            return Err(Error::Config(format!(
+                "{source}: seed_everything = {other}: expected a non-negative integer, true or false"
+            )))
+        }
+    };
+    if let Some(given) = layer.get("trainer").and_then(|t| t.get("seed")) {
+        if *given != seed {
+            return Err(Error::Config(format!(
+                "{source}: seed_everything = {seed} and trainer.seed = {given} disagree: give one of them"
+            )));
+        }
+    }
+    set(layer, Some("trainer"), "seed", seed);
+    Ok(())
+}
+
+/// The first key of `section` whose merged value `fits` refuses, with the error: found by putting each value
+/// alone into the section's defaults (which fit), so that a type error names its key whatever the type's
+/// deserializer says. `None` when no single value is to blame.
+pub(crate) fn blame<E: std::fmt::Display>(
+    merged: &Value,
+    defaults: &Value,
+    fits: impl Fn(Value) -> std::result::Result<(), E>,
+) -> Option<(String, Value, String)> {
+    let (Value::Object(merged), Value::Object(defaults)) = (merged, defaults) else { return None };
+    merged.iter().find_map(|(key, value)| {
+        let mut alone = defaults.clone();
+        alone.insert(key.clone(), value.clone());
+        fits(Value::Object(alone)).err().map(|e| (key.clone(), value.clone(), e.to_string()))
+    })
 }
 
 /// The value a `--section.key text` flag sets: read as the default's type (text stays text where the default
@@ -113,42 +154,6 @@ pub(crate) fn set(config: &mut Value, section: Option<&str>, key: &str, value: V
     }
 }
 
-/// One TOML `key = value` line; an unset (`null`) value is a commented line, so that every option shows and the
-/// text still reads back to the same configuration.
-fn line(key: &str, value: &Value) -> Result<String> {
-    let key_text = toml::Value::String(key.to_string()).to_string();
-    let key_text = if key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') { key } else { &key_text };
-    if value.is_null() {
-        return Ok(format!("# {key_text} = (unset)\n"));
-    }
-    let value =
-        toml::Value::try_from(value).map_err(|e| Error::Config(format!("`{key}` cannot be written as TOML: {e}")))?;
-    Ok(format!("{key_text} = {value}\n"))
-}
-
-/// The configuration as a TOML file: top-level keys, then `[model]` and `[trainer]` (nested tables of the
-/// module's hyper-parameters as inline tables).
-pub(crate) fn to_toml(config: &Value) -> Result<String> {
-    let mut out = String::new();
-    let Value::Object(top) = config else { return Ok(out) };
-    for (key, value) in top.iter().filter(|(k, _)| !matches!(k.as_str(), "model" | "trainer")) {
-        out.push_str(&line(key, value)?);
-    }
-    for section in ["model", "trainer"] {
-        match top.get(section) {
-            Some(Value::Object(table)) => {
-                out.push_str(&format!("\n[{section}]\n"));
-                for (key, value) in table {
-                    out.push_str(&line(key, value)?);
-                }
-            }
-            Some(value) => out.push_str(&line(section, value)?),
-            None => {}
-        }
-    }
-    Ok(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -167,7 +172,7 @@ mod tests {
     #[test]
     fn printed_config_reads_back() {
         let config = json!({"ckpt_path": null, "model": {"lr": 0.1, "sizes": [4, 8], "name": "a b"}, "trainer": {"max_epochs": 3, "max_steps": null, "limit_val_batches": 1.0}});
-        let text = to_toml(&config).unwrap();
+        let text = super::super::format::to_toml(&config).unwrap();
         let back: toml::Table = toml::from_str(&text).unwrap();
         let mut back = serde_json::to_value(back).unwrap();
         // Unset values come back absent: the defaults fill them.

@@ -1,9 +1,10 @@
 //! `LightningCli` (Lightning's `LightningCLI`): a command line built from the module's hyper-parameters type and
-//! the Trainer's options, with `fit`, `validate`, `test` and `predict` subcommands, TOML config files,
-//! `--print-config`, and unknown keys refused with a suggestion. `config.rs` merges and prints configurations,
-//! `trainer_config.rs` holds the Trainer's options.
+//! the Trainer's options, with `fit`, `validate`, `test` and `predict` subcommands, TOML or YAML config files,
+//! `--print-config`, and unknown keys refused with a suggestion. `config.rs` merges configurations,
+//! `format.rs` reads and prints the two file formats, `trainer_config.rs` holds the Trainer's options.
 
 mod config;
+mod format;
 mod trainer_config;
 
 use std::any::Any;
@@ -12,11 +13,14 @@ use std::ffi::OsString;
 use std::marker::PhantomData;
 use std::path::PathBuf;
 
+use clap::builder::PossibleValue;
 use clap::{Arg, ArgAction, Command};
 use serde::Serialize;
 use serde_json::{json, Value};
 
 pub use trainer_config::{FastDevRun, LimitValue, TrainerConfig};
+
+use format::ConfigFormat;
 
 use crate::module::{Fit, HasPredictStep, HasTestStep, HasValidationStep, LightningModule};
 use crate::{CkptPath, Error, FromHparams, Loader, Result, Trainer};
@@ -70,9 +74,9 @@ impl<B> Default for CliData<B> {
 pub struct CliConfig<H> {
     /// The stage to run.
     pub subcommand: Subcommand,
-    /// The `[model]` section: the module's hyper-parameters.
+    /// The `model` section: the module's hyper-parameters.
     pub model: H,
-    /// The `[trainer]` section.
+    /// The `trainer` section.
     pub trainer: TrainerConfig,
     /// `ckpt_path`: a checkpoint file, `"last"` or `"best"`.
     pub ckpt_path: Option<String>,
@@ -80,12 +84,21 @@ pub struct CliConfig<H> {
 }
 
 impl<H> CliConfig<H> {
-    /// The configuration as a TOML config file (what `--print-config` prints; it reads back to the same).
+    /// The configuration as a TOML config file (what `--print-config=toml` prints; it reads back to the same).
     ///
     /// # Errors
     /// A hyper-parameter TOML cannot hold.
     pub fn to_toml(&self) -> Result<String> {
-        config::to_toml(&self.merged)
+        format::to_toml(&self.merged)
+    }
+
+    /// The configuration as a YAML config file in Lightning's layout (`trainer:`, `model:`, `ckpt_path:`), what
+    /// `--print-config=yaml` prints; it reads back to the same.
+    ///
+    /// # Errors
+    /// A hyper-parameter YAML cannot hold.
+    pub fn to_yaml(&self) -> Result<String> {
+        format::to_yaml(&self.merged)
     }
 }
 
@@ -94,7 +107,7 @@ impl<H> CliConfig<H> {
 pub enum CliInvocation<H> {
     /// `--help` (or no subcommand): the help text.
     Help(String),
-    /// `--print-config`: the merged configuration as TOML.
+    /// `--print-config`: the merged configuration as TOML or YAML.
     PrintConfig(String),
     /// A stage to run.
     Run(Box<CliConfig<H>>),
@@ -104,7 +117,7 @@ pub enum CliInvocation<H> {
 pub enum CliOutcome<M> {
     /// It printed nothing and ran nothing: the help text is here.
     Help(String),
-    /// The merged configuration, as TOML.
+    /// The merged configuration, as TOML or YAML.
     PrintedConfig(String),
     /// `fit` ran: the trained module and the Trainer.
     Fit {
@@ -131,11 +144,13 @@ type PredictFn<M> =
     fn(&mut Trainer, &mut M, Option<Loader<<M as LightningModule>::Batch>>, Option<CkptPath>) -> Result<Box<dyn Any>>;
 
 /// A command line for module `M` (Lightning's `LightningCLI`): `fit` always, `validate`, `test` and `predict`
-/// when enabled (they need the module's steps). Options come from the `[model]` (the fields of `M::Hparams`,
-/// their defaults from `Default`) and `[trainer]` ([`TrainerConfig`]) sections of TOML files given with
-/// `--config` (several merge in order), then from `--model.<field>` and `--trainer.<option>` flags, which win;
-/// `--ckpt_path` starts from a checkpoint. `--print-config` prints the merged configuration as TOML and exits;
-/// a key no section has is an error that suggests the nearest one.
+/// when enabled (they need the module's steps). Options come from the `model` (the fields of `M::Hparams`,
+/// their defaults from `Default`) and `trainer` ([`TrainerConfig`]) sections of config files given with
+/// `--config` (YAML for `.yaml`/`.yml`, as Lightning's, TOML otherwise; several merge in order), then from
+/// `--model.<field>` and `--trainer.<option>` flags, which win; `--ckpt_path` starts from a checkpoint.
+/// `--print-config` prints the merged configuration and exits (`--print-config=yaml` or `=toml`; by default
+/// in the last config file's format, TOML without one); a key no section has is an error that suggests the
+/// nearest one.
 ///
 /// ```no_run
 /// use lightning_runtime::tch::{nn, Device, Kind, Tensor};
@@ -169,7 +184,7 @@ type PredictFn<M> =
 ///     }
 /// }
 ///
-/// // `my_program fit --config run.toml --trainer.max_epochs 3 --model.lr 0.1`
+/// // `my_program fit --config run.yaml --trainer.max_epochs 3 --model.lr 0.1`
 /// LightningCli::<Net>::new().run(|_hyper| CliData::default())?;
 /// # Ok::<(), lightning_runtime::Error>(())
 /// ```
@@ -279,15 +294,24 @@ where
     /// The clap command: every subcommand with the same options, one flag per key of the defaults.
     fn command(&self, defaults: &Value) -> Command {
         let mut flags = vec![
-            Arg::new("config")
-                .long("config")
-                .value_name("FILE")
-                .action(ArgAction::Append)
-                .help("A TOML config file ([model], [trainer] sections, `ckpt_path`); several merge in order"),
+            Arg::new("config").long("config").value_name("FILE").action(ArgAction::Append).help(
+                "A config file, YAML (.yaml, .yml) or TOML (model, trainer sections, ckpt_path); several merge \
+                     in order",
+            ),
             Arg::new("print_config")
                 .long("print-config")
-                .action(ArgAction::SetTrue)
-                .help("Print the merged configuration as TOML and exit"),
+                .alias("print_config")
+                .value_name("FORMAT")
+                .num_args(0..=1)
+                .require_equals(true)
+                // Without a value: the last config file's format (a YAML user gets YAML back), TOML without one.
+                .default_missing_value("auto")
+                .value_parser([
+                    PossibleValue::new("toml"),
+                    PossibleValue::new("yaml").alias("yml"),
+                    PossibleValue::new("auto").hide(true),
+                ])
+                .help("Print the merged configuration and exit: =yaml, =toml, or the last config file's format"),
             Arg::new("ckpt_path").long("ckpt_path").value_name("PATH").help("A checkpoint file, \"last\" or \"best\""),
         ];
         for section in ["model", "trainer"] {
@@ -345,8 +369,10 @@ where
             .find(|s| s.name() == name)
             .ok_or_else(|| Error::Config(format!("unknown subcommand `{name}`")))?;
         let mut merged = defaults.clone();
+        let mut last_format = ConfigFormat::Toml;
         for file in sub.get_many::<String>("config").into_iter().flatten() {
             config::merge_file(&mut merged, &defaults, file.as_ref())?;
+            last_format = ConfigFormat::of_path(file.as_ref());
         }
         if let Some(path) = sub.get_one::<String>("ckpt_path") {
             config::set(&mut merged, None, "ckpt_path", Value::String(path.clone()));
@@ -359,13 +385,12 @@ where
                 }
             }
         }
-        if sub.get_flag("print_config") {
-            return Ok(CliInvocation::PrintConfig(config::to_toml(&merged)?));
+        if let Some(name) = sub.get_one::<String>("print_config") {
+            let format = ConfigFormat::named(name).unwrap_or(last_format);
+            return Ok(CliInvocation::PrintConfig(format::print(&merged, format)?));
         }
-        let model = serde_json::from_value(merged["model"].clone())
-            .map_err(|e| Error::Config(format!("the [model] section does not fit the hyper-parameters: {e}")))?;
-        let trainer = serde_json::from_value(merged["trainer"].clone())
-            .map_err(|e| Error::Config(format!("the [trainer] section has a value of the wrong type: {e}")))?;
+        let model = section::<M::Hparams>(&merged, &defaults, "model", "the module's hyper-parameters")?;
+        let trainer = section::<TrainerConfig>(&merged, &defaults, "trainer", "the Trainer's options")?;
         let ckpt_path = match &merged["ckpt_path"] {
             Value::Null => None,
             Value::String(path) => Some(path.clone()),
@@ -446,4 +471,16 @@ where
         }
         Ok(outcome)
     }
+}
+
+/// The `name` section of the merged configuration as `T`; a value of the wrong type names its key
+/// (`trainer.max_epochs = "many": invalid type: ...`), wherever it came from (a file or a flag).
+fn section<T: serde::de::DeserializeOwned>(merged: &Value, defaults: &Value, name: &str, what: &str) -> Result<T> {
+    serde_json::from_value(merged[name].clone()).map_err(|e| {
+        let fits = |value: Value| serde_json::from_value::<T>(value).map(drop);
+        match config::blame(&merged[name], &defaults[name], fits) {
+            Some((key, value, problem)) => Error::Config(format!("{name}.{key} = {value}: {problem} (in {what})")),
+            None => Error::Config(format!("the `{name}` section does not fit {what}: {e}")),
+        }
+    })
 }

@@ -35,9 +35,9 @@ pub enum FastDevRun {
     Batches(usize),
 }
 
-/// The Trainer's options a [`LightningCli`](crate::LightningCli) reads from the `[trainer]` section of a config
+/// The Trainer's options a [`LightningCli`](crate::LightningCli) reads from the `trainer` section of a config
 /// file and from `--trainer.<option>` flags, with the Trainer's defaults. Unset options (`None`) print as
-/// commented lines in `--print-config`.
+/// `null` in `--print-config=yaml` and as commented lines in `--print-config=toml`.
 ///
 /// ```
 /// use lightning_runtime::TrainerConfig;

@@ -1,9 +1,11 @@
 //! Weight averaging (Lightning 2.6's `WeightAveraging` and `EMAWeightAveraging`): an averaged copy of the
 //! module's variables, updated after optimizer steps, swapped in for validation, saved as the checkpoint's
 //! weights, and given to the module when training ends. `swa.rs` holds the older `StochasticWeightAveraging`,
-//! which also anneals the learning rate.
+//! which also anneals the learning rate and, for models with batch norm, recomputes the running statistics in
+//! one more epoch (`batch_norm.rs`).
 
 mod average;
+mod batch_norm;
 mod swa;
 
 use std::any::Any;

@@ -1,10 +1,12 @@
 //! `StochasticWeightAveraging` (Lightning's callback of that name): from a chosen epoch on, the equally weighted
 //! average of the weights at the start of every remaining epoch, with the learning rate annealed to `swa_lr`;
-//! the module gets the average when the last epoch ends.
+//! the module gets the average when the last epoch ends, and a model with batch norm one more epoch that only
+//! runs forward, to recompute the running statistics for the averaged weights.
 
 use serde_json::json;
 
 use super::average::{Averaged, AvgFn};
+use super::batch_norm::{BatchNormLayers, Before};
 use crate::callback::{AnyModule, Callback, CallbackResult};
 use crate::checkpoint::Checkpoint;
 use crate::context::{Ctx, Stage};
@@ -37,8 +39,21 @@ enum EpochStart {
 /// exactly. Validation during `fit` sees the trained weights, as in Lightning (the [`WeightAveraging`]
 /// callbacks validate on the average).
 ///
-/// Needs `max_epochs`, one optimizer and at most one scheduler. Models with batch norm keep the running
-/// statistics of the last trained weights (Lightning runs one more epoch to recompute them).
+/// Needs `max_epochs`, one optimizer and at most one scheduler.
+///
+/// A model with batch-norm layers (variables `<layer>.running_mean` and `<layer>.running_var`, as tch's
+/// `nn::batch_norm*d` make them) gets one more epoch after the last, as in Lightning: at its start the module
+/// takes the averaged weights and every layer's running statistics are reset; its batches run `training_step`
+/// forward only (no gradients, backward, optimizer or scheduler step; the global step stays), and after each
+/// batch the statistics are set to the mean over the epoch's batches so far of the batches' own statistics
+/// (PyTorch's `momentum=None`). The statistics so end as the average over one epoch of the SWA weights. During
+/// `fit`, `ctx.max_epochs()` counts that epoch, and `current_epoch` is `max_epochs + 1` when `fit` returns (both
+/// as Lightning's). tch fixes a layer's momentum when it is built, so the callback recovers each batch's
+/// statistics from how far the layer moved its running values: [`batch_norm_momentum`] must be the layers'
+/// momentum (tch's default, 0.1, unless set in `BatchNormConfig`), each layer must run once per batch in
+/// training mode, and the module must use automatic optimization.
+///
+/// [`batch_norm_momentum`]: StochasticWeightAveraging::batch_norm_momentum
 ///
 /// [`WeightAveraging`]: crate::WeightAveraging
 ///
@@ -60,6 +75,14 @@ pub struct StochasticWeightAveraging {
     latest_update_epoch: Option<usize>,
     /// The last epoch (zero-based), from `max_epochs` when `fit` starts.
     swa_end: usize,
+    /// The momentum the model's batch-norm layers were built with.
+    bn_momentum: f64,
+    /// The model's batch-norm layers (`None` without any: no extra epoch).
+    bn: Option<BatchNormLayers>,
+    /// The batches of the batch-norm epoch folded into the statistics so far, while that epoch runs.
+    bn_batches: Option<u64>,
+    /// The statistics before the running batch of the batch-norm epoch.
+    bn_before: Option<Before>,
 }
 
 impl StochasticWeightAveraging {
@@ -76,7 +99,19 @@ impl StochasticWeightAveraging {
             began: None,
             latest_update_epoch: None,
             swa_end: 0,
+            bn_momentum: 0.1,
+            bn: None,
+            bn_batches: None,
+            bn_before: None,
         }
+    }
+
+    /// The momentum the model's batch-norm layers were built with (tch's `BatchNormConfig::momentum`, default
+    /// 0.1, which is this setting's default too), within (0, 1]. The batch-norm epoch recovers each batch's
+    /// statistics from how far a layer moved its running values, which depends on it.
+    pub fn batch_norm_momentum(mut self, momentum: f64) -> Self {
+        self.bn_momentum = momentum;
+        self
     }
 
     /// Start averaging at this epoch, counted from 1 (Lightning's integer `swa_epoch_start`).
@@ -165,6 +200,8 @@ impl Callback for StochasticWeightAveraging {
             "latest_update_epoch": self.latest_update_epoch,
             "began_epoch": self.began.map(|b| b.0),
             "base_lr": self.began.map(|b| b.1),
+            // Inside the batch-norm epoch: the batches whose statistics the module's running values average.
+            "bn_batches": self.bn_batches,
         }))
     }
 
@@ -176,6 +213,7 @@ impl Callback for StochasticWeightAveraging {
             (Some(epoch), Some(lr)) => Some((epoch as usize, lr)),
             _ => None,
         };
+        self.bn_batches = state["bn_batches"].as_u64();
         match (&mut self.averaged, &mut self.pending) {
             (Some(averaged), _) => averaged.n_averaged = n,
             (None, Some(pending)) => pending.0 = n,
@@ -187,6 +225,7 @@ impl Callback for StochasticWeightAveraging {
     fn setup(&mut self, _ctx: &mut Ctx, _module: &mut dyn AnyModule, stage: Stage) -> CallbackResult {
         if stage == Stage::Fit {
             (self.averaged, self.pending, self.began, self.latest_update_epoch) = (None, None, None, None);
+            (self.bn, self.bn_batches, self.bn_before) = (None, None, None);
         }
         Ok(())
     }
@@ -216,6 +255,22 @@ impl Callback for StochasticWeightAveraging {
             return Err(format!("swa_lr = {}: it must be a positive number", self.swa_lr).into());
         }
         self.swa_end = max_epochs.saturating_sub(1);
+        let layers = BatchNormLayers::of(module.var_store());
+        if !layers.is_empty() {
+            if !ctx.automatic_optimization {
+                return Err("StochasticWeightAveraging of a model with batch norm needs automatic optimization: its \
+                            extra epoch runs `training_step` without training"
+                    .into());
+            }
+            if !(self.bn_momentum > 0.0 && self.bn_momentum <= 1.0) {
+                return Err(format!("batch_norm_momentum = {}: it must be within (0, 1]", self.bn_momentum).into());
+            }
+            // Lightning's `fit_loop.max_epochs += 1`: the epoch that recomputes the statistics, after the last.
+            ctx.max_epochs = Some(max_epochs + 1);
+            // Resumed inside that epoch: it goes on forward only (its start, which set this, does not run again).
+            ctx.forward_only = self.bn_batches.is_some();
+            self.bn = Some(layers);
+        }
         self.averaged(module)
     }
 
@@ -235,6 +290,16 @@ impl Callback for StochasticWeightAveraging {
             }
             self.latest_update_epoch = Some(epoch);
         }
+        if let (Some(layers), true) = (&self.bn, epoch == self.swa_end + 1) {
+            // Lightning's batch-norm epoch: the module takes the average, the statistics start afresh, and the
+            // epoch only runs forward.
+            if let Some(averaged) = self.averaged.as_ref().filter(|a| a.n_averaged > 0) {
+                averaged.copy_to(module.var_store())?;
+            }
+            layers.reset()?;
+            self.bn_batches = Some(0);
+            ctx.forward_only = true;
+        }
         Ok(())
     }
 
@@ -247,10 +312,40 @@ impl Callback for StochasticWeightAveraging {
     ) -> CallbackResult {
         // The annealed rate holds over the module's scheduler, whose steps would otherwise move it mid-epoch.
         self.set_lr(ctx);
+        if let (Some(layers), Some(_)) = (&self.bn, self.bn_batches) {
+            self.bn_before = Some(layers.snapshot());
+        }
+        Ok(())
+    }
+
+    fn on_train_batch_end(
+        &mut self,
+        _ctx: &mut Ctx,
+        _module: &mut dyn AnyModule,
+        _outputs: &crate::output::StepOutput,
+        _batch: &dyn std::any::Any,
+        _batch_idx: usize,
+    ) -> CallbackResult {
+        if let (Some(layers), Some(k), Some(before)) = (&self.bn, self.bn_batches, self.bn_before.take()) {
+            // After every batch, not only at the epoch's end: a validation run or a checkpoint within the epoch
+            // sees the average so far, as with PyTorch's cumulative average.
+            layers.fold(&before, k, self.bn_momentum)?;
+            self.bn_batches = Some(k + 1);
+        }
+        Ok(())
+    }
+
+    fn on_train_epoch_end(&mut self, _ctx: &mut Ctx, _module: &mut dyn AnyModule) -> CallbackResult {
+        // The batch-norm epoch is over: its statistics are final.
+        self.bn_batches = None;
         Ok(())
     }
 
     fn on_train_end(&mut self, ctx: &mut Ctx, module: &mut dyn AnyModule) -> CallbackResult {
+        if self.bn.is_some() {
+            // Lightning's `fit_loop.max_epochs -= 1`: the Trainer's own count again.
+            ctx.max_epochs = ctx.max_epochs.map(|m| m.saturating_sub(1));
+        }
         // Only a run that trained its last epoch gets the average (a run stopped early keeps its weights).
         let finished = ctx.current_epoch() > self.swa_end || self.latest_update_epoch == Some(self.swa_end);
         if let (true, Some(averaged)) = (finished, &self.averaged) {

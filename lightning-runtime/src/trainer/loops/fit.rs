@@ -33,6 +33,7 @@ impl<M: LightningModule + 'static> Run<'_, M> {
             group.broadcast(std::slice::from_ref(&seed), 0)?;
             self.hooks.ctx.seed = seed.int64_value(&[]) as u64;
         }
+        self.hooks.ctx.automatic_optimization = M::AUTOMATIC_OPTIMIZATION;
         self.begin()?;
         let mut resume = resume;
         if let Some((path, checkpoint)) = resume.as_mut() {
@@ -139,6 +140,8 @@ impl<M: LightningModule + 'static> Run<'_, M> {
             }
             self.hooks.progress.epoch_finished = self.training_epoch(&mut train, &mut val, skip)?;
             self.train_epoch_end()?;
+            // A forward-only epoch (SWA's batch-norm epoch) is that epoch only.
+            self.hooks.ctx.forward_only = false;
             if self.hooks.ctx.process_group.is_some() {
                 // One process asking to stop (early stopping on its own metrics) stops them all, together.
                 self.hooks.ctx.should_stop =
@@ -180,10 +183,13 @@ impl<M: LightningModule + 'static> Run<'_, M> {
         let monitored = self.hooks.on_train_epoch_end_callbacks(self.module, true);
         self.hooks.frozen_metrics = None;
         monitored?;
-        if defer {
+        if defer && !self.hooks.ctx.forward_only {
             // Plateau schedulers step on the epoch's metrics once every callback has seen them, and before the
             // checkpoints asked for in `on_train_epoch_end` are taken, so that those hold the stepped state.
+            // (A forward-only epoch trained nothing: no scheduler steps.)
             self.step_plateau_schedulers(self.hooks.progress.epoch + 1)?;
+        }
+        if defer {
             self.hooks.release_saves(self.module)?;
         }
         Ok(())
@@ -372,9 +378,10 @@ impl<M: LightningModule + 'static> Run<'_, M> {
     }
 
     /// Lightning's `FitLoop.done`: a step or epoch limit reached, or a stop requested once the minimums are met.
+    /// The epoch limit is the context's (the Trainer's, plus what a callback added: SWA's batch-norm epoch).
     fn done(&self) -> bool {
         let ctx = &self.hooks.ctx;
-        let max_epochs = if self.cfg.fast_dev_run.is_some() { Some(1) } else { self.cfg.max_epochs };
+        let max_epochs = ctx.max_epochs;
         if self.max_steps_reached() || self.out_of_time() {
             return true;
         }

@@ -7,6 +7,7 @@
 //! | `training_epoch.rs` | the batches of one training epoch, validation inside it (`_TrainingEpochLoop`) |
 //! | `optimization/automatic.rs` | one automatic optimization step: the closure and the hooks around backward and the optimizer step (`_AutomaticOptimization`) |
 //! | `optimization/manual.rs` | one manual optimization step (`_ManualOptimization`) |
+//! | `optimization/forward_only.rs` | a batch of a forward-only epoch: `training_step` without gradients (Lightning's `_skip_backward`) |
 //! | `evaluation.rs` | validation and test (`_EvaluationLoop`) |
 //! | `prediction.rs` | predict (`_PredictionLoop`) |
 //! | `fetch.rs` | a batch from the loader to the device: the fetch and the three batch-transfer hooks |

@@ -62,7 +62,9 @@ impl<M: LightningModule + 'static> Run<'_, M> {
             // after it): the optimizers are back in the context, the gradients and the position agree, and a run
             // resumed from it goes on with the next batch.
             self.hooks.defer_saves();
-            let outputs = if M::AUTOMATIC_OPTIMIZATION {
+            let outputs = if self.hooks.ctx.forward_only {
+                self.forward_only_step(&batch, batch_idx)?
+            } else if M::AUTOMATIC_OPTIMIZATION {
                 self.automatic_step(&batch, batch_idx, is_last)?
             } else {
                 self.manual_step(&batch, batch_idx)?
@@ -70,8 +72,9 @@ impl<M: LightningModule + 'static> Run<'_, M> {
             if self.hooks.progress.global_step > steps_before {
                 self.step_schedulers(Interval::Step, self.hooks.progress.global_step)?;
             }
-            if is_last {
+            if is_last && !self.hooks.ctx.forward_only {
                 // Lightning steps epoch-interval schedulers on the epoch's last batch, before on_train_batch_end.
+                // (A forward-only epoch trains nothing: its schedulers stay.)
                 self.step_schedulers(Interval::Epoch, epoch + 1)?;
                 epoch_schedulers_stepped = true;
             }
@@ -109,7 +112,7 @@ impl<M: LightningModule + 'static> Run<'_, M> {
         // Resumed after the epoch's last batch had run (a checkpoint from its `on_train_batch_end`): the
         // epoch-interval schedulers stepped on that batch, before the checkpoint was taken.
         let resumed_at_end = start > 0 && batch_idx == start && !skipped && total.is_none_or(|n| start >= n);
-        if !epoch_schedulers_stepped && !resumed_at_end && !cut_short {
+        if !epoch_schedulers_stepped && !resumed_at_end && !cut_short && !self.hooks.ctx.forward_only {
             // "The learning rate scheduler will still be stepped at the end of epoch" (on_train_batch_start).
             self.step_schedulers(Interval::Epoch, epoch + 1)?;
         }

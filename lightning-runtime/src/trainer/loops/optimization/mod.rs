@@ -1,7 +1,9 @@
-//! One optimization step, automatic or manual, and what both share.
+//! One optimization step, automatic or manual, and what both share; and the forward-only batch of an epoch that
+//! trains nothing (SWA's batch-norm epoch).
 
 mod automatic;
 mod closure;
+mod forward_only;
 mod manual;
 
 pub use closure::OptimizerClosure;

@@ -1,0 +1,163 @@
+//! The two config file formats of [`LightningCli`](crate::LightningCli): TOML and YAML (Lightning's), read into
+//! the JSON value the configuration is merged in, and printed back from it.
+
+use std::path::Path;
+
+use serde_json::Value;
+
+use crate::{Error, Result};
+
+/// A config file's format.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) enum ConfigFormat {
+    /// TOML: `[trainer]` tables (the default).
+    #[default]
+    Toml,
+    /// YAML, as Lightning's `LightningCLI` reads and prints: `trainer:` mappings.
+    Yaml,
+}
+
+impl ConfigFormat {
+    /// The format a file's name says: `.yaml` and `.yml` are YAML, anything else is TOML (as before YAML existed).
+    pub(crate) fn of_path(path: &Path) -> ConfigFormat {
+        let extension = path.extension().map(|e| e.to_string_lossy().to_ascii_lowercase());
+        match extension.as_deref() {
+            Some("yaml" | "yml") => ConfigFormat::Yaml,
+            _ => ConfigFormat::Toml,
+        }
+    }
+
+    /// `toml`, `yaml` or `yml`, as `--print-config=FORMAT` takes them.
+    pub(crate) fn named(name: &str) -> Option<ConfigFormat> {
+        match name {
+            "toml" => Some(ConfigFormat::Toml),
+            "yaml" | "yml" => Some(ConfigFormat::Yaml),
+            _ => None,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            ConfigFormat::Toml => "TOML",
+            ConfigFormat::Yaml => "YAML",
+        }
+    }
+}
+
+/// A config file's text as a JSON value; a syntax error names the file (`source`) and the format.
+pub(crate) fn parse(text: &str, format: ConfigFormat, source: &str) -> Result<Value> {
+    let invalid = |e: &dyn std::fmt::Display| {
+        Error::Config(format!("the config file {source} is not valid {}: {e}", format.name()))
+    };
+    let value = match format {
+        ConfigFormat::Toml => {
+            let table: toml::Table = toml::from_str(text).map_err(|e| invalid(&e))?;
+            serde_json::to_value(table)
+        }
+        ConfigFormat::Yaml => {
+            // Read through YAML's own value first: its errors carry the line and column, and a mapping key that is
+            // not text (`1: x`) is refused here rather than by JSON with a vaguer message.
+            let yaml: serde_yaml_ng::Value = serde_yaml_ng::from_str(text).map_err(|e| invalid(&e))?;
+            if let serde_yaml_ng::Value::Null = yaml {
+                // An empty file (or one of comments only) sets nothing, as an empty TOML file does.
+                return Ok(Value::Object(Default::default()));
+            }
+            serde_json::to_value(yaml)
+        }
+    };
+    value.map_err(|e| Error::Config(format!("the config file {source} holds a value JSON cannot hold: {e}")))
+}
+
+/// The configuration as a file of `format` that reads back to the same configuration.
+pub(crate) fn print(config: &Value, format: ConfigFormat) -> Result<String> {
+    match format {
+        ConfigFormat::Toml => to_toml(config),
+        ConfigFormat::Yaml => to_yaml(config),
+    }
+}
+
+/// One TOML `key = value` line; an unset (`null`) value is a commented line, so that every option shows and the
+/// text still reads back to the same configuration.
+fn line(key: &str, value: &Value) -> Result<String> {
+    let key_text = toml::Value::String(key.to_string()).to_string();
+    let key_text = if key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') { key } else { &key_text };
+    if value.is_null() {
+        return Ok(format!("# {key_text} = (unset)\n"));
+    }
+    let value =
+        toml::Value::try_from(value).map_err(|e| Error::Config(format!("`{key}` cannot be written as TOML: {e}")))?;
+    Ok(format!("{key_text} = {value}\n"))
+}
+
+/// The configuration as a TOML file: top-level keys, then `[model]` and `[trainer]` (nested tables of the
+/// module's hyper-parameters as inline tables).
+pub(crate) fn to_toml(config: &Value) -> Result<String> {
+    let mut out = String::new();
+    let Value::Object(top) = config else { return Ok(out) };
+    for (key, value) in top.iter().filter(|(k, _)| !matches!(k.as_str(), "model" | "trainer")) {
+        out.push_str(&line(key, value)?);
+    }
+    for section in ["model", "trainer"] {
+        match top.get(section) {
+            Some(Value::Object(table)) => {
+                out.push_str(&format!("\n[{section}]\n"));
+                for (key, value) in table {
+                    out.push_str(&line(key, value)?);
+                }
+            }
+            Some(value) => out.push_str(&line(section, value)?),
+            None => {}
+        }
+    }
+    Ok(out)
+}
+
+/// The configuration as a YAML file in Lightning's order: `trainer:`, `model:`, then the top-level keys. Unset
+/// options are written `null`, which YAML reads back as unset: every option shows, as in Lightning's output.
+pub(crate) fn to_yaml(config: &Value) -> Result<String> {
+    let Value::Object(top) = config else { return Ok(String::new()) };
+    // `serde_yaml_ng`'s mapping keeps the order keys are inserted in (JSON's map here is sorted by name).
+    let mut ordered = serde_yaml_ng::Mapping::new();
+    let sections = ["trainer", "model"].into_iter().filter_map(|k| top.get_key_value(k));
+    let rest = top.iter().filter(|(k, _)| !matches!(k.as_str(), "model" | "trainer"));
+    for (key, value) in sections.chain(rest) {
+        let value = serde_yaml_ng::to_value(value)
+            .map_err(|e| Error::Config(format!("`{key}` cannot be written as YAML: {e}")))?;
+        ordered.insert(serde_yaml_ng::Value::String(key.clone()), value);
+    }
+    serde_yaml_ng::to_string(&ordered)
+        .map_err(|e| Error::Config(format!("the configuration cannot be written as YAML: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn the_extension_picks_the_format() {
+        assert_eq!(ConfigFormat::of_path(Path::new("a/run.yaml")), ConfigFormat::Yaml);
+        assert_eq!(ConfigFormat::of_path(Path::new("run.YML")), ConfigFormat::Yaml);
+        assert_eq!(ConfigFormat::of_path(Path::new("run.toml")), ConfigFormat::Toml);
+        assert_eq!(ConfigFormat::of_path(Path::new("run")), ConfigFormat::Toml);
+    }
+
+    #[test]
+    fn yaml_reads_as_toml_does() {
+        let toml = "ckpt_path = \"last\"\n[model]\nlr = 0.1\nsizes = [4, 8]\n[trainer]\nmax_epochs = 3\nlimit_val_batches = 1.0\n";
+        let yaml = "trainer:\n  max_epochs: 3\n  limit_val_batches: 1.0\nmodel:\n  lr: 0.1\n  sizes: [4, 8]\nckpt_path: last\n";
+        assert_eq!(parse(toml, ConfigFormat::Toml, "t").unwrap(), parse(yaml, ConfigFormat::Yaml, "y").unwrap());
+        assert_eq!(parse("# nothing\n", ConfigFormat::Yaml, "y").unwrap(), json!({}));
+        let err = parse("trainer: [1,\n", ConfigFormat::Yaml, "bad.yaml").unwrap_err().to_string();
+        assert!(err.contains("bad.yaml") && err.contains("not valid YAML"), "{err}");
+    }
+
+    #[test]
+    fn printed_yaml_reads_back() {
+        let config = json!({"ckpt_path": null, "model": {"lr": 0.1, "sizes": [4, 8], "name": "yes", "nested": {"a": 1}}, "trainer": {"max_epochs": 3, "max_steps": null, "limit_val_batches": 1.0, "precision": "16-mixed"}});
+        let text = to_yaml(&config).unwrap();
+        assert!(text.starts_with("trainer:\n"), "{text}");
+        assert!(text.contains("max_steps: null") && text.contains("limit_val_batches: 1.0"), "{text}");
+        assert_eq!(parse(&text, ConfigFormat::Yaml, "printed").unwrap(), config);
+    }
+}
