@@ -1,11 +1,13 @@
-// The few libtorch calls that tch 0.24 does not bind and the optimizers need on their hot path: setting
-// gradients to None (PyTorch's `zero_grad(set_to_none=True)`) and libtorch's fused Adam/AdamW kernels (one call
-// for every parameter instead of eight kernels each). `src/kernels.rs` is the only caller and holds the safe
+// The few libtorch calls that tch 0.24 does not bind and the training step needs on its hot path: setting
+// gradients to None (PyTorch's `zero_grad(set_to_none=True)`), libtorch's fused Adam/AdamW kernels (one call
+// for every parameter instead of eight kernels each), and the two tensor handles the loop makes every step (a
+// batch's rows of a dataset, a logged value) made without the dispatcher's autograd layers. `src/kernels.rs` is the only caller and holds the safe
 // wrappers; every function here catches C++ exceptions and returns them as a malloc'd message (NULL: success),
 // because an exception must never unwind into Rust.
 
 #include <ATen/core/Tensor.h>
 #include <ATen/core/grad_mode.h>
+#include <c10/core/TensorImpl.h>
 #include <ATen/ops/_fused_adam.h>
 #include <ATen/ops/_fused_adamw.h>
 
@@ -110,6 +112,43 @@ bool lightning_one_thread_here() {
   }
   set_threads(1);
   return true;
+}
+
+// Rows [start, start + len) of `data` along dim 0 as a tensor sharing its storage: what `narrow` returns, made
+// directly rather than through three dispatcher layers (autograd, view tracking, the kernel), which cost an
+// unshuffled loader ~5,000 instructions per tensor per batch. The result is a plain tensor, not an autograd
+// view of `data`: the loader hands it only to code that does not write into batches, and datasets do not
+// require gradients. Only for dense strided tensors with storage; `*out` stays NULL for any other, and the
+// caller narrows as usual.
+char* lightning_rows_view(const at::Tensor* data, int64_t start, int64_t len, at::Tensor** out) {
+  *out = nullptr;
+  try {
+    const at::Tensor& t = *data;
+    if (!t.defined() || t.layout() != at::kStrided || !t.has_storage() || t.is_quantized() || t.is_nested() ||
+        t.dim() == 0 || t.requires_grad() || start < 0 || len < 0 || start + len > t.size(0)) {
+      return nullptr;
+    }
+    std::vector<int64_t> sizes = t.sizes().vec();
+    sizes[0] = len;
+    auto impl = c10::make_intrusive<c10::TensorImpl>(c10::Storage(t.storage()), t.key_set(), t.dtype());
+    impl->set_sizes_and_strides(sizes, t.strides(), t.storage_offset() + start * t.stride(0));
+    *out = new at::Tensor(std::move(impl));
+    return nullptr;
+  } catch (const std::exception& e) {
+    return error_message(e.what());
+  }
+}
+
+// `value` without its autograd history: PyTorch's `.data` (a new handle on the same storage, no grad_fn), made
+// without a dispatcher call, for logged values, which are only read.
+char* lightning_variable_data(const at::Tensor* value, at::Tensor** out) {
+  *out = nullptr;
+  try {
+    *out = new at::Tensor(value->variable_data());
+    return nullptr;
+  } catch (const std::exception& e) {
+    return error_message(e.what());
+  }
 }
 
 void lightning_free_error(char* message) { free(message); }

@@ -26,6 +26,8 @@ extern "C" {
         decoupled: bool,
         found_inf: *const c_void,
     ) -> *mut c_char;
+    fn lightning_rows_view(data: *const c_void, start: i64, len: i64, out: *mut *mut c_void) -> *mut c_char;
+    fn lightning_variable_data(value: *const c_void, out: *mut *mut c_void) -> *mut c_char;
     fn lightning_free_error(message: *mut c_char);
     fn lightning_one_thread_here() -> bool;
 }
@@ -36,6 +38,26 @@ extern "C" {
 pub(crate) fn one_thread_here() -> bool {
     // SAFETY: no arguments; looks a symbol up and calls it with 1.
     unsafe { lightning_one_thread_here() }
+}
+
+/// Rows `start..start + len` of `data` along dim 0, sharing its storage (what `narrow` gives, without the
+/// dispatcher's autograd layers; see kernels.cpp). `None` for a tensor that is not dense and strided, or that
+/// requires gradients: narrow those.
+pub(crate) fn rows_view(data: &Tensor, start: i64, len: i64) -> Result<Option<Tensor>> {
+    let mut out: *mut c_void = std::ptr::null_mut();
+    // SAFETY: a live tensor's handle; `out` is written with a new heap tensor (or left NULL).
+    check(unsafe { lightning_rows_view(data.as_ptr() as *const c_void, start, len, &mut out) })?;
+    // SAFETY: a tensor allocated with `new at::Tensor`, as tch's own are; the Tensor takes ownership.
+    Ok((!out.is_null()).then(|| unsafe { Tensor::from_ptr(out.cast()) }))
+}
+
+/// `value` without its autograd history (PyTorch's `.data`), made without a dispatcher call.
+pub(crate) fn variable_data(value: &Tensor) -> Result<Tensor> {
+    let mut out: *mut c_void = std::ptr::null_mut();
+    // SAFETY: as in `rows_view`.
+    check(unsafe { lightning_variable_data(value.as_ptr() as *const c_void, &mut out) })?;
+    // SAFETY: as in `rows_view`; non-null on success.
+    Ok(unsafe { Tensor::from_ptr(out.cast()) })
 }
 
 pub(crate) fn handles(tensors: &[Tensor]) -> Vec<*const c_void> {
@@ -116,4 +138,40 @@ pub(crate) fn fused_adam(
             found_inf.map_or(std::ptr::null(), |t| t.as_ptr() as *const c_void),
         )
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use tch::{Device, Kind, Tensor};
+
+    #[test]
+    fn a_rows_view_is_what_narrow_gives_and_shares_the_storage() {
+        let data = Tensor::arange(24, (Kind::Float, Device::Cpu)).view([6, 4]);
+        // A transposed tensor (strides not row-major) with a storage offset, too.
+        let strided = Tensor::arange(40, (Kind::Float, Device::Cpu)).view([4, 10]).narrow(1, 2, 6).tr();
+        for tensor in [&data, &strided] {
+            let view = super::rows_view(tensor, 2, 3).unwrap().expect("a dense strided tensor");
+            let narrowed = tensor.narrow(0, 2, 3);
+            assert_eq!(view.size(), narrowed.size());
+            assert_eq!(view.stride(), narrowed.stride());
+            assert!(view.equal(&narrowed));
+            assert_eq!(view.data_ptr(), narrowed.data_ptr(), "no copy");
+            assert!(!view.requires_grad());
+        }
+        // Out of range, or a tensor that requires gradients: not made here (the caller narrows, and errs).
+        assert!(super::rows_view(&data, 5, 2).unwrap().is_none());
+        assert!(super::rows_view(&data.set_requires_grad(true), 0, 2).unwrap().is_none());
+    }
+
+    #[test]
+    fn variable_data_drops_the_graph_and_keeps_the_value() {
+        let w = Tensor::ones([3], (Kind::Float, Device::Cpu)).set_requires_grad(true);
+        let loss = (&w * 2.0).sum(Kind::Float);
+        let data = super::variable_data(&loss).unwrap();
+        assert!(!data.requires_grad());
+        assert_eq!(data.double_value(&[]), 6.0);
+        // The original still trains.
+        loss.backward();
+        assert_eq!(Vec::<f32>::try_from(w.grad()).unwrap(), [2.0, 2.0, 2.0]);
+    }
 }
