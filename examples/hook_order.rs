@@ -145,6 +145,16 @@ mod every_hook {
             Vec::new()
         }
 
+        fn example_input_array(&self) -> Tensor {
+            self.record("example_input_array");
+            Tensor::zeros([4, 3], (Kind::Float, Device::Cpu))
+        }
+
+        /// What `ModelSummary` runs `example_input_array` through.
+        fn forward(&self, x: &Tensor) -> Tensor {
+            x.apply(&self.linear)
+        }
+
         fn configure_optimizers(&mut self, _ctx: &mut Ctx) -> Optimizers {
             self.record("configure_optimizers");
             // A scheduler, so that `lr_scheduler_step` runs (at the end of the epoch: the default interval).
@@ -690,6 +700,12 @@ pub fn run() -> lightning::Result<Vec<&'static str>> {
     called.extend(log.print("load_from_checkpoint"));
     let same = restored.linear.ws.f_equal(&module.linear.ws.f_to_device(Device::Cpu)?)?;
     println!("restored weights equal the trained ones: {same}\n");
+
+    // The model summary (off in the runs above, as in Lightning's hook-order test) runs `example_input_array`
+    // through `forward` for each submodule's input and output shapes.
+    let rows = lightning::ModelSummary::rows_with_shapes(&mut module)?;
+    called.extend(log.print("ModelSummary::rows_with_shapes"));
+    println!("linear: in {:?}, out {:?}\n", rows[0].in_size, rows[0].out_size);
     std::fs::remove_dir_all(&dir)?;
 
     let defined = lightning::defined_hooks::<EveryHook>();

@@ -72,6 +72,14 @@ impl Net {
 }
 
 /// 5 batches of 8: `y = x · w + 0.5`, in a fixed order.
+/// The tests of this binary run on threads of one process, and models are initialised from (and the runtime
+/// reseeds before every batch) torch's process-wide generator: each test holds this lock, so that no other test
+/// reseeds or draws between a run's reseed and its draws.
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 fn loader() -> Loader<(Tensor, Tensor)> {
     let x = (Tensor::arange(120, (Kind::Float, Device::Cpu)) * 0.37).sin().reshape([40, 3]) * 2.0 + 0.3;
     let y = x.matmul(&Tensor::from_slice(&[0.5f32, -1.0, 2.0]).reshape([3, 1])) + 0.5;
@@ -138,6 +146,7 @@ fn assert_parameters(module: &Net, expected: &[(String, Tensor)], what: &str) {
 
 #[test]
 fn batch_norm_gets_an_extra_forward_only_epoch_whose_statistics_average_the_swa_weights_batches() {
+    let _serial = serial();
     let seen = Seen::default();
     let starts = EpochStarts::default();
     let mut module = Net::new(true, seen.clone());
@@ -198,6 +207,7 @@ fn batch_norm_gets_an_extra_forward_only_epoch_whose_statistics_average_the_swa_
 
 #[test]
 fn a_model_without_batch_norm_gets_no_extra_epoch() {
+    let _serial = serial();
     let seen = Seen::default();
     let starts = EpochStarts::default();
     let mut module = Net::new(false, seen.clone());
@@ -237,6 +247,7 @@ impl Callback for SaveAndStop {
 
 #[test]
 fn a_run_resumed_inside_the_batch_norm_epoch_ends_as_the_uninterrupted_one() {
+    let _serial = serial();
     let mut straight = Net::new(true, Seen::default());
     trainer().callback(swa()).fit(&mut straight, loader(), None).unwrap();
 
