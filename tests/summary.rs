@@ -30,7 +30,14 @@ fn summary_rows_and_a_run_with_progress_lines() {
     assert_eq!(
         rows,
         [
-            SummaryRow { name: "encoder".into(), trainable: 15, frozen: 0, buffers: 0, bytes: 60, ..Default::default() },
+            SummaryRow {
+                name: "encoder".into(),
+                trainable: 15,
+                frozen: 0,
+                buffers: 0,
+                bytes: 60,
+                ..Default::default()
+            },
             SummaryRow { name: "head".into(), trainable: 0, frozen: 0, buffers: 3, bytes: 12, ..Default::default() },
         ]
     );
@@ -61,7 +68,10 @@ fn batch_norm_statistics_are_buffers_and_frozen_parameters_are_frozen() {
     };
     let rows = ModelSummary::rows_of(&module);
     // BatchNorm: weight and bias are parameters (2 x 3), running mean and variance buffers (2 x 3).
-    assert_eq!(rows[2], SummaryRow { name: "norm".into(), trainable: 6, frozen: 0, buffers: 6, bytes: 48, ..Default::default() });
+    assert_eq!(
+        rows[2],
+        SummaryRow { name: "norm".into(), trainable: 6, frozen: 0, buffers: 6, bytes: 48, ..Default::default() }
+    );
     let Frozen { mut vs, .. } = module;
     vs.freeze();
     let module = Frozen {

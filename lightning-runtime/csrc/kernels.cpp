@@ -14,6 +14,7 @@
 #include <dlfcn.h>
 
 #include <cstdlib>
+#include <typeinfo>
 #include <cstring>
 #include <exception>
 #include <vector>
@@ -124,8 +125,11 @@ char* lightning_rows_view(const at::Tensor* data, int64_t start, int64_t len, at
   *out = nullptr;
   try {
     const at::Tensor& t = *data;
-    if (!t.defined() || t.layout() != at::kStrided || !t.has_storage() || t.is_quantized() || t.is_nested() ||
-        t.dim() == 0 || t.requires_grad() || start < 0 || len < 0 || start + len > t.size(0)) {
+    // Only a plain TensorImpl (not a subclass such as a functional wrapper, whose kernels expect their own
+    // type) and not an inference tensor (the constructor would give it a version counter and autograd keys).
+    if (!t.defined() || typeid(*t.unsafeGetTensorImpl()) != typeid(c10::TensorImpl) || t.is_inference() ||
+        t.layout() != at::kStrided || !t.has_storage() || t.is_quantized() || t.is_nested() || t.dim() == 0 ||
+        t.requires_grad() || start < 0 || len < 0 || start + len > t.size(0)) {
       return nullptr;
     }
     std::vector<int64_t> sizes = t.sizes().vec();

@@ -175,7 +175,11 @@ impl LayerShapes {
 /// Runs `forward` on the example `input` under `no_grad`, on the module's device, and records it. What the
 /// shim `#[lightning_module]` generates for `example_input_array` calls. Not part of the public API.
 #[doc(hidden)]
-pub fn forward_example<M, I, O>(module: &mut M, input: I, forward: impl FnOnce(&mut M, &I) -> O) -> Result<LayerShapes, HookError>
+pub fn forward_example<M, I, O>(
+    module: &mut M,
+    input: I,
+    forward: impl FnOnce(&mut M, &I) -> O,
+) -> Result<LayerShapes, HookError>
 where
     M: LightningModule,
     I: ExampleInput,

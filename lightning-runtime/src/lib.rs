@@ -69,13 +69,13 @@ pub use tuner::{is_out_of_memory, BatchSizeMode, LrFind, LrFinder, LrMode, Scale
 #[doc(hidden)]
 pub mod __private {
     pub use crate::context::Logged;
+    pub use crate::layer_shapes::{forward_example, LayerShapes};
     pub use crate::Error;
     pub use crate::{
         Batch, BatchControl, Callback, Checkpoint, Ctx, GradClipAlgorithm, HasConfigureOptimizers, HasPredictStep,
         HasTestStep, HasTrainingStep, HasValidationStep, HookError, HookOutput, HookTable, LightningModule, Loader,
         Loaders, LrScheduler, Optimizer, OptimizerClosure, Optimizers, Stage, StepOutput,
     };
-    pub use crate::layer_shapes::{forward_example, LayerShapes};
     pub use serde_json::Value as JsonValue;
     pub use tch::nn::VarStore;
     pub use tch::{Device, Tensor};

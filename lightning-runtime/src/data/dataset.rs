@@ -77,9 +77,10 @@ enum Rows {
 fn rows(data: &Tensor, rows: &Rows) -> Result<Tensor> {
     match rows {
         Rows::Run { start, len, copy: true } => Ok(data.f_narrow_copy(0, *start, *len)?),
-        Rows::Run { start, len, copy: false } => match crate::kernels::rows_view(data, *start, *len)? {
-            Some(view) => Ok(view),
-            None => Ok(data.f_narrow(0, *start, *len)?),
+        // The fast view where it applies; anything else (or a failure making it) narrows as usual.
+        Rows::Run { start, len, copy: false } => match crate::kernels::rows_view(data, *start, *len) {
+            Ok(Some(view)) => Ok(view),
+            _ => Ok(data.f_narrow(0, *start, *len)?),
         },
         Rows::Listed(index) if index.device() == data.device() => Ok(data.f_index_select(0, index)?),
         Rows::Listed(index) => Ok(data.f_index_select(0, &index.f_to_device(data.device())?)?),
