@@ -127,6 +127,19 @@ fn conv_net(batch: i64) -> ConvNet {
     ConvNet { vs, conv, norm, embed, head, batch }
 }
 
+/// One epoch of one batch of ones, with the model summary on (the Trainer's default).
+fn fit_one_batch(module: &mut ConvNet) -> (Trainer, lightning::Result<()>) {
+    let data = vec![(
+        Tensor::ones([2, 1, 6, 6], (Kind::Float, Device::Cpu)),
+        Tensor::ones([2, 2], (Kind::Int64, Device::Cpu)),
+        Tensor::ones([2, 3], (Kind::Float, Device::Cpu)),
+    )];
+    let mut trainer =
+        Trainer::new().logger(false).enable_checkpointing(false).max_epochs(1).accelerator(Accelerator::Cpu);
+    let fitted = trainer.fit(module, Loader::from(data), None);
+    (trainer, fitted)
+}
+
 #[test]
 fn the_example_input_gives_each_submodule_its_input_and_output_shapes() {
     let mut module = conv_net(2);
@@ -152,14 +165,8 @@ fn the_example_input_gives_each_submodule_its_input_and_output_shapes() {
     assert!(!plain.contains("In sizes"), "{plain}");
 
     // The summary runs inside `fit` too, and training goes on after it (the pass ran under `no_grad`).
-    let data = vec![(
-        Tensor::ones([2, 1, 6, 6], (Kind::Float, Device::Cpu)),
-        Tensor::ones([2, 2], (Kind::Int64, Device::Cpu)),
-        Tensor::ones([2, 3], (Kind::Float, Device::Cpu)),
-    )];
-    let mut trainer =
-        Trainer::new().logger(false).enable_checkpointing(false).max_epochs(1).accelerator(Accelerator::Cpu);
-    trainer.fit(&mut module, Loader::from(data), None).unwrap();
+    let (trainer, fitted) = fit_one_batch(&mut module);
+    fitted.unwrap();
     assert_eq!(trainer.global_step(), 1);
 }
 
@@ -177,14 +184,8 @@ fn an_example_input_forward_cannot_take_fails_fit_naming_it() {
     // A convolution that wants three channels gets the example's one: libtorch rejects it.
     let mut module = conv_net(2);
     module.conv = nn::conv2d(module.vs.root() / "conv3", 3, 4, 3, Default::default());
-    let data = vec![(
-        Tensor::ones([2, 1, 6, 6], (Kind::Float, Device::Cpu)),
-        Tensor::ones([2, 2], (Kind::Int64, Device::Cpu)),
-        Tensor::ones([2, 3], (Kind::Float, Device::Cpu)),
-    )];
-    let mut trainer =
-        Trainer::new().logger(false).enable_checkpointing(false).max_epochs(1).accelerator(Accelerator::Cpu);
-    let error = trainer.fit(&mut module, Loader::from(data), None).unwrap_err().to_string();
+    let (trainer, fitted) = fit_one_batch(&mut module);
+    let error = fitted.unwrap_err().to_string();
     assert!(error.contains("ModelSummary") && error.contains("example_input_array"), "{error}");
     assert!(error.contains("`forward` panicked on the example input [[2, 1, 6, 6], [2, 2]]"), "{error}");
     assert!(error.contains("to have 3 channels") && !error.contains("Exception raised from"), "{error}");

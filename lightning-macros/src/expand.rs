@@ -227,9 +227,10 @@ fn convert(p: &TokenStream, ret: Ret, out: &TokenStream, span: Span) -> TokenStr
         // The type is the user's own (or is checked against it by rustc): pass it through.
         Ret::Prediction | Ret::Batch | Ret::Json => out.clone(),
         // Run through the module's `forward`, found by method resolution; a missing or differently shaped
-        // `forward` is reported at the user's return type.
+        // `forward` is reported at the user's return type. The closure's names cannot clash with a unit struct
+        // or const of the user's (they carry the user's span).
         Ret::ExampleInput => {
-            quote_spanned!(span=> #p::forward_example(self, #out, |module, input| module.forward(input))?)
+            quote_spanned!(span=> #p::forward_example(self, #out, |__lightning_module, __lightning_input| __lightning_module.forward(__lightning_input))?)
         }
         _ => {
             let target = types::ret(ret, p, &s);
