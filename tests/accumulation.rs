@@ -6,8 +6,9 @@ mod common;
 use std::path::Path;
 
 use common::checkpointing::{
-    assert_same_weights, data, serial, train_loader, val_loader, weights, Net, Opt, Saver, BATCHES_PER_EPOCH,
+    assert_same_weights, data, train_loader, val_loader, weights, Net, Opt, Saver, BATCHES_PER_EPOCH,
 };
+use common::serial;
 use lightning::prelude::*;
 use lightning::{Accelerator, DataLoader, EarlyStopping, Error, ModelCheckpoint, OnExceptionCheckpoint, Trainer};
 

@@ -3,6 +3,9 @@
 
 use std::path::Path;
 
+mod common;
+
+use common::serial;
 use lightning::prelude::*;
 use lightning::{
     CliData, CliInvocation, CliOutcome, DataLoader, FastDevRun, FromHparams, LightningCli, LimitValue, ModelCheckpoint,
@@ -206,6 +209,7 @@ fn help_lists_the_subcommands_and_every_option() {
 
 #[test]
 fn every_subcommand_runs_its_stage() {
+    let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let file = write(
         dir.path(),
@@ -291,6 +295,7 @@ fn weights(module: &Net) -> Vec<(String, Vec<f32>)> {
 
 #[test]
 fn a_yaml_file_runs_as_the_same_toml_file_does() {
+    let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let toml = write(
         dir.path(),

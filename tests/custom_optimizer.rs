@@ -3,7 +3,8 @@
 
 mod common;
 
-use common::checkpointing::{edit_metadata, serial, train_loader, val_loader, Net, Opt, Rmsprop};
+use common::checkpointing::{edit_metadata, train_loader, val_loader, Net, Opt, Rmsprop};
+use common::serial;
 use lightning::prelude::*;
 use lightning::{Accelerator, Checkpoint, ModelCheckpoint, StepInfo, Trainer, UpdateRule};
 

@@ -7,9 +7,10 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use common::checkpointing::{
-    assert_same_weights, edit_metadata, serial, split_safetensors, train_loader, val_loader, weights, Net, Opt, Saver,
+    assert_same_weights, edit_metadata, split_safetensors, train_loader, val_loader, weights, Net, Opt, Saver,
     BATCHES_PER_EPOCH,
 };
+use common::serial;
 use lightning::prelude::*;
 use lightning::{Accelerator, NonFinite, Trainer};
 

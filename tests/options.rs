@@ -4,8 +4,9 @@
 
 mod common;
 
-use common::checkpointing::{edit_metadata, serial, train_loader, val_loader, weights, Net, Opt, Saver};
+use common::checkpointing::{edit_metadata, train_loader, val_loader, weights, Net, Opt, Saver};
 use common::recorder::{Log, RecordingCallback};
+use common::serial;
 use lightning::prelude::*;
 use lightning::{Accelerator, Trainer};
 

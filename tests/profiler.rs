@@ -2,7 +2,8 @@
 
 mod common;
 
-use common::checkpointing::{serial, train_loader, val_loader, Net, Opt};
+use common::checkpointing::{train_loader, val_loader, Net, Opt};
+use common::serial;
 use lightning::{Accelerator, SimpleProfiler, Trainer};
 
 #[test]

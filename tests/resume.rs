@@ -4,10 +4,11 @@
 mod common;
 
 use common::checkpointing::{
-    assert_same_weights, same_weights, serial, train_loader, val_loader, weights, MemoryLogger, Net, Opt, Saver,
+    assert_same_weights, same_weights, train_loader, val_loader, weights, MemoryLogger, Net, Opt, Saver,
     BATCHES_PER_EPOCH as B, MLP,
 };
 use common::recorder::{Log, Recorder, RecordingCallback};
+use common::serial;
 use lightning::prelude::*;
 use lightning::{Accelerator, LoadFromCheckpoint, LoadOptions, Trainer};
 

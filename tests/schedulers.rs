@@ -3,7 +3,8 @@
 
 mod common;
 
-use common::checkpointing::{serial, train_loader, val_loader, Net, Opt};
+use common::checkpointing::{train_loader, val_loader, Net, Opt};
+use common::serial;
 use lightning::prelude::*;
 use lightning::{Accelerator, Error, Plateau, Trainer};
 

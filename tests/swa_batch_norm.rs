@@ -6,6 +6,9 @@
 use std::any::Any;
 use std::sync::{Arc, Mutex};
 
+mod common;
+
+use common::serial;
 use lightning::prelude::*;
 use lightning::{Accelerator, AnyModule, CallbackResult, DataLoader, StochasticWeightAveraging, Trainer};
 
@@ -72,14 +75,6 @@ impl Net {
 }
 
 /// 5 batches of 8: `y = x · w + 0.5`, in a fixed order.
-/// The tests of this binary run on threads of one process, and models are initialised from (and the runtime
-/// reseeds before every batch) torch's process-wide generator: each test holds this lock, so that no other test
-/// reseeds or draws between a run's reseed and its draws.
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    static LOCK: Mutex<()> = Mutex::new(());
-    LOCK.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
 fn loader() -> Loader<(Tensor, Tensor)> {
     let x = (Tensor::arange(120, (Kind::Float, Device::Cpu)) * 0.37).sin().reshape([40, 3]) * 2.0 + 0.3;
     let y = x.matmul(&Tensor::from_slice(&[0.5f32, -1.0, 2.0]).reshape([3, 1])) + 0.5;

@@ -4,7 +4,7 @@ use std::sync::{Arc, Mutex};
 
 mod common;
 
-use common::accelerators;
+use common::{accelerators, serial};
 use lightning::prelude::*;
 use lightning::{Accelerator, DataLoader, Limit, Logger, Trainer};
 
@@ -80,13 +80,6 @@ fn regression_loaders(shuffle_seed: u64) -> (Pairs, Pairs) {
     let train = DataLoader::new((x, y)).batch_size(32).shuffle(true).seed(shuffle_seed).build().unwrap();
     let val = DataLoader::new((vx, vy)).batch_size(64).build().unwrap();
     (train, val)
-}
-
-/// Torch's generator is process-wide and every fit re-seeds it: the tests of this binary run one at a time, so
-/// that runs compared bit for bit never interleave with another test's draws.
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 fn fit_regression(accelerator: Accelerator, seed: u64) -> (Vec<f64>, Trainer, Regression) {

@@ -8,9 +8,9 @@ use std::any::Any;
 use std::sync::{Arc, Mutex};
 
 use common::checkpointing::{
-    assert_same_weights, serial, train_loader, val_loader, weights, MemoryLogger, Net, Opt, Saver,
-    BATCHES_PER_EPOCH as B,
+    assert_same_weights, train_loader, val_loader, weights, MemoryLogger, Net, Opt, Saver, BATCHES_PER_EPOCH as B,
 };
+use common::serial;
 use lightning::prelude::*;
 use lightning::{
     Accelerator, Annealing, AnyModule, CallbackResult, EMAWeightAveraging, LoadFromCheckpoint,

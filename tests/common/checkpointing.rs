@@ -3,18 +3,10 @@
 
 use std::any::Any;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
 use lightning::prelude::*;
 use lightning::{AnyModule, CallbackResult, DataLoader, Logger};
-
-/// The tests of one binary run on threads of one process, and the runtime reseeds torch's process-wide generator
-/// before every training batch: runs whose randomness is compared bit for bit hold this lock, so that no other
-/// run reseeds the generator between another run's reseed and its dropout.
-pub fn serial() -> MutexGuard<'static, ()> {
-    static LOCK: Mutex<()> = Mutex::new(());
-    LOCK.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
 
 /// The optimizer and scheduler `configure_optimizers` returns.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -5,7 +5,17 @@ pub mod checkpointing;
 pub mod python;
 pub mod recorder;
 
+use std::sync::{Mutex, MutexGuard};
+
 use lightning::Accelerator;
+
+/// The tests of one binary run on threads of one process; models are initialised from, and the runtime reseeds
+/// before every training batch, torch's process-wide generator. Runs whose randomness is compared bit for bit hold
+/// this lock, so that no other test reseeds or draws between a run's reseed and its draws.
+pub fn serial() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
 
 /// The accelerators a test runs on: the CPU, and CUDA device 0 where there is one (said when skipped).
 pub fn accelerators() -> Vec<Accelerator> {
