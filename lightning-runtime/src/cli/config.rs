@@ -133,6 +133,11 @@ pub(crate) fn flag_value(text: &str, default: Option<&Value>) -> Value {
         return Value::String(text.to_string());
     }
     match toml::from_str::<toml::Table>(&format!("v = {text}")) {
+        // `inf` and `nan` stay text (JSON has no such numbers and would unset the option): the option's type then
+        // refuses them by name.
+        Ok(table) if matches!(table.get("v"), Some(toml::Value::Float(f)) if !f.is_finite()) => {
+            Value::String(text.to_string())
+        }
         Ok(mut table) => table.remove("v").and_then(|v| serde_json::to_value(v).ok()).unwrap_or(Value::Null),
         Err(_) => Value::String(text.to_string()),
     }
@@ -167,6 +172,7 @@ mod tests {
         assert_eq!(flag_value("cpu", None), json!("cpu"));
         assert_eq!(flag_value("[1, 2]", Some(&json!([]))), json!([1, 2]));
         assert_eq!(flag_value("null", Some(&json!(1))), Value::Null);
+        assert_eq!(flag_value("inf", Some(&Value::Null)), json!("inf"));
     }
 
     #[test]

@@ -44,28 +44,91 @@ impl ConfigFormat {
     }
 }
 
-/// A config file's text as a JSON value; a syntax error names the file (`source`) and the format.
+/// A config file's text as a JSON value; a syntax error names the file (`source`) and the format. A `model:` or
+/// `trainer:` section with nothing in it (every key commented out) sets nothing, and YAML's `<<:` merge keys are
+/// applied. A number JSON cannot hold (`nan`, `inf`) is refused, naming its key: JSON would turn it into an
+/// unset value without a word.
 pub(crate) fn parse(text: &str, format: ConfigFormat, source: &str) -> Result<Value> {
     let invalid = |e: &dyn std::fmt::Display| {
         Error::Config(format!("the config file {source} is not valid {}: {e}", format.name()))
     };
+    let non_finite = |key: String| {
+        Error::Config(format!(
+            "the config file {source} sets `{key}` to a number that is not finite (nan or inf): a configuration \
+             holds finite numbers only"
+        ))
+    };
     let value = match format {
         ConfigFormat::Toml => {
             let table: toml::Table = toml::from_str(text).map_err(|e| invalid(&e))?;
+            if let Some(key) = non_finite_toml(&toml::Value::Table(table.clone()), String::new()) {
+                return Err(non_finite(key));
+            }
             serde_json::to_value(table)
         }
         ConfigFormat::Yaml => {
             // Read through YAML's own value first: its errors carry the line and column, and a mapping key that is
             // not text (`1: x`) is refused here rather than by JSON with a vaguer message.
-            let yaml: serde_yaml_ng::Value = serde_yaml_ng::from_str(text).map_err(|e| invalid(&e))?;
+            let mut yaml: serde_yaml_ng::Value = serde_yaml_ng::from_str(text).map_err(|e| invalid(&e))?;
+            yaml.apply_merge().map_err(|e| invalid(&e))?;
             if let serde_yaml_ng::Value::Null = yaml {
                 // An empty file (or one of comments only) sets nothing, as an empty TOML file does.
                 return Ok(Value::Object(Default::default()));
             }
+            if let Some(key) = non_finite_yaml(&yaml, String::new()) {
+                return Err(non_finite(key));
+            }
             serde_json::to_value(yaml)
         }
     };
-    value.map_err(|e| Error::Config(format!("the config file {source} holds a value JSON cannot hold: {e}")))
+    let mut value =
+        value.map_err(|e| Error::Config(format!("the config file {source} holds a value JSON cannot hold: {e}")))?;
+    if let Value::Object(top) = &mut value {
+        for section in ["model", "trainer"] {
+            if let Some(slot @ Value::Null) = top.get_mut(section) {
+                *slot = Value::Object(Default::default());
+            }
+        }
+    }
+    Ok(value)
+}
+
+/// `parent.key`, or `key` at the top level.
+fn dotted(parent: &str, key: &str) -> String {
+    if parent.is_empty() {
+        key.to_string()
+    } else {
+        format!("{parent}.{key}")
+    }
+}
+
+/// The dotted key of the first non-finite float in a TOML value (`[i]` for list items).
+fn non_finite_toml(value: &toml::Value, at: String) -> Option<String> {
+    match value {
+        toml::Value::Float(f) if !f.is_finite() => Some(at),
+        toml::Value::Array(items) => {
+            items.iter().enumerate().find_map(|(i, item)| non_finite_toml(item, format!("{at}[{i}]")))
+        }
+        toml::Value::Table(table) => table.iter().find_map(|(k, v)| non_finite_toml(v, dotted(&at, k))),
+        _ => None,
+    }
+}
+
+/// The dotted key of the first non-finite float in a YAML value (`[i]` for list items).
+fn non_finite_yaml(value: &serde_yaml_ng::Value, at: String) -> Option<String> {
+    use serde_yaml_ng::Value as Y;
+    match value {
+        Y::Number(n) if n.as_f64().is_some_and(|f| !f.is_finite()) => Some(at),
+        Y::Sequence(items) => {
+            items.iter().enumerate().find_map(|(i, item)| non_finite_yaml(item, format!("{at}[{i}]")))
+        }
+        Y::Mapping(map) => map.iter().find_map(|(k, v)| {
+            let key = k.as_str().map(str::to_string).unwrap_or_else(|| format!("{k:?}"));
+            non_finite_yaml(v, dotted(&at, &key))
+        }),
+        Y::Tagged(tagged) => non_finite_yaml(&tagged.value, at),
+        _ => None,
+    }
 }
 
 /// The configuration as a file of `format` that reads back to the same configuration.
@@ -150,6 +213,28 @@ mod tests {
         assert_eq!(parse("# nothing\n", ConfigFormat::Yaml, "y").unwrap(), json!({}));
         let err = parse("trainer: [1,\n", ConfigFormat::Yaml, "bad.yaml").unwrap_err().to_string();
         assert!(err.contains("bad.yaml") && err.contains("not valid YAML"), "{err}");
+    }
+
+    #[test]
+    fn an_emptied_section_sets_nothing_and_merge_keys_apply() {
+        let emptied = "trainer:\n  # max_epochs: 3\nmodel:\n";
+        assert_eq!(parse(emptied, ConfigFormat::Yaml, "y").unwrap(), json!({"trainer": {}, "model": {}}));
+        let merged = "base: &base\n  lr: 0.1\n  hidden: 4\nmodel:\n  <<: *base\n  hidden: 8\n";
+        let value = parse(merged, ConfigFormat::Yaml, "y").unwrap();
+        assert_eq!(value["model"], json!({"lr": 0.1, "hidden": 8}));
+    }
+
+    #[test]
+    fn non_finite_numbers_are_refused_by_key() {
+        for (text, format) in [
+            ("trainer:\n  gradient_clip_val: .inf\n", ConfigFormat::Yaml),
+            ("[trainer]\ngradient_clip_val = inf\n", ConfigFormat::Toml),
+        ] {
+            let err = parse(text, format, "run").unwrap_err().to_string();
+            assert!(err.contains("`trainer.gradient_clip_val`") && err.contains("not finite"), "{err}");
+        }
+        let err = parse("model:\n  sizes: [1.0, .nan]\n", ConfigFormat::Yaml, "y").unwrap_err().to_string();
+        assert!(err.contains("`model.sizes[1]`"), "{err}");
     }
 
     #[test]
