@@ -216,6 +216,20 @@ fn a_model_without_batch_norm_gets_no_extra_epoch() {
     assert_parameters(&module, &swa_average(&starts), "after fit");
 }
 
+#[test]
+fn fast_dev_run_with_batch_norm_runs_its_batches_once_without_the_extra_epoch() {
+    let _serial = serial();
+    let seen = Seen::default();
+    let mut module = Net::new(true, seen.clone());
+    let mut t = trainer().fast_dev_run(2).callback(swa());
+    t.fit(&mut module, loader(), None).unwrap();
+    // Lightning's fast_dev_run stops on its `max_steps` inside the first epoch: one epoch, its batches trained.
+    let steps = seen.steps.lock().unwrap().clone();
+    assert_eq!(steps.len(), 2, "{steps:?}");
+    assert!(steps.iter().all(|(epoch, max, _)| (*epoch, *max) == (0, Some(1))), "{steps:?}");
+    assert_eq!((t.current_epoch(), t.global_step()), (1, 2));
+}
+
 /// Saves a checkpoint after batch `batch` of epoch `epoch` and stops there.
 struct SaveAndStop {
     epoch: usize,

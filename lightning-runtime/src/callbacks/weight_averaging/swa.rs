@@ -256,7 +256,9 @@ impl Callback for StochasticWeightAveraging {
         }
         self.swa_end = max_epochs.saturating_sub(1);
         let layers = BatchNormLayers::of(module.var_store());
-        if !layers.is_empty() {
+        // Under `fast_dev_run` the run stops after its few batches, as Lightning's does on its `max_steps`, so no
+        // batch-norm epoch follows.
+        if !layers.is_empty() && !ctx.fast_dev_run {
             if !ctx.automatic_optimization {
                 return Err("StochasticWeightAveraging of a model with batch norm needs automatic optimization: its \
                             extra epoch runs `training_step` without training"
