@@ -94,12 +94,14 @@ struct ConvNet {
     embed: nn::Embedding,
     head: nn::Linear,
     batch: i64,
+    /// Batch norm in training mode inside `forward` (it would update the running statistics).
+    norm_training: bool,
 }
 
 #[lightning_module]
 impl ConvNet {
     fn forward(&self, (image, token): &(Tensor, Tensor)) -> Tensor {
-        let features = image.apply(&self.conv).apply_t(&self.norm, false).relu().flatten(1, -1);
+        let features = image.apply(&self.conv).apply_t(&self.norm, self.norm_training).relu().flatten(1, -1);
         let tokens = token.apply(&self.embed).flatten(1, -1);
         Tensor::cat(&[features, tokens], 1).apply(&self.head)
     }
@@ -124,7 +126,7 @@ fn conv_net(batch: i64) -> ConvNet {
     let norm = nn::batch_norm2d(vs.root() / "norm", 4, Default::default());
     let embed = nn::embedding(vs.root() / "embed", 10, 5, Default::default());
     let head = nn::linear(vs.root() / "head", 4 * 4 * 4 + 2 * 5, 3, Default::default());
-    ConvNet { vs, conv, norm, embed, head, batch }
+    ConvNet { vs, conv, norm, embed, head, batch, norm_training: false }
 }
 
 /// One epoch of one batch of ones, with the model summary on (the Trainer's default).
@@ -168,6 +170,30 @@ fn the_example_input_gives_each_submodule_its_input_and_output_shapes() {
     let (trainer, fitted) = fit_one_batch(&mut module);
     fitted.unwrap();
     assert_eq!(trainer.global_step(), 1);
+}
+
+#[test]
+fn the_example_pass_leaves_the_running_statistics_as_they_were() {
+    // Lightning runs the pass in eval mode; a tch `forward` has no mode, so one that runs batch norm in training
+    // mode gets its buffers put back.
+    let mut module = conv_net(2);
+    module.norm_training = true;
+    let buffers = |m: &ConvNet| {
+        let mut named: Vec<_> =
+            m.vs.variables().into_iter().filter(|(_, t)| !t.requires_grad()).map(|(n, t)| (n, t.copy())).collect();
+        named.sort_by(|a, b| a.0.cmp(&b.0));
+        named
+    };
+    let before = buffers(&module);
+    assert_eq!(before.len(), 2, "running mean and variance");
+    ModelSummary::rows_with_shapes(&mut module).unwrap();
+    for ((name, was), (_, now)) in before.iter().zip(buffers(&module)) {
+        assert!(was.equal(&now), "the example pass changed `{name}`");
+    }
+    // The same forward outside the pass does move them: the check above can fail.
+    tch::no_grad(|| module.forward(&module.example_input_array()));
+    let moved = before.iter().zip(buffers(&module)).any(|((_, was), (_, now))| !was.equal(&now));
+    assert!(moved, "a training-mode batch norm forward moves its statistics");
 }
 
 #[test]

@@ -195,6 +195,9 @@ where
     }
     let input = input.to_module(device, kind)?;
     let _no_grad = tch::no_grad_guard();
+    // Lightning runs this pass in eval mode. A tch module has no mode of its own, and a `forward` that runs batch
+    // norm in training mode would move its running statistics by the example input: the buffers are put back.
+    let _buffers = Buffers::keep(store)?;
     let recording = Recording::start()?;
     // tch's layers panic on a shape they cannot take: that is the user's example input, said as such.
     let output = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| forward(module, &input))) {
@@ -217,6 +220,34 @@ where
     let ops = parse(&text, &names);
     let dims = |tensors: Vec<&Tensor>| tensors.into_iter().map(Tensor::size).collect();
     Ok(LayerShapes { input: dims(input.tensors()), output: dims(output.tensors()), ops })
+}
+
+/// The module's buffers (variables without gradients: running statistics, step counters) as they were, copied
+/// back when dropped, whether `forward` returned or panicked.
+struct Buffers {
+    kept: Vec<(Tensor, Tensor)>,
+}
+
+impl Buffers {
+    fn keep(store: &tch::nn::VarStore) -> Result<Self> {
+        let mut kept = Vec::new();
+        for variable in store.variables().into_values().filter(|v| !v.requires_grad()) {
+            let copy = variable.f_detach_copy()?;
+            kept.push((variable, copy));
+        }
+        Ok(Buffers { kept })
+    }
+}
+
+impl Drop for Buffers {
+    fn drop(&mut self) {
+        let _no_grad = tch::no_grad_guard();
+        for (variable, copy) in &mut self.kept {
+            // Same shape, dtype and device as taken: a failure here would be libtorch's own, with nothing to
+            // report it to from a drop.
+            let _ = variable.f_copy_(copy);
+        }
+    }
 }
 
 fn storage_address(tensor: &Tensor) -> u64 {

@@ -33,8 +33,8 @@ pub struct SummaryRow {
 /// `Trainer::enable_model_summary(false)`.
 ///
 /// When the module defines `example_input_array` (Lightning's property of that name), the summary runs it
-/// through the module's `forward` once, under `no_grad`, and adds each submodule's input and output shapes
-/// ("In sizes", "Out sizes"):
+/// through the module's `forward` once, under `no_grad` and with its buffers (running statistics) put back
+/// afterwards, and adds each submodule's input and output shapes ("In sizes", "Out sizes"):
 ///
 /// ```
 /// use lightning::prelude::*;
