@@ -79,7 +79,10 @@ pub fn compile_cpp_with(name: &str, sources: &[&str], includes: &[PathBuf], defi
         .include(include.join("torch").join("csrc").join("api").join("include"))
         .flag("-std=c++17")
         .flag(format!("-D_GLIBCXX_USE_CXX11_ABI={abi}"))
-        .flag("-DGLOG_USE_GLOG_EXPORT");
+        .flag("-DGLOG_USE_GLOG_EXPORT")
+        // Release libtorch is built with NDEBUG, and its headers' inline code and assertions must agree with it
+        // in every file that includes them (the same class layouts and checks as the library itself).
+        .define("NDEBUG", None);
     for dir in includes {
         build.include(dir);
     }

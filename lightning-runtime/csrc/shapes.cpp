@@ -3,14 +3,11 @@
 // A thread-local RecordFunction callback, the mechanism torch.profiler's `record_shapes` uses, sees every
 // operator the calling thread dispatches; only the outermost ones are kept (`aten::linear`, not the `aten::t`
 // and `aten::addmm` inside it), each with the storage of its tensor inputs, so that the Rust side
-// (`src/summary_shapes.rs`) can tell which module's parameters it used. As in kernels.cpp, C++ exceptions come
+// (`src/layer_shapes.rs`) can tell which module's parameters it used. As in kernels.cpp, C++ exceptions come
 // back as a malloc'd message (NULL: success).
 
-// libtorch is built with NDEBUG; without it here, RecordFunction::inputs() would assert on a flag that only
-// debug builds of libtorch set.
-#ifndef NDEBUG
-#define NDEBUG
-#endif
+// Compiled with NDEBUG, as libtorch is (lightning-build defines it for every C++ file): without it,
+// RecordFunction::inputs() would assert on a flag that only debug builds of libtorch set.
 
 #include <ATen/core/Tensor.h>
 #include <ATen/core/ivalue.h>
@@ -155,9 +152,10 @@ char* lightning_shapes_start(uint64_t* handle) {
 char* lightning_shapes_stop(uint64_t handle, char** text) {
   *text = nullptr;
   try {
-    at::removeCallback(handle);
+    // Taken first, so that the recording is freed even if removing the callback throws.
     std::unique_ptr<Recording> r(recording);
     recording = nullptr;
+    at::removeCallback(handle);
     if (!r) {
       return shapes_error("no shape recording is running on this thread");
     }

@@ -189,9 +189,10 @@ where
     let device = store.device();
     let kind = store.trainable_variables().iter().find(|variable| variable.is_floating_point()).map(Tensor::kind);
     // Variables told apart by the storage they hold (operators may read a view, such as a weight's transpose).
-    let mut names: HashMap<u64, String> = HashMap::new();
+    // Tied weights (one tensor under two names) share a storage: an operator reading it is credited to both.
+    let mut names: HashMap<u64, Vec<String>> = HashMap::new();
     for (name, variable) in store.variables() {
-        names.insert(storage_address(&variable), name);
+        names.entry(storage_address(&variable)).or_default().push(name);
     }
     let input = input.to_module(device, kind)?;
     let _no_grad = tch::no_grad_guard();
@@ -296,30 +297,61 @@ impl Drop for Recording {
 }
 
 /// The recording's lines (`name \t inputs \t outputs`), keeping the operators that read one of the `names`.
-fn parse(text: &str, names: &HashMap<u64, String>) -> Vec<OpShapes> {
+fn parse(text: &str, names: &HashMap<u64, Vec<String>>) -> Vec<OpShapes> {
     let mut ops = Vec::new();
     for line in text.lines() {
         let mut fields = line.split('\t');
         let (Some(op), Some(inputs), Some(outputs)) = (fields.next(), fields.next(), fields.next()) else {
             continue;
         };
-        let mut variables = Vec::new();
+        let mut read: Vec<&Vec<String>> = Vec::new();
         let mut other = Vec::new();
         for (address, dims) in shapes(inputs) {
             match names.get(&address) {
-                Some(name) if address != 0 => variables.push(name.clone()),
+                Some(tied) if address != 0 => read.push(tied),
                 _ => other.push(dims),
             }
         }
-        if variables.is_empty() {
+        if read.is_empty() {
             continue;
         }
+        let mut variables: Vec<String> = read.iter().flat_map(|tied| untie(tied, &read, names)).collect();
         variables.sort();
         variables.dedup();
         let outputs = shapes(outputs).into_iter().map(|(_, dims)| dims).collect();
         ops.push(OpShapes { op: op.to_string(), variables, inputs: other, outputs });
     }
     ops
+}
+
+/// The submodule a variable belongs to: its name less the last component (`head` of `head.weight`).
+fn owner(name: &str) -> &str {
+    name.rsplit_once('.').map_or("", |(owner, _)| owner)
+}
+
+/// Which of the names of one storage (`tied`: several for tied weights) an operator used, judged by the other
+/// variables it `read`: a name whose submodule's other variables the operator also read (a linear layer's bias
+/// beside the weight it shares); else one whose submodule has no other variable (an embedding's lone weight);
+/// else every name.
+fn untie<'a>(tied: &'a [String], read: &[&Vec<String>], names: &HashMap<u64, Vec<String>>) -> Vec<String> {
+    if tied.len() < 2 {
+        return tied.to_vec();
+    }
+    let others = || read.iter().filter(|r| r.as_slice() != tied).flat_map(|r| r.iter());
+    let with_sibling: Vec<&'a String> =
+        tied.iter().filter(|name| others().any(|other| owner(other) == owner(name))).collect();
+    let alone: Vec<&'a String> = tied
+        .iter()
+        .filter(|name| names.values().flatten().all(|v| tied.contains(v) || owner(v) != owner(name)))
+        .collect();
+    let chosen = if !with_sibling.is_empty() {
+        with_sibling
+    } else if !alone.is_empty() {
+        alone
+    } else {
+        tied.iter().collect()
+    };
+    chosen.into_iter().cloned().collect()
 }
 
 /// `12[2,3]34[]` as `[(12, [2, 3]), (34, [])]`; an output list has no addresses (`[2,3][4]`), read as 0.
@@ -351,12 +383,27 @@ mod tests {
 
     #[test]
     fn an_operator_belongs_to_the_submodule_whose_variables_it_reads() {
-        let names = HashMap::from([(7, "enc.weight".to_string()), (8, "enc.bias".to_string())]);
+        let names = HashMap::from([(7, vec!["enc.weight".to_string()]), (8, vec!["enc.bias".to_string()])]);
         let text = "aten::t\t7[3,4]\t[4,3]\naten::relu\t5[2,4]\t[2,4]\naten::matmul\t5[2,4]7[3,4]\t[2,3]\naten::add\t9[2,3]8[3]\t[2,3]\n";
         let recorded = LayerShapes { ops: parse(text, &names), ..LayerShapes::default() };
         assert_eq!(recorded.ops.len(), 3, "relu reads no variable: {:?}", recorded.ops);
         assert_eq!(recorded.of("enc"), ("[2, 4]".to_string(), "[2, 3]".to_string()));
         assert_eq!(recorded.of("dec"), ("?".to_string(), "?".to_string()));
         assert_eq!(recorded.of("en"), ("?".to_string(), "?".to_string()), "a prefix of a name is not a submodule");
+    }
+
+    #[test]
+    fn a_tied_weight_goes_to_the_submodule_whose_other_variables_the_operator_reads() {
+        let tied = vec!["embed.weight".to_string(), "head.weight".to_string()];
+        let names = HashMap::from([(7, tied.clone()), (8, vec!["head.bias".to_string()])]);
+        let text = "aten::embedding\t7[10,4]1[2]\t[2,4]\naten::linear\t3[2,4]7[10,4]8[10]\t[2,10]\n";
+        let recorded = LayerShapes { ops: parse(text, &names), ..LayerShapes::default() };
+        assert_eq!(recorded.of("embed"), ("[2]".to_string(), "[2, 4]".to_string()));
+        assert_eq!(recorded.of("head"), ("[2, 4]".to_string(), "[2, 10]".to_string()));
+        // Without the bias nothing tells the two apart: both get every operator.
+        let names = HashMap::from([(7, tied)]);
+        let text = "aten::embedding\t7[10,4]1[2]\t[2,4]\naten::linear\t3[2,4]7[10,4]\t[2,10]\n";
+        let recorded = LayerShapes { ops: parse(text, &names), ..LayerShapes::default() };
+        assert_eq!(recorded.of("embed"), recorded.of("head"));
     }
 }
