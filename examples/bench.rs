@@ -14,7 +14,7 @@
 //! ```
 //!
 //! Options: `--device cpu|cuda|all` (default all available), `--reps N`, `--no-lightning`; for profiling one variant
-//! alone (`valgrind --tool=callgrind`): `--model mlp|wide`, `--only tch|ours|defaults|minimal`, `--steps N`.
+//! alone (`valgrind --tool=callgrind`): `--model mlp|wide`, `--only tch|ours|defaults|minimal|profiled`, `--steps N`.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -191,7 +191,10 @@ impl Bench {
 /// Our Trainer: `defaults` = the loss logged every step and the Trainer's defaults (TensorBoard and CSV loggers,
 /// progress reporting, the model summary, a checkpoint at the end of each epoch); otherwise everything optional
 /// off.
-fn trainer_run(w: &Workload, device: Device, steps: usize, defaults: bool) -> lightning::Result<f64> {
+///
+/// `profiled` adds `SimpleProfiler` (run only on its own, `--only profiled`: its cost is read from instruction
+/// counts, which wall time on a shared machine is too noisy to show).
+fn trainer_run(w: &Workload, device: Device, steps: usize, defaults: bool, profiled: bool) -> lightning::Result<f64> {
     let accelerator = match device {
         Device::Cuda(i) => Accelerator::Cuda(i),
         _ => Accelerator::Cpu,
@@ -218,7 +221,10 @@ fn trainer_run(w: &Workload, device: Device, steps: usize, defaults: bool) -> li
         // The steps alone, as the hand-written loop is timed: from `on_train_start` to `on_train_end`, so that
         // what a fit does once (loggers' files, the summary, the last checkpoint reaching the disk) is not
         // spread over the steps. The whole fit is timed too, for that once-per-fit cost.
-        let stopwatch = Stopwatch::default();
+        if profiled {
+            trainer = trainer.profiler(lightning::SimpleProfiler::new());
+        }
+        let stopwatch = Stopwatch { device, times: Default::default() };
         trainer = trainer.callback(stopwatch.clone());
         let start = Instant::now();
         trainer.fit(&mut module, loader, None)?;
@@ -231,35 +237,32 @@ fn trainer_run(w: &Workload, device: Device, steps: usize, defaults: bool) -> li
     run(steps)
 }
 
-/// When training started and ended (`on_train_start`, `on_train_end`), shared with the bench.
-#[derive(Clone, Default)]
-struct Stopwatch(std::sync::Arc<std::sync::Mutex<(Option<Instant>, Option<Instant>)>>);
+/// When training started and ended (`on_train_start`, `on_train_end`), shared with the bench; the run's device
+/// is synchronized first, so that the times cover the work queued on it.
+#[derive(Clone)]
+struct Stopwatch {
+    device: Device,
+    times: std::sync::Arc<std::sync::Mutex<(Option<Instant>, Option<Instant>)>>,
+}
 
 impl Stopwatch {
     fn elapsed_ms(&self) -> Option<f64> {
-        let (start, end) = *self.0.lock().ok()?;
+        let (start, end) = *self.times.lock().ok()?;
         Some(end?.duration_since(start?).as_secs_f64() * 1e3)
     }
 }
 
 impl lightning::Callback for Stopwatch {
     fn on_train_start(&mut self, _: &mut Ctx, _: &mut dyn lightning::AnyModule) -> lightning::CallbackResult {
-        sync_current();
-        self.0.lock().map_err(|_| "stopwatch lock")?.0 = Some(Instant::now());
+        sync(self.device);
+        self.times.lock().map_err(|_| "stopwatch lock")?.0 = Some(Instant::now());
         Ok(())
     }
 
     fn on_train_end(&mut self, _: &mut Ctx, _: &mut dyn lightning::AnyModule) -> lightning::CallbackResult {
-        sync_current();
-        self.0.lock().map_err(|_| "stopwatch lock")?.1 = Some(Instant::now());
+        sync(self.device);
+        self.times.lock().map_err(|_| "stopwatch lock")?.1 = Some(Instant::now());
         Ok(())
-    }
-}
-
-/// Waits for queued CUDA work, so that a time read now covers it.
-fn sync_current() {
-    if tch::Cuda::is_available() {
-        tch::Cuda::synchronize(0);
     }
 }
 
@@ -524,12 +527,17 @@ fn main() -> lightning::Result<()> {
             let variants: Vec<Variant> = vec![
                 ("tch", "hand-written", Box::new(|| hand_written(w, device, w.steps, LoopOptimizer::Tch))),
                 ("tch", "our Adam", Box::new(|| hand_written(w, device, w.steps, LoopOptimizer::Ours))),
-                ("lightning-rs", "defaults", Box::new(|| trainer_run(w, device, w.steps, true))),
-                ("lightning-rs", "minimal", Box::new(|| trainer_run(w, device, w.steps, false))),
+                ("lightning-rs", "defaults", Box::new(|| trainer_run(w, device, w.steps, true, false))),
+                ("lightning-rs", "minimal", Box::new(|| trainer_run(w, device, w.steps, false, false))),
+                ("lightning-rs", "minimal, profiled", Box::new(|| trainer_run(w, device, w.steps, false, true))),
             ];
-            let keys = ["tch", "ours", "defaults", "minimal"];
-            let variants: Vec<Variant> =
-                variants.into_iter().zip(keys).filter(|(_, key)| wanted(key)).map(|(v, _)| v).collect();
+            let keys = ["tch", "ours", "defaults", "minimal", "profiled"];
+            let variants: Vec<Variant> = variants
+                .into_iter()
+                .zip(keys)
+                .filter(|(_, key)| wanted(key) && (*key != "profiled" || only.is_some()))
+                .map(|(v, _)| v)
+                .collect();
             let mut times: Vec<Result<Vec<f64>, String>> = variants.iter().map(|_| Ok(Vec::new())).collect();
             for _ in 0..reps {
                 for ((_, _, run), slot) in variants.iter().zip(times.iter_mut()) {

@@ -49,59 +49,84 @@ impl SimpleProfiler {
     }
 }
 
-/// The calls of a stage as trace events: each action's name once, then (name, start, duration) per call.
-#[derive(Default)]
-struct Trace {
-    names: Vec<String>,
-    ids: HashMap<String, u32>,
-    events: Vec<(u32, Duration, Duration)>,
+/// What a measurement is of, as the dispatcher knows it without formatting anything: hashed and compared per
+/// call, while the name the table shows is made once, the first time an action is seen.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum Action {
+    /// A loop section (`[Loop]` and its name).
+    Loop(&'static str),
+    /// A hook of the module (`[LightningModule]` and the hook).
+    Module(&'static str),
+    /// A hook of the callback at this index of the Trainer's list (`[Callback]`, its name and the hook).
+    Callback(usize, &'static str),
+    /// A hook of the data module (`LightningDataModule.setup` shown as `[LightningDataModule]setup`).
+    DataModule(&'static str),
+    /// An action named in full.
+    Named(&'static str),
 }
 
-/// One stage's measurements.
+impl Action {
+    /// The name the table and the trace show. `callback` names the callback of a `Callback` action.
+    pub fn name(self, callback: impl FnOnce() -> String) -> String {
+        match self {
+            Action::Loop(name) => format!("[Loop]{name}"),
+            Action::Module(hook) => format!("[LightningModule]{hook}"),
+            Action::Callback(_, hook) => format!("[Callback]{}.{hook}", callback()),
+            Action::DataModule(hook) => format!("[{hook}").replacen('.', "]", 1),
+            Action::Named(name) => name.to_string(),
+        }
+    }
+}
+
+/// One stage's measurements: per action its name, the number of calls and their total time; with a trace, every
+/// call as (action, start, duration).
 pub(crate) struct Recorder {
     started: Instant,
-    actions: HashMap<String, (u64, Duration)>,
+    index: HashMap<Action, u32, foldhash::fast::FixedState>,
+    actions: Vec<(String, u64, Duration)>,
     settings: SimpleProfiler,
-    trace: Option<Trace>,
+    trace: Option<Vec<(u32, Duration, Duration)>>,
 }
 
 impl Recorder {
     pub fn new(settings: SimpleProfiler) -> Self {
-        let trace = settings.trace.is_some().then(Trace::default);
-        Recorder { started: Instant::now(), actions: HashMap::new(), settings, trace }
+        let trace = settings.trace.is_some().then(Vec::new);
+        let index = HashMap::with_hasher(foldhash::fast::FixedState::default());
+        Recorder { started: Instant::now(), index, actions: Vec::new(), settings, trace }
     }
 
-    pub fn record(&mut self, action: impl AsRef<str>, took: Duration) {
-        let action = action.as_ref();
+    /// Adds a call of `action` that took `took`; `callback` names the callback of a `Callback` action, asked only
+    /// the first time the action is seen (the per-call cost is a hash of the key, not a formatted name).
+    pub fn record(&mut self, action: Action, took: Duration, callback: impl FnOnce() -> String) {
+        let id = match self.index.get(&action) {
+            Some(&id) => id,
+            None => {
+                let id = self.actions.len() as u32;
+                self.actions.push((action.name(callback), 0, Duration::ZERO));
+                self.index.insert(action, id);
+                id
+            }
+        };
+        let (_, calls, total) = &mut self.actions[id as usize];
+        *calls += 1;
+        *total += took;
         if let Some(trace) = &mut self.trace {
             // The call ended now: it started `took` earlier.
-            let start = self.started.elapsed().saturating_sub(took);
-            let id = match trace.ids.get(action) {
-                Some(&id) => id,
-                None => {
-                    let id = trace.names.len() as u32;
-                    trace.names.push(action.to_string());
-                    trace.ids.insert(action.to_string(), id);
-                    id
-                }
-            };
-            trace.events.push((id, start, took));
-        }
-        match self.actions.get_mut(action) {
-            Some((calls, total)) => {
-                *calls += 1;
-                *total += took;
-            }
-            None => {
-                self.actions.insert(action.to_string(), (1, took));
-            }
+            trace.push((id, self.started.elapsed().saturating_sub(took), took));
         }
     }
 
     /// The table, longest total first.
     pub fn report(&self, stage: &str) -> String {
         let wall = self.started.elapsed().as_secs_f64();
-        let mut rows: Vec<(&String, &(u64, Duration))> = self.actions.iter().collect();
+        // Actions of one name (two callbacks of one type) share a row, as in Lightning's table.
+        let mut merged: HashMap<&str, (u64, Duration)> = HashMap::new();
+        for (name, calls, total) in &self.actions {
+            let row = merged.entry(name).or_default();
+            row.0 += calls;
+            row.1 += *total;
+        }
+        let mut rows: Vec<(&str, (u64, Duration))> = merged.into_iter().collect();
         rows.sort_by(|a, b| b.1 .1.cmp(&a.1 .1).then_with(|| a.0.cmp(b.0)));
         let width = rows.iter().map(|(name, _)| name.len()).max().unwrap_or(0).max(6);
         let mut out = format!("Profiler report ({stage})\n");
@@ -117,7 +142,7 @@ impl Recorder {
             let _ = writeln!(
                 out,
                 "| {name:<width$} | {:>18.5e} | {calls:>9} | {total:>14.5} | {:>12.1} |",
-                total / *calls as f64,
+                total / calls as f64,
                 100.0 * total / wall.max(f64::MIN_POSITIVE)
             );
         }
@@ -144,22 +169,19 @@ impl Recorder {
             if let Some(parent) = file.parent().filter(|p| !p.as_os_str().is_empty()) {
                 std::fs::create_dir_all(parent)?;
             }
-            std::fs::write(&file, trace.to_json(stage).to_string())?;
+            std::fs::write(&file, self.trace_json(trace, stage).to_string())?;
         }
         Ok(())
     }
-}
 
-impl Trace {
     /// The Chrome trace format's JSON object form: complete events (`"ph": "X"`) in microseconds, with the
     /// part of the code each action belongs to as its category (`LightningModule`, `Callback`, `Loop`, ...).
-    fn to_json(&self, stage: &str) -> serde_json::Value {
+    fn trace_json(&self, events: &[(u32, Duration, Duration)], stage: &str) -> serde_json::Value {
         let micros = |d: &Duration| d.as_nanos() as f64 / 1000.0;
-        let events: Vec<serde_json::Value> = self
-            .events
+        let events: Vec<serde_json::Value> = events
             .iter()
             .map(|(id, start, took)| {
-                let name = &self.names[*id as usize];
+                let name = &self.actions[*id as usize].0;
                 let category = name.strip_prefix('[').and_then(|rest| rest.split(']').next()).unwrap_or("Trainer");
                 serde_json::json!({
                     "name": name, "cat": category, "ph": "X", "ts": micros(start), "dur": micros(took),

@@ -10,6 +10,7 @@ use crate::data::{Loader, Loaders};
 use crate::datamodule::{datamodule_hook_info as dm_info, AnyDataModule, Transfer, Which};
 use crate::error::HookError;
 use crate::module::{hook_info as info, LightningModule};
+use crate::trainer::profiler::Action;
 use crate::{Batch, Error, Result};
 
 impl Dispatch<'_> {
@@ -30,7 +31,7 @@ impl Dispatch<'_> {
         if let (Some(profiler), Some(started)) = (&mut self.profiler, started) {
             if value.is_some() {
                 // `LightningDataModule.setup` → `[LightningDataModule]setup`, as the module's hooks are named.
-                profiler.record(format!("[{}", hook.name).replacen('.', "]", 1), started.elapsed());
+                profiler.record(Action::DataModule(hook.name), started.elapsed(), String::new);
             }
         }
         let value = value.transpose().map_err(|source| Error::Hook { hook: hook.name, source })?;

@@ -13,6 +13,7 @@ use crate::optim::{GradClipAlgorithm, LrScheduler, Optimizer, Optimizers};
 use crate::output::{BatchControl, StepOutput};
 use crate::trainer::loops::zero_grad;
 use crate::trainer::OptimizerClosure;
+use crate::trainer::profiler::Action;
 use crate::{Error, Result};
 
 /// Hooks every callback and the module share, with no arguments but the context.
@@ -248,7 +249,7 @@ impl Dispatch<'_> {
                 let started = self.profiler.as_ref().map(|_| std::time::Instant::now());
                 loss.f_backward()?;
                 if let (Some(profiler), Some(started)) = (&mut self.profiler, started) {
-                    profiler.record("[Loop]backward", started.elapsed());
+                    profiler.record(Action::Loop("backward"), started.elapsed(), String::new);
                 }
                 Ok(())
             }

@@ -22,6 +22,7 @@ use crate::error::HookError;
 use crate::loggers::Logger;
 use crate::metrics::MetricState;
 use crate::module::LightningModule;
+use crate::trainer::profiler::Action;
 use crate::{Error, Result};
 
 /// The callbacks and the context (which holds the loggers, for hooks to reach) of one run, and the data module
@@ -101,7 +102,7 @@ impl Dispatch<'_> {
         let started = self.profiler.as_ref().map(|_| std::time::Instant::now());
         let value = f();
         if let (Some(profiler), Some(started)) = (&mut self.profiler, started) {
-            profiler.record(format!("[Loop]{}", section.name), started.elapsed());
+            profiler.record(Action::Loop(section.name), started.elapsed(), String::new);
         }
         self.ctx.hook = outer;
         value
@@ -118,7 +119,7 @@ impl Dispatch<'_> {
     ) -> Result<()> {
         let outer = self.ctx.hook;
         self.publish_progress();
-        for callback in self.callbacks.iter_mut() {
+        for (index, callback) in self.callbacks.iter_mut().enumerate() {
             if monitors.is_some_and(|wanted| callback.monitors() != wanted) {
                 continue;
             }
@@ -126,7 +127,7 @@ impl Dispatch<'_> {
             let started = self.profiler.as_ref().map(|_| std::time::Instant::now());
             let result = f(callback.as_mut(), &mut self.ctx, module);
             if let (Some(profiler), Some(started)) = (&mut self.profiler, started) {
-                profiler.record(format!("[Callback]{}.{}", callback.name(), hook.name), started.elapsed());
+                profiler.record(Action::Callback(index, hook.name), started.elapsed(), || callback.name());
             }
             result.map_err(|source| Error::Callback { callback: callback.name(), hook: hook.name, source })?;
             take_log_error(&mut self.ctx)?;
@@ -165,7 +166,7 @@ impl Dispatch<'_> {
         let started = self.profiler.as_ref().map(|_| std::time::Instant::now());
         let value = call(f, module, &mut self.ctx);
         if let (Some(profiler), Some(started)) = (&mut self.profiler, started) {
-            profiler.record(format!("[LightningModule]{}", hook.name), started.elapsed());
+            profiler.record(Action::Module(hook.name), started.elapsed(), String::new);
         }
         let value = value.map_err(|source| Error::Hook { hook: hook.name, source })?;
         take_log_error(&mut self.ctx)?;

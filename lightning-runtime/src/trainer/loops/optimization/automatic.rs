@@ -13,6 +13,7 @@ use crate::optim::Optimizer;
 use crate::output::StepOutput;
 use crate::trainer::call::Dispatch;
 use crate::trainer::entry::Run;
+use crate::trainer::profiler::Action;
 use crate::Result;
 
 impl<M: LightningModule + 'static> Run<'_, M> {
@@ -99,7 +100,7 @@ impl<M: LightningModule + 'static> Run<'_, M> {
         if let (Some(profiler), Some(started)) = (&mut self.hooks.profiler, started) {
             let action =
                 if stepping { "[Loop]optimizer_step (the closure included)" } else { "[Loop]closure (accumulating)" };
-            profiler.record(action, started.elapsed());
+            profiler.record(Action::Named(action), started.elapsed(), String::new);
         }
         self.hooks.ctx.hook = outer;
         self.hooks.progress.global_step += (optimizer.step_calls() - steps_before) as usize;
