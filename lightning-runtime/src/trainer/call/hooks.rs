@@ -12,8 +12,8 @@ use crate::module::{hook_info as info, LightningModule};
 use crate::optim::{GradClipAlgorithm, LrScheduler, Optimizer, Optimizers};
 use crate::output::{BatchControl, StepOutput};
 use crate::trainer::loops::zero_grad;
-use crate::trainer::OptimizerClosure;
 use crate::trainer::profiler::Action;
+use crate::trainer::OptimizerClosure;
 use crate::{Error, Result};
 
 /// Hooks every callback and the module share, with no arguments but the context.
