@@ -222,7 +222,8 @@ fn trainer_run(w: &Workload, device: Device, steps: usize, defaults: bool, profi
         // what a fit does once (loggers' files, the summary, the last checkpoint reaching the disk) is not
         // spread over the steps. The whole fit is timed too, for that once-per-fit cost.
         if profiled {
-            trainer = trainer.profiler(lightning::SimpleProfiler::new());
+            // Its table goes to a file: on standard output it would break `--json`.
+            trainer = trainer.profiler(lightning::SimpleProfiler::new().to_file(scratch.path().join("profile.txt")));
         }
         let stopwatch = Stopwatch { device, times: Default::default() };
         trainer = trainer.callback(stopwatch.clone());

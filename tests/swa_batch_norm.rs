@@ -228,6 +228,11 @@ fn fast_dev_run_with_batch_norm_runs_its_batches_once_without_the_extra_epoch() 
     assert_eq!(steps.len(), 2, "{steps:?}");
     assert!(steps.iter().all(|(epoch, max, _)| (*epoch, *max) == (0, Some(1))), "{steps:?}");
     assert_eq!((t.current_epoch(), t.global_step()), (1, 2));
+    // What the real run would refuse, the dev run refuses too.
+    let mut module = Net::new(true, Seen::default());
+    let mut t = trainer().fast_dev_run(2).callback(swa().batch_norm_momentum(0.0));
+    let err = t.fit(&mut module, loader(), None).unwrap_err().to_string();
+    assert!(err.contains("batch_norm_momentum"), "{err}");
 }
 
 /// Saves a checkpoint after batch `batch` of epoch `epoch` and stops there.

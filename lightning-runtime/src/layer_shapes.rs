@@ -223,16 +223,18 @@ where
     Ok(LayerShapes { input: dims(input.tensors()), output: dims(output.tensors()), ops })
 }
 
-/// The module's buffers (variables without gradients: running statistics, step counters) as they were, copied
-/// back when dropped, whether `forward` returned or panicked.
+/// The module's buffers (the variables that are not parameters: running statistics, step counters) as they were,
+/// copied back when dropped, whether `forward` returned or panicked. Frozen parameters are left out: `forward`
+/// does not write them, and copying a frozen backbone could double its memory on the device.
 struct Buffers {
     kept: Vec<(Tensor, Tensor)>,
 }
 
 impl Buffers {
     fn keep(store: &tch::nn::VarStore) -> Result<Self> {
+        let parameters = crate::callbacks::parameter_storages(store);
         let mut kept = Vec::new();
-        for variable in store.variables().into_values().filter(|v| !v.requires_grad()) {
+        for variable in store.variables().into_values().filter(|v| !parameters.contains(&(v.data_ptr() as usize))) {
             let copy = variable.f_detach_copy()?;
             kept.push((variable, copy));
         }

@@ -8,6 +8,7 @@ pub use monitor::MonitorMode;
 mod model_summary;
 mod progress;
 
+pub(crate) use model_summary::parameter_storages;
 pub use model_summary::{ModelSummary, SummaryRow};
 pub use progress::ProgressBar;
 mod early_stopping;

@@ -80,13 +80,18 @@ pub struct ModelSummary {
     pub rows: Vec<SummaryRow>,
 }
 
+/// Where the store's parameters' data live. A VarStore lists its parameters (`trainable_variables`, frozen ones
+/// included); every other variable is a buffer. Told apart by storage: a variable and its entry in that list are
+/// the same tensor.
+pub(crate) fn parameter_storages(store: &tch::nn::VarStore) -> HashSet<usize> {
+    store.trainable_variables().iter().map(|t| t.data_ptr() as usize).collect()
+}
+
 impl ModelSummary {
     /// The summary of `module`, one row per top-level submodule, in name order.
     pub fn rows_of(module: &dyn AnyModule) -> Vec<SummaryRow> {
         let store = module.var_store();
-        // A VarStore lists its parameters (`trainable_variables`, frozen ones included); every other variable is
-        // a buffer. Told apart by storage: a variable and its entry in that list are the same tensor.
-        let parameters: HashSet<usize> = store.trainable_variables().iter().map(|t| t.data_ptr() as usize).collect();
+        let parameters = parameter_storages(store);
         let mut rows: BTreeMap<String, SummaryRow> = BTreeMap::new();
         for (name, variable) in store.variables() {
             let top = name.split('.').next().unwrap_or(&name).to_string();

@@ -133,9 +133,9 @@ pub(crate) fn flag_value(text: &str, default: Option<&Value>) -> Value {
         return Value::String(text.to_string());
     }
     match toml::from_str::<toml::Table>(&format!("v = {text}")) {
-        // `inf` and `nan` stay text (JSON has no such numbers and would unset the option): the option's type then
-        // refuses them by name.
-        Ok(table) if matches!(table.get("v"), Some(toml::Value::Float(f)) if !f.is_finite()) => {
+        // `inf` and `nan`, alone or inside a list or table, keep the flag as text (JSON has no such numbers and
+        // would unset the value): the option's type then refuses it by name.
+        Ok(table) if table.get("v").is_some_and(|v| super::format::non_finite_toml(v, String::new()).is_some()) => {
             Value::String(text.to_string())
         }
         Ok(mut table) => table.remove("v").and_then(|v| serde_json::to_value(v).ok()).unwrap_or(Value::Null),
@@ -173,6 +173,8 @@ mod tests {
         assert_eq!(flag_value("[1, 2]", Some(&json!([]))), json!([1, 2]));
         assert_eq!(flag_value("null", Some(&json!(1))), Value::Null);
         assert_eq!(flag_value("inf", Some(&Value::Null)), json!("inf"));
+        assert_eq!(flag_value("[1.0, inf]", Some(&json!([]))), json!("[1.0, inf]"));
+        assert_eq!(flag_value("{a = nan}", Some(&Value::Null)), json!("{a = nan}"));
     }
 
     #[test]

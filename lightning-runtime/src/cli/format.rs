@@ -70,7 +70,7 @@ pub(crate) fn parse(text: &str, format: ConfigFormat, source: &str) -> Result<Va
             // Read through YAML's own value first: its errors carry the line and column, and a mapping key that is
             // not text (`1: x`) is refused here rather than by JSON with a vaguer message.
             let mut yaml: serde_yaml_ng::Value = serde_yaml_ng::from_str(text).map_err(|e| invalid(&e))?;
-            yaml.apply_merge().map_err(|e| invalid(&e))?;
+            resolve_merges(&mut yaml).map_err(|e| invalid(&e))?;
             if let serde_yaml_ng::Value::Null = yaml {
                 // An empty file (or one of comments only) sets nothing, as an empty TOML file does.
                 return Ok(Value::Object(Default::default()));
@@ -103,7 +103,7 @@ fn dotted(parent: &str, key: &str) -> String {
 }
 
 /// The dotted key of the first non-finite float in a TOML value (`[i]` for list items).
-fn non_finite_toml(value: &toml::Value, at: String) -> Option<String> {
+pub(crate) fn non_finite_toml(value: &toml::Value, at: String) -> Option<String> {
     match value {
         toml::Value::Float(f) if !f.is_finite() => Some(at),
         toml::Value::Array(items) => {
@@ -111,6 +111,41 @@ fn non_finite_toml(value: &toml::Value, at: String) -> Option<String> {
         }
         toml::Value::Table(table) => table.iter().find_map(|(k, v)| non_finite_toml(v, dotted(&at, k))),
         _ => None,
+    }
+}
+
+/// Applies YAML's `<<:` merge keys everywhere in `value`, innermost first: a merged mapping's own `<<:` is resolved
+/// before its entries are copied, so chains (`<<: *mid` where `mid` merges `*base`) and lists of mappings that each
+/// merge another come out whole. A mapping's own keys win over merged ones, and in a list of mappings the earlier
+/// wins, as the merge-key spec says. (`serde_yaml_ng`'s `apply_merge` is one pass from the outside in: it would
+/// copy an inner `<<` unresolved.)
+fn resolve_merges(value: &mut serde_yaml_ng::Value) -> std::result::Result<(), String> {
+    use serde_yaml_ng::Value as Y;
+    match value {
+        Y::Mapping(mapping) => {
+            let merged = mapping.remove("<<");
+            for child in mapping.values_mut() {
+                resolve_merges(child)?;
+            }
+            let sources = match merged {
+                None => return Ok(()),
+                Some(Y::Sequence(items)) => items,
+                Some(single) => vec![single],
+            };
+            for mut source in sources {
+                resolve_merges(&mut source)?;
+                let Y::Mapping(source) = source else {
+                    return Err("a merge key (`<<`) takes a mapping or a list of mappings".to_string());
+                };
+                for (k, v) in source {
+                    mapping.entry(k).or_insert(v);
+                }
+            }
+            Ok(())
+        }
+        Y::Sequence(items) => items.iter_mut().try_for_each(resolve_merges),
+        Y::Tagged(tagged) => resolve_merges(&mut tagged.value),
+        _ => Ok(()),
     }
 }
 
@@ -222,6 +257,14 @@ mod tests {
         let merged = "base: &base\n  lr: 0.1\n  hidden: 4\nmodel:\n  <<: *base\n  hidden: 8\n";
         let value = parse(merged, ConfigFormat::Yaml, "y").unwrap();
         assert_eq!(value["model"], json!({"lr": 0.1, "hidden": 8}));
+        // Chains resolve, innermost first, and each list item's own merge comes along with it.
+        let chained = "model:\n  a: &a {lr: 0.1, hidden: 4}\n  b: &b {<<: *a, hidden: 8}\n  c: {<<: *b, depth: 2}\n  \
+                       x: &x {<<: *a, p: 1}\n  y: &y {q: 2, <<: {r: 3}}\n  z: {<<: [*x, *y], q: 5}\n";
+        let value = parse(chained, ConfigFormat::Yaml, "y").unwrap();
+        assert_eq!(value["model"]["c"], json!({"lr": 0.1, "hidden": 8, "depth": 2}));
+        assert_eq!(value["model"]["z"], json!({"lr": 0.1, "hidden": 4, "p": 1, "q": 5, "r": 3}));
+        let err = parse("model:\n  <<: 3\n", ConfigFormat::Yaml, "m.yaml").unwrap_err().to_string();
+        assert!(err.contains("m.yaml") && err.contains("merge key"), "{err}");
     }
 
     #[test]

@@ -256,9 +256,8 @@ impl Callback for StochasticWeightAveraging {
         }
         self.swa_end = max_epochs.saturating_sub(1);
         let layers = BatchNormLayers::of(module.var_store());
-        // Under `fast_dev_run` the run stops after its few batches, as Lightning's does on its `max_steps`, so no
-        // batch-norm epoch follows.
-        if !layers.is_empty() && !ctx.fast_dev_run {
+        if !layers.is_empty() {
+            // Checked under `fast_dev_run` too: a dev run is there to catch what the real run would refuse.
             if !ctx.automatic_optimization {
                 return Err("StochasticWeightAveraging of a model with batch norm needs automatic optimization: its \
                             extra epoch runs `training_step` without training"
@@ -267,6 +266,10 @@ impl Callback for StochasticWeightAveraging {
             if !(self.bn_momentum > 0.0 && self.bn_momentum <= 1.0) {
                 return Err(format!("batch_norm_momentum = {}: it must be within (0, 1]", self.bn_momentum).into());
             }
+        }
+        // Under `fast_dev_run` the run stops after its few batches, as Lightning's does on its `max_steps`, so no
+        // batch-norm epoch follows.
+        if !layers.is_empty() && !ctx.fast_dev_run {
             // Lightning's `fit_loop.max_epochs += 1`: the epoch that recomputes the statistics, after the last.
             ctx.max_epochs = Some(max_epochs + 1);
             // Resumed inside that epoch: it goes on forward only (its start, which set this, does not run again).
