@@ -31,8 +31,11 @@ impl Line {
     fn new() -> Self {
         let vs = nn::VarStore::new(Device::Cpu);
         let linear = nn::linear(vs.root(), 1, 1, Default::default());
+        // Both set by hand: drawn from torch's process-wide generator, the bias would depend on what the other
+        // tests of this binary (running on threads beside it) drew or seeded first, and the curve with it.
         tch::no_grad(|| {
             let _ = linear.ws.shallow_clone().fill_(0.5);
+            let _ = linear.bs.as_ref().expect("a bias").shallow_clone().fill_(-0.5);
         });
         Line { vs, linear, two_optimizers: false, memory_for: None }
     }
