@@ -36,6 +36,8 @@ fn the_simple_profiler_times_every_hook_and_writes_lightnings_table() {
     assert_eq!(calls("[LightningModule]configure_optimizers"), 1);
     assert_eq!(calls("[Loop]optimizer_step (the closure included)"), steps);
     assert_eq!(calls("[Loop]backward"), steps);
+    // The default transfer is timed under the hook's name, every training and validation batch.
+    assert!(calls("[LightningModule]transfer_batch_to_device") > steps);
     assert_eq!(calls("[Callback]ModelSummary.on_fit_start"), 1);
     assert!(report.lines().any(|l| l.starts_with("| [Loop]") && l.contains("loader")), "{report}");
     // A second stage gets a table of its own.
@@ -80,4 +82,40 @@ fn the_chrome_trace_holds_every_call_nested_as_it_ran() {
     // Starts follow the order the calls ran in.
     let starts: Vec<f64> = steps.iter().map(|e| e["ts"].as_f64().unwrap()).collect();
     assert!(starts.windows(2).all(|w| w[0] <= w[1]), "{starts:?}");
+}
+
+#[test]
+fn relative_file_names_go_into_the_runs_log_folder() {
+    let _serial = serial();
+    let root = tempfile::tempdir().unwrap();
+    let mut module = Net::mlp(0.0, Opt::AdamStepLr);
+    // Lightning's defaults on: the log folder is `lightning_logs/version_0` under `default_root_dir`, and the
+    // default checkpoint is taken at the epoch's end.
+    let mut trainer = Trainer::new()
+        .default_root_dir(root.path())
+        .accelerator(Accelerator::Cpu)
+        .max_epochs(1)
+        .enable_progress_bar(false)
+        .profiler(SimpleProfiler::new().to_file("profile.txt").chrome_trace("traces/trace.json"));
+    trainer.fit(&mut module, train_loader(1), val_loader()).unwrap();
+    let version = root.path().join("lightning_logs/version_0");
+    assert_eq!(trainer.log_dir().as_deref(), Some(version.as_path()));
+    let report = std::fs::read_to_string(version.join("fit-profile.txt")).unwrap();
+    // The checkpoint's sections: its snapshot on the training thread, and the hand-over to the background writer.
+    for section in ["checkpoint snapshot", "checkpoint hand-over to the writer"] {
+        let row = report.lines().find(|l| l.starts_with(&format!("| [Loop]{section} "))).unwrap_or_else(|| {
+            panic!("no {section} in\n{report}");
+        });
+        assert_eq!(row.split('|').nth(3).unwrap().trim(), "1", "{row}");
+    }
+    assert!(version.join("traces/fit-trace.json").is_file());
+    // Without a logger, the Trainer's `default_root_dir`.
+    let mut trainer = Trainer::new()
+        .default_root_dir(root.path())
+        .logger(false)
+        .accelerator(Accelerator::Cpu)
+        .enable_progress_bar(false)
+        .profiler(SimpleProfiler::new().to_file("profile.txt"));
+    trainer.validate(&mut module, val_loader()).unwrap();
+    assert!(root.path().join("validate-profile.txt").is_file());
 }

@@ -3,10 +3,12 @@
 //! the optimizers' state right after it).
 
 use std::path::Path;
+use std::time::Instant;
 
 use super::call::Dispatch;
 use super::checkpoint_writer::write_and_replace;
 use super::entry::Run;
+use super::profiler::Action;
 use crate::checkpoint::{load_weights, Checkpoint, LoadOptions, Progress};
 use crate::module::LightningModule;
 use crate::{Error, Result};
@@ -32,11 +34,23 @@ impl Dispatch<'_> {
             if !self.writes_files {
                 continue;
             }
+            let started = self.profiler.as_ref().map(|_| Instant::now());
             let encoded = checkpoint.encode(&request.path)?;
-            match &mut self.writer {
-                Some(writer) => writer.submit(encoded, request.then_remove)?,
-                None => write_and_replace(encoded, &request.then_remove)?,
+            let encoded_at = started.map(|_| Instant::now());
+            let written = match &mut self.writer {
+                Some(writer) => writer.submit(encoded, request.then_remove),
+                None => write_and_replace(encoded, &request.then_remove),
+            };
+            if let (Some(profiler), Some(started), Some(encoded_at)) = (&mut self.profiler, started, encoded_at) {
+                // The snapshot (every tensor copied to CPU bytes, on the training thread), then what training
+                // waited for: the whole write in line, or with the background writer only the hand-over (which
+                // waits while the previous write is still going).
+                profiler.record_span(Action::Loop("checkpoint snapshot"), started, encoded_at, String::new);
+                let waited =
+                    if self.writer.is_some() { "checkpoint hand-over to the writer" } else { "checkpoint write" };
+                profiler.record(Action::Loop(waited), encoded_at, String::new);
             }
+            written?;
         }
         Ok(())
     }

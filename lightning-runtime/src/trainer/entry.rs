@@ -116,7 +116,11 @@ impl Trainer {
             run.strategy.teardown();
         }
         if let Some(profiler) = &run.hooks.profiler {
-            if let (Ok(_), Err(error)) = (&result, profiler.finish(&stage.to_string())) {
+            // Lightning's `dirpath` left unset: relative file names go into `trainer.log_dir`, the first logger's
+            // folder, else `default_root_dir`.
+            let ctx = &run.hooks.ctx;
+            let log_dir = ctx.loggers.first().and_then(|l| l.log_dir()).unwrap_or_else(|| ctx.default_root_dir.clone());
+            if let (Ok(_), Err(error)) = (&result, profiler.finish(&stage.to_string(), &log_dir)) {
                 result = Err(error);
             }
         }

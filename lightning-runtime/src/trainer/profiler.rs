@@ -3,13 +3,14 @@
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::Result;
 
-/// Times every hook (each callback's and the module's) and the loops' sections (fetching a batch, the optimizer
-/// step with its closure) through the dispatcher, and prints Lightning's SimpleProfiler table (action, mean
+/// Times every hook (each callback's and the module's) and the loops' sections (fetching a batch, moving it to
+/// the device, backward, the optimizer step with its closure, a checkpoint's snapshot and write) through the
+/// dispatcher, and prints Lightning's SimpleProfiler table (action, mean
 /// duration, calls, total, share of the stage) when each stage ends: on standard output, or (as Lightning's
 /// does when given a file name) to a file.
 ///
@@ -34,14 +35,17 @@ impl SimpleProfiler {
     }
 
     /// Writes the table to `path` instead of standard output (the stage's name is added in front of the file
-    /// name, as Lightning's `fit-profile.txt`).
+    /// name, as Lightning's `fit-profile.txt`). A relative path is taken inside the run's log folder, as
+    /// Lightning's `filename` goes into `trainer.log_dir`: `lightning_logs/version_N/` with the default loggers,
+    /// the first logger's folder, else the Trainer's `default_root_dir`.
     pub fn to_file(mut self, path: impl Into<PathBuf>) -> Self {
         self.file = Some(path.into());
         self
     }
 
     /// Also writes a Chrome trace of every call to `path` (the stage's name added in front of the file name:
-    /// `fit-trace.json`), for Perfetto or `chrome://tracing`. The events are kept in memory until the stage ends,
+    /// `fit-trace.json`; a relative path inside the log folder, as for [`to_file`](Self::to_file)), for Perfetto
+    /// or `chrome://tracing`. The events are kept in memory until the stage ends,
     /// about 40 bytes per call (some 20 calls a step): profile a few thousand steps, not a whole long run.
     pub fn chrome_trace(mut self, path: impl Into<PathBuf>) -> Self {
         self.trace = Some(path.into());
@@ -95,9 +99,18 @@ impl Recorder {
         Recorder { started: Instant::now(), index, actions: Vec::new(), settings, trace }
     }
 
-    /// Adds a call of `action` that took `took`; `callback` names the callback of a `Callback` action, asked only
-    /// the first time the action is seen (the per-call cost is a hash of the key, not a formatted name).
-    pub fn record(&mut self, action: Action, took: Duration, callback: impl FnOnce() -> String) {
+    /// Adds a call of `action` that began at `started` and ends now; `callback` names the callback of a
+    /// `Callback` action, asked only the first time the action is seen (the per-call cost is a hash of the key,
+    /// not a formatted name).
+    #[inline]
+    pub fn record(&mut self, action: Action, started: Instant, callback: impl FnOnce() -> String) {
+        self.record_span(action, started, Instant::now(), callback);
+    }
+
+    /// Adds a call of `action` from `started` to `ended`. The trace places it by these two instants, read by the
+    /// caller around the call itself: the lookup below (and the naming of a new action) stays outside it.
+    pub fn record_span(&mut self, action: Action, started: Instant, ended: Instant, callback: impl FnOnce() -> String) {
+        let took = ended.saturating_duration_since(started);
         let id = match self.index.get(&action) {
             Some(&id) => id,
             None => {
@@ -111,8 +124,7 @@ impl Recorder {
         *calls += 1;
         *total += took;
         if let Some(trace) = &mut self.trace {
-            // The call ended now: it started `took` earlier.
-            trace.push((id, self.started.elapsed().saturating_sub(took), took));
+            trace.push((id, started.saturating_duration_since(self.started), took));
         }
     }
 
@@ -149,27 +161,25 @@ impl Recorder {
         out
     }
 
-    /// Writes the table to the file when there is one, else prints it.
-    pub fn finish(&self, stage: &str) -> Result<()> {
-        let report = self.report(stage);
-        if self.settings.file.is_none() {
-            println!("{report}");
-        }
-        if let Some(path) = &self.settings.file {
+    /// Writes the table to the file when there is one, else prints it; and the trace when asked for. A relative
+    /// file name is taken inside `log_dir`.
+    pub fn finish(&self, stage: &str, log_dir: &Path) -> Result<()> {
+        // `fit-profile.txt` beside where `profile.txt` would be, its folder made if need be.
+        let stage_file = |path: &Path| -> Result<PathBuf> {
             let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-            let file = path.with_file_name(format!("{stage}-{name}"));
+            let file = log_dir.join(path).with_file_name(format!("{stage}-{name}"));
             if let Some(parent) = file.parent().filter(|p| !p.as_os_str().is_empty()) {
                 std::fs::create_dir_all(parent)?;
             }
-            std::fs::write(&file, report)?;
+            Ok(file)
+        };
+        let report = self.report(stage);
+        match &self.settings.file {
+            Some(path) => std::fs::write(stage_file(path)?, report)?,
+            None => println!("{report}"),
         }
         if let (Some(path), Some(trace)) = (&self.settings.trace, &self.trace) {
-            let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-            let file = path.with_file_name(format!("{stage}-{name}"));
-            if let Some(parent) = file.parent().filter(|p| !p.as_os_str().is_empty()) {
-                std::fs::create_dir_all(parent)?;
-            }
-            std::fs::write(&file, self.trace_json(trace, stage).to_string())?;
+            std::fs::write(stage_file(path)?, self.trace_json(trace, stage).to_string())?;
         }
         Ok(())
     }

@@ -31,7 +31,7 @@ impl Dispatch<'_> {
         if let (Some(profiler), Some(started)) = (&mut self.profiler, started) {
             if value.is_some() {
                 // `LightningDataModule.setup` → `[LightningDataModule]setup`, as the module's hooks are named.
-                profiler.record(Action::DataModule(hook.name), started.elapsed(), String::new);
+                profiler.record(Action::DataModule(hook.name), started, String::new);
             }
         }
         let value = value.transpose().map_err(|source| Error::Hook { hook: hook.name, source })?;
@@ -217,10 +217,18 @@ impl Dispatch<'_> {
                     f(m, batch, device, dataloader_idx, ctx)
                 })?
                 .expect("defined")),
-            None => match self.batch_kind {
-                Some(kind) => batch.to_device(device)?.to_float_kind(kind),
-                None => batch.to_device(device),
-            },
+            None => {
+                // Timed under the hook's name, as Lightning's profiler times its default `transfer_batch_to_device`.
+                let started = self.profiler.as_ref().map(|_| std::time::Instant::now());
+                let moved = match self.batch_kind {
+                    Some(kind) => batch.to_device(device).and_then(|b| b.to_float_kind(kind)),
+                    None => batch.to_device(device),
+                };
+                if let (Some(profiler), Some(started)) = (&mut self.profiler, started) {
+                    profiler.record(Action::Module("transfer_batch_to_device"), started, String::new);
+                }
+                moved
+            }
         }
     }
 

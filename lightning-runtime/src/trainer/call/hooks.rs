@@ -249,7 +249,7 @@ impl Dispatch<'_> {
                 let started = self.profiler.as_ref().map(|_| std::time::Instant::now());
                 loss.f_backward()?;
                 if let (Some(profiler), Some(started)) = (&mut self.profiler, started) {
-                    profiler.record(Action::Loop("backward"), started.elapsed(), String::new);
+                    profiler.record(Action::Loop("backward"), started, String::new);
                 }
                 Ok(())
             }

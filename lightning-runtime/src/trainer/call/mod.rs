@@ -102,7 +102,7 @@ impl Dispatch<'_> {
         let started = self.profiler.as_ref().map(|_| std::time::Instant::now());
         let value = f();
         if let (Some(profiler), Some(started)) = (&mut self.profiler, started) {
-            profiler.record(Action::Loop(section.name), started.elapsed(), String::new);
+            profiler.record(Action::Loop(section.name), started, String::new);
         }
         self.ctx.hook = outer;
         value
@@ -127,7 +127,7 @@ impl Dispatch<'_> {
             let started = self.profiler.as_ref().map(|_| std::time::Instant::now());
             let result = f(callback.as_mut(), &mut self.ctx, module);
             if let (Some(profiler), Some(started)) = (&mut self.profiler, started) {
-                profiler.record(Action::Callback(index, hook.name), started.elapsed(), || callback.name());
+                profiler.record(Action::Callback(index, hook.name), started, || callback.name());
             }
             result.map_err(|source| Error::Callback { callback: callback.name(), hook: hook.name, source })?;
             take_log_error(&mut self.ctx)?;
@@ -166,7 +166,7 @@ impl Dispatch<'_> {
         let started = self.profiler.as_ref().map(|_| std::time::Instant::now());
         let value = call(f, module, &mut self.ctx);
         if let (Some(profiler), Some(started)) = (&mut self.profiler, started) {
-            profiler.record(Action::Module(hook.name), started.elapsed(), String::new);
+            profiler.record(Action::Module(hook.name), started, String::new);
         }
         let value = value.map_err(|source| Error::Hook { hook: hook.name, source })?;
         take_log_error(&mut self.ctx)?;

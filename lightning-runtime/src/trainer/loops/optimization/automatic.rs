@@ -100,7 +100,7 @@ impl<M: LightningModule + 'static> Run<'_, M> {
         if let (Some(profiler), Some(started)) = (&mut self.hooks.profiler, started) {
             let action =
                 if stepping { "[Loop]optimizer_step (the closure included)" } else { "[Loop]closure (accumulating)" };
-            profiler.record(Action::Named(action), started.elapsed(), String::new);
+            profiler.record(Action::Named(action), started, String::new);
         }
         self.hooks.ctx.hook = outer;
         self.hooks.progress.global_step += (optimizer.step_calls() - steps_before) as usize;
