@@ -10,9 +10,8 @@ use crate::Result;
 
 /// Times every hook (each callback's and the module's) and the loops' sections (fetching a batch, moving it to
 /// the device, backward, the optimizer step with its closure, a checkpoint's snapshot and write) through the
-/// dispatcher, and prints Lightning's SimpleProfiler table (action, mean
-/// duration, calls, total, share of the stage) when each stage ends: on standard output, or (as Lightning's
-/// does when given a file name) to a file.
+/// dispatcher, and prints Lightning's SimpleProfiler table (action, mean duration, calls, total, share of the
+/// stage) when each stage ends: on standard output, or (as Lightning's does when given a file name) to a file.
 ///
 /// With [`chrome_trace`](Self::chrome_trace) it also writes every call as an event of a Chrome trace (the JSON
 /// that Perfetto and `chrome://tracing` open), nested as the calls were.
@@ -45,8 +44,8 @@ impl SimpleProfiler {
 
     /// Also writes a Chrome trace of every call to `path` (the stage's name added in front of the file name:
     /// `fit-trace.json`; a relative path inside the log folder, as for [`to_file`](Self::to_file)), for Perfetto
-    /// or `chrome://tracing`. The events are kept in memory until the stage ends,
-    /// about 40 bytes per call (some 20 calls a step): profile a few thousand steps, not a whole long run.
+    /// or `chrome://tracing`. The events are kept in memory until the stage ends, about 40 bytes per call (some
+    /// 20 calls a step): profile a few thousand steps, not a whole long run.
     pub fn chrome_trace(mut self, path: impl Into<PathBuf>) -> Self {
         self.trace = Some(path.into());
         self
