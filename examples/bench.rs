@@ -14,7 +14,8 @@
 //! ```
 //!
 //! Options: `--device cpu|cuda|all` (default all available), `--reps N`, `--no-lightning`; for profiling one variant
-//! alone (`valgrind --tool=callgrind`): `--model mlp|wide`, `--only tch|ours|defaults|minimal|profiled`, `--steps N`.
+//! alone (`valgrind --tool=callgrind`): `--model mlp|wide`, `--only tch|ours|defaults|minimal|profiled|defaults-profiled`,
+//! `--steps N` (the profiled variants print their profiler's table on standard error).
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -235,7 +236,13 @@ fn trainer_run(w: &Workload, device: Device, steps: usize, defaults: bool, profi
         Ok(steps_ms / steps as f64)
     };
     run(50)?;
-    run(steps)
+    let per_step = run(steps)?;
+    if profiled {
+        // The timed run's table (the warm-up's was overwritten), on standard error: what each hook and section
+        // of this variant costs.
+        eprintln!("{}", std::fs::read_to_string(scratch.path().join("fit-profile.txt"))?);
+    }
+    Ok(per_step)
 }
 
 /// When training started and ended (`on_train_start`, `on_train_end`), shared with the bench; the run's device
@@ -531,12 +538,13 @@ fn main() -> lightning::Result<()> {
                 ("lightning-rs", "defaults", Box::new(|| trainer_run(w, device, w.steps, true, false))),
                 ("lightning-rs", "minimal", Box::new(|| trainer_run(w, device, w.steps, false, false))),
                 ("lightning-rs", "minimal, profiled", Box::new(|| trainer_run(w, device, w.steps, false, true))),
+                ("lightning-rs", "defaults, profiled", Box::new(|| trainer_run(w, device, w.steps, true, true))),
             ];
-            let keys = ["tch", "ours", "defaults", "minimal", "profiled"];
+            let keys = ["tch", "ours", "defaults", "minimal", "profiled", "defaults-profiled"];
             let variants: Vec<Variant> = variants
                 .into_iter()
                 .zip(keys)
-                .filter(|(_, key)| wanted(key) && (*key != "profiled" || only.is_some()))
+                .filter(|(_, key)| wanted(key) && (!key.contains("profiled") || only.is_some()))
                 .map(|(v, _)| v)
                 .collect();
             let mut times: Vec<Result<Vec<f64>, String>> = variants.iter().map(|_| Ok(Vec::new())).collect();
