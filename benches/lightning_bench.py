@@ -1,4 +1,4 @@
-"""The PyTorch side of `examples/bench.rs`: the same model, data, optimizer and step count, trained by a hand-written
+"""The PyTorch side of `examples/bench/`: the same model, data, optimizer and step count, trained by a hand-written
 PyTorch loop (`raw`), by PyTorch Lightning with its defaults on (`defaults`), or with its optional extras off
 (`minimal`). Prints one line of JSON to stdout and nothing else; logs, warnings and the progress bar go to stderr.
 
