@@ -3,7 +3,6 @@
 //! the optimizers' state right after it).
 
 use std::path::Path;
-use std::time::Instant;
 
 use super::call::Dispatch;
 use super::checkpoint_writer::write_and_replace;
@@ -34,23 +33,21 @@ impl Dispatch<'_> {
             if !self.writes_files {
                 continue;
             }
-            let started = self.profiler.as_ref().map(|_| Instant::now());
+            // Profiled: the snapshot (every tensor copied to CPU bytes, on the training thread), then what
+            // training waited for: the whole write in line, or with the background writer only the hand-over
+            // (which waits while the previous write is still going).
+            let started = self.profile_start();
             let encoded = checkpoint.encode(&request.path)?;
-            let encoded_at = started.map(|_| Instant::now());
-            let written = match &mut self.writer {
-                Some(writer) => writer.submit(encoded, request.then_remove),
-                None => write_and_replace(encoded, &request.then_remove),
-            };
+            let encoded_at = self.profile_start();
             if let (Some(profiler), Some(started), Some(encoded_at)) = (&mut self.profiler, started, encoded_at) {
-                // The snapshot (every tensor copied to CPU bytes, on the training thread), then what training
-                // waited for: the whole write in line, or with the background writer only the hand-over (which
-                // waits while the previous write is still going).
                 profiler.record_span(Action::Loop("checkpoint snapshot"), started, encoded_at, String::new);
-                let waited =
-                    if self.writer.is_some() { "checkpoint hand-over to the writer" } else { "checkpoint write" };
-                profiler.record(Action::Loop(waited), encoded_at, String::new);
             }
-            written?;
+            let waited = if self.writer.is_some() { "checkpoint hand-over to the writer" } else { "checkpoint write" };
+            match &mut self.writer {
+                Some(writer) => writer.submit(encoded, request.then_remove)?,
+                None => write_and_replace(encoded, &request.then_remove)?,
+            }
+            self.profile_end(Action::Loop(waited), encoded_at);
         }
         Ok(())
     }

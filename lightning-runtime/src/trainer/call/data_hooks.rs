@@ -25,14 +25,12 @@ impl Dispatch<'_> {
         }
         let outer = std::mem::replace(&mut self.ctx.hook, hook);
         self.publish_progress();
-        let started = self.profiler.as_ref().map(|_| std::time::Instant::now());
+        let started = self.profile_start();
         let datamodule = self.datamodule.as_deref_mut().expect("checked above");
         let value = call(datamodule, &mut self.ctx);
-        if let (Some(profiler), Some(started)) = (&mut self.profiler, started) {
-            if value.is_some() {
-                // `LightningDataModule.setup` → `[LightningDataModule]setup`, as the module's hooks are named.
-                profiler.record(Action::DataModule(hook.name), started, String::new);
-            }
+        if value.is_some() {
+            // `LightningDataModule.setup` → `[LightningDataModule]setup`, as the module's hooks are named.
+            self.profile_end(Action::DataModule(hook.name), started);
         }
         let value = value.transpose().map_err(|source| Error::Hook { hook: hook.name, source })?;
         super::take_log_error(&mut self.ctx)?;
@@ -219,14 +217,12 @@ impl Dispatch<'_> {
                 .expect("defined")),
             None => {
                 // Timed under the hook's name, as Lightning's profiler times its default `transfer_batch_to_device`.
-                let started = self.profiler.as_ref().map(|_| std::time::Instant::now());
+                let started = self.profile_start();
                 let moved = match self.batch_kind {
                     Some(kind) => batch.to_device(device).and_then(|b| b.to_float_kind(kind)),
                     None => batch.to_device(device),
                 };
-                if let (Some(profiler), Some(started)) = (&mut self.profiler, started) {
-                    profiler.record(Action::Module("transfer_batch_to_device"), started, String::new);
-                }
+                self.profile_end(Action::Module("transfer_batch_to_device"), started);
                 moved
             }
         }

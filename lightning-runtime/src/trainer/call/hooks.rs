@@ -246,11 +246,9 @@ impl Dispatch<'_> {
         match M::HOOKS.backward {
             Some(f) => self.module(info::backward, module, Some(f), |f, m, ctx| f(m, loss, ctx)).map(drop),
             None => {
-                let started = self.profiler.as_ref().map(|_| std::time::Instant::now());
+                let started = self.profile_start();
                 loss.f_backward()?;
-                if let (Some(profiler), Some(started)) = (&mut self.profiler, started) {
-                    profiler.record(Action::Loop("backward"), started, String::new);
-                }
+                self.profile_end(Action::Loop("backward"), started);
                 Ok(())
             }
         }

@@ -94,16 +94,28 @@ impl Dispatch<'_> {
         }
     }
 
+    /// When a profiled call starts: `None`, and no clock read, without a profiler.
+    #[inline]
+    pub(crate) fn profile_start(&self) -> Option<std::time::Instant> {
+        self.profiler.as_ref().map(|_| std::time::Instant::now())
+    }
+
+    /// Records a call of `action` from `started` (from [`profile_start`](Self::profile_start)) to now.
+    #[inline]
+    pub(crate) fn profile_end(&mut self, action: Action, started: Option<std::time::Instant>) {
+        if let (Some(profiler), Some(started)) = (&mut self.profiler, started) {
+            profiler.record(action, started, String::new);
+        }
+    }
+
     /// Runs `f` with `section` recorded as what is running (a loader fetching a batch, say), so that a panic in it
     /// is reported under its name; the previous one is restored after.
     #[inline]
     pub fn section<R>(&mut self, section: HookInfo, f: impl FnOnce() -> R) -> R {
         let outer = std::mem::replace(&mut self.ctx.hook, section);
-        let started = self.profiler.as_ref().map(|_| std::time::Instant::now());
+        let started = self.profile_start();
         let value = f();
-        if let (Some(profiler), Some(started)) = (&mut self.profiler, started) {
-            profiler.record(Action::Loop(section.name), started, String::new);
-        }
+        self.profile_end(Action::Loop(section.name), started);
         self.ctx.hook = outer;
         value
     }
@@ -124,6 +136,8 @@ impl Dispatch<'_> {
                 continue;
             }
             self.ctx.hook = hook;
+            // By field, not `profile_start`/`profile_end`: `self.callbacks` is borrowed by the loop, and the
+            // callback's name is asked for only the first time its action is seen.
             let started = self.profiler.as_ref().map(|_| std::time::Instant::now());
             let result = f(callback.as_mut(), &mut self.ctx, module);
             if let (Some(profiler), Some(started)) = (&mut self.profiler, started) {
@@ -163,11 +177,9 @@ impl Dispatch<'_> {
         let Some(f) = pointer else { return Ok(None) };
         let outer = std::mem::replace(&mut self.ctx.hook, hook);
         self.publish_progress();
-        let started = self.profiler.as_ref().map(|_| std::time::Instant::now());
+        let started = self.profile_start();
         let value = call(f, module, &mut self.ctx);
-        if let (Some(profiler), Some(started)) = (&mut self.profiler, started) {
-            profiler.record(Action::Module(hook.name), started, String::new);
-        }
+        self.profile_end(Action::Module(hook.name), started);
         let value = value.map_err(|source| Error::Hook { hook: hook.name, source })?;
         take_log_error(&mut self.ctx)?;
         self.ctx.hook = outer;

@@ -53,7 +53,7 @@ impl<M: LightningModule + 'static> Run<'_, M> {
         // `optimizer_step` is the hook running while the closure's hooks are not: recorded here, since the closure
         // holds the context while it runs.
         let outer = std::mem::replace(&mut self.hooks.ctx.hook, info::optimizer_step);
-        let started = self.hooks.profiler.as_ref().map(|_| std::time::Instant::now());
+        let started = self.hooks.profile_start();
         let d: &mut Dispatch = &mut self.hooks;
         let mut output: StepOutput = None;
         let mut body = |module: &mut M, optimizer: &mut Optimizer| -> Result<StepOutput> {
@@ -97,11 +97,9 @@ impl<M: LightningModule + 'static> Run<'_, M> {
         } else {
             closure.run(self.module, optimizer)?;
         }
-        if let (Some(profiler), Some(started)) = (&mut self.hooks.profiler, started) {
-            let action =
-                if stepping { "[Loop]optimizer_step (the closure included)" } else { "[Loop]closure (accumulating)" };
-            profiler.record(Action::Named(action), started, String::new);
-        }
+        let action =
+            if stepping { "[Loop]optimizer_step (the closure included)" } else { "[Loop]closure (accumulating)" };
+        self.hooks.profile_end(Action::Named(action), started);
         self.hooks.ctx.hook = outer;
         self.hooks.progress.global_step += (optimizer.step_calls() - steps_before) as usize;
         Ok(output)
